@@ -1,0 +1,62 @@
+"""Scheme 0 cryptography: HMAC-MD5 digests, the session key and the RC4 line ciphers.
+
+MD5 and RC4 are weak, but they are what every OVMS car module in the field
+speaks; the protocol cannot change them. Deployments that care use TLS.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import secrets
+import string
+
+from cryptography.hazmat.decrepit.ciphers.algorithms import ARC4
+from cryptography.hazmat.primitives.ciphers import Cipher
+
+# The OVMS tokens are drawn from the base64 alphabet (22 chars in practice).
+TOKEN_ALPHABET = string.ascii_letters + string.digits + "+/"
+TOKEN_LENGTH = 22
+# Both sides throw away the first 1024 bytes of each RC4 stream (RC4-drop[1024]),
+# which removes the worst of RC4's early-keystream bias.
+RC4_DISCARD = 1024
+
+
+def make_token(avoid: str | None = None) -> str:
+    """A fresh random token; never equal to ``avoid`` (the peer's token)."""
+    while True:
+        token = "".join(secrets.choice(TOKEN_ALPHABET) for _ in range(TOKEN_LENGTH))
+        if token != avoid:
+            return token
+
+
+def hmac_md5(secret: bytes, message: bytes) -> bytes:
+    return hmac.new(secret, message, "md5").digest()
+
+
+def token_digest(secret: bytes, token: str) -> str:
+    """base64(HMAC-MD5(secret, token)): the digest sent next to a token."""
+    return base64.b64encode(hmac_md5(secret, token.encode("ascii"))).decode("ascii")
+
+
+def digests_match(expected: str, received: str) -> bool:
+    return hmac.compare_digest(expected.encode("ascii"), received.encode("ascii", "replace"))
+
+
+def session_key(secret: bytes, server_token: str, client_token: str) -> bytes:
+    """HMAC-MD5(secret, server token + client token): server token first."""
+    return hmac_md5(secret, (server_token + client_token).encode("ascii"))
+
+
+class RC4Stream:
+    """One direction of an RC4 stream, already past the 1024-byte discard."""
+
+    __slots__ = ("_ctx",)
+
+    def __init__(self, key: bytes) -> None:
+        self._ctx = Cipher(ARC4(key), mode=None).encryptor()
+        self._ctx.update(bytes(RC4_DISCARD))
+
+    def apply(self, data: bytes) -> bytes:
+        """Encrypt or decrypt (RC4 is symmetric), advancing the stream."""
+        return self._ctx.update(data)

@@ -1,0 +1,371 @@
+"""The message model: one code character plus data, and typed views of the common codes.
+
+Every code is a ``Message``; ``S``, ``D``, ``L``, ``W``, ``Y`` and ``F`` also have
+attrs views with named fields. Views are tolerant in both directions the protocol
+needs: fields the car did not send are ``None`` and fields we do not know yet are
+kept in ``extra``, so ``to_data()`` reproduces what arrived.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, TypeVar
+
+import attrs
+
+from protocol.errors import RemoteProtocolError
+
+# Text in messages is UTF-8 in practice; surrogateescape keeps any other byte
+# exactly as received so a relayed message is never altered.
+ENCODING = "utf-8"
+ERRORS = "surrogateescape"
+
+
+@attrs.frozen(slots=True)
+class Message:
+    code: str
+    data: str = ""
+
+    @classmethod
+    def parse(cls, text: str) -> Message:
+        if not text:
+            raise RemoteProtocolError("empty message")
+        return cls(text[0], text[1:])
+
+    def text(self) -> str:
+        return self.code + self.data
+
+    def fields(self) -> list[str]:
+        return self.data.split(",") if self.data else []
+
+
+@attrs.frozen(slots=True)
+class CommandResponse:
+    """A car's ``c<number>,<result>[,...]`` answer."""
+
+    number: int
+    result: int
+    rest: tuple[str, ...]
+
+    OK: ClassVar[int] = 0
+
+    @classmethod
+    def parse(cls, data: str) -> CommandResponse:
+        parts = data.split(",")
+        try:
+            number = int(parts[0])
+            result = int(parts[1]) if len(parts) > 1 else 0
+        except ValueError:
+            raise RemoteProtocolError("command response without a number") from None
+        return cls(number, result, tuple(parts[2:]))
+
+    def is_last_line(self) -> bool:
+        """For the multi-line list commands (1, 3): is this the final line?
+
+        Lines are ``c<n>,0,<index>,<count>,...``; the list ends with a non-zero
+        result or when index reaches count-1. Single-line commands are always last.
+        """
+        if self.number not in MULTILINE_COMMANDS or self.result != 0:
+            return True
+        try:
+            index, count = int(self.rest[0]), int(self.rest[1])
+        except (IndexError, ValueError):
+            return True
+        return index >= count - 1
+
+
+MULTILINE_COMMANDS = frozenset({1, 3})
+
+# Commands the server answers itself (never forwarded to the car).
+SERVER_COMMANDS = frozenset({30, 31, 32})
+
+
+def command_number(data: str) -> int | None:
+    head = data.split(",", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
+V = TypeVar("V", bound="FieldView")
+
+
+class FieldView:
+    """Mixin: build an attrs view from comma-separated data and back."""
+
+    CODE: ClassVar[str]
+
+    @classmethod
+    def from_data(cls: type[V], data: str) -> V:
+        values = data.split(",") if data else []
+        names = [f.name for f in attrs.fields(cls) if f.name != "extra"]  # type: ignore[arg-type]
+        kwargs: dict[str, Any] = dict(zip(names, values, strict=False))
+        kwargs["extra"] = tuple(values[len(names) :])
+        return cls(**kwargs)
+
+    @classmethod
+    def from_message(cls: type[V], msg: Message) -> V:
+        if msg.code != cls.CODE:
+            raise ValueError(f"{cls.__name__} needs code {cls.CODE!r}, got {msg.code!r}")
+        return cls.from_data(msg.data)
+
+    def values(self) -> list[str | None]:
+        return [getattr(self, f.name) for f in attrs.fields(type(self)) if f.name != "extra"]  # type: ignore[arg-type]
+
+    def to_data(self) -> str:
+        present: list[str] = []
+        for value in self.values():
+            if value is None:
+                break
+            present.append(value)
+        return ",".join(present + list(getattr(self, "extra", ())))
+
+    def to_message(self) -> Message:
+        return Message(self.CODE, self.to_data())
+
+    def as_dict(self) -> dict[str, str | None]:
+        names = [f.name for f in attrs.fields(type(self)) if f.name != "extra"]  # type: ignore[arg-type]
+        return dict(zip(names, self.values(), strict=True))
+
+
+_opt = attrs.field(default=None)
+
+
+@attrs.frozen
+class Status(FieldView):
+    CODE: ClassVar[str] = "S"
+    soc: str | None = None
+    units: str | None = None
+    linevoltage: str | None = None
+    chargecurrent: str | None = None
+    chargestate: str | None = None
+    chargemode: str | None = None
+    idealrange: str | None = None
+    estimatedrange: str | None = None
+    chargelimit: str | None = None
+    chargeduration: str | None = None
+    chargeb4: str | None = None
+    chargekwh: str | None = None
+    chargesubstate: str | None = None
+    chargestate_n: str | None = None
+    chargemode_n: str | None = None
+    chargetimermode: str | None = None
+    chargestarttime: str | None = None
+    chargetimerstale: str | None = None
+    cac100: str | None = None
+    charge_etr_full: str | None = None
+    charge_etr_limit: str | None = None
+    charge_limit_range: str | None = None
+    charge_limit_soc: str | None = None
+    cooldown_active: str | None = None
+    cooldown_tbattery: str | None = None
+    cooldown_timelimit: str | None = None
+    charge_estimate: str | None = None
+    charge_etr_range: str | None = None
+    charge_etr_soc: str | None = None
+    idealrange_max: str | None = None
+    chargetype: str | None = None
+    chargepower: str | None = None
+    battvoltage: str | None = None
+    soh: str | None = None
+    chargepowerinput: str | None = None
+    chargerefficiency: str | None = None
+    battcurrent: str | None = None
+    battrangespeed: str | None = None
+    chargekwhgrid: str | None = None
+    chargekwhgridtotal: str | None = None
+    batt_capacity: str | None = None
+    charge_endtime: str | None = None
+    extra: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class Doors(FieldView):
+    CODE: ClassVar[str] = "D"
+    doors1: str | None = None
+    doors2: str | None = None
+    lockunlock: str | None = None
+    temp_pem: str | None = None
+    temp_motor: str | None = None
+    temp_battery: str | None = None
+    tripmeter: str | None = None
+    odometer: str | None = None
+    speed: str | None = None
+    parktimer: str | None = None
+    temp_ambient: str | None = None
+    doors3: str | None = None
+    staletemps: str | None = None
+    staleambient: str | None = None
+    vehicle12v: str | None = None
+    doors4: str | None = None
+    vehicle12v_ref: str | None = None
+    doors5: str | None = None
+    temp_charger: str | None = None
+    vehicle12v_current: str | None = None
+    temp_cabin: str | None = None
+    extra: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class Location(FieldView):
+    CODE: ClassVar[str] = "L"
+    latitude: str | None = None
+    longitude: str | None = None
+    direction: str | None = None
+    altitude: str | None = None
+    gpslock: str | None = None
+    stalegps: str | None = None
+    speed: str | None = None
+    tripmeter: str | None = None
+    drivemode: str | None = None
+    power: str | None = None
+    energyused: str | None = None
+    energyrecd: str | None = None
+    invpower: str | None = None
+    invefficiency: str | None = None
+    gpsmode: str | None = None
+    satcount: str | None = None
+    hdop: str | None = None
+    gpsspeed: str | None = None
+    gpsquality: str | None = None
+    extra: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class TPMS(FieldView):
+    """Old-style TPMS (``W``): pressures in psi."""
+
+    CODE: ClassVar[str] = "W"
+    fr_pressure: str | None = None
+    fr_temp: str | None = None
+    rr_pressure: str | None = None
+    rr_temp: str | None = None
+    fl_pressure: str | None = None
+    fl_temp: str | None = None
+    rl_pressure: str | None = None
+    rl_temp: str | None = None
+    staletpms: str | None = None
+    extra: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class Firmware(FieldView):
+    CODE: ClassVar[str] = "F"
+    version: str | None = None
+    vin: str | None = None
+    signal_quality: str | None = None
+    write_enabled: str | None = None
+    vehicle_type: str | None = None
+    network: str | None = None
+    service_km: str | None = None
+    service_seconds: str | None = None
+    hardware: str | None = None
+    modem_mode: str | None = None
+    extra: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class WheelSeries:
+    """One counted list of a ``Y`` message and the validity flag that follows it."""
+
+    values: tuple[str, ...] = ()
+    validity: str | None = None
+
+
+@attrs.frozen
+class NewTPMS:
+    """New-style TPMS (``Y``): counted lists, pressures in kPa.
+
+    Layout: n, names...; n, pressures..., validity; n, temperatures..., validity;
+    n, health..., validity; n, alerts..., validity; [n, sensor indices..., validity].
+    A message cut short simply leaves the later series empty.
+    """
+
+    CODE: ClassVar[str] = "Y"
+    SERIES: ClassVar[tuple[str, ...]] = ("pressure", "temperature", "health", "alert", "mapping")
+
+    names: tuple[str, ...] | None = None
+    pressure: WheelSeries = WheelSeries()
+    temperature: WheelSeries = WheelSeries()
+    health: WheelSeries = WheelSeries()
+    alert: WheelSeries = WheelSeries()
+    mapping: WheelSeries | None = None
+    extra: tuple[str, ...] = ()
+
+    @classmethod
+    def from_data(cls, data: str) -> NewTPMS:
+        values = data.split(",") if data else []
+        names = _counted(values, 0)
+        if names is None:
+            return cls(extra=tuple(values))
+        pos = 1 + len(names)
+        layout, _ = _series_layout(values, pos, len(cls.SERIES))
+        series: dict[str, WheelSeries] = {}
+        for name, (items, validity, end) in zip(cls.SERIES, layout, strict=False):
+            series[name] = WheelSeries(items, validity)
+            pos = end
+        return cls(
+            names=names,
+            pressure=series.get("pressure", WheelSeries()),
+            temperature=series.get("temperature", WheelSeries()),
+            health=series.get("health", WheelSeries()),
+            alert=series.get("alert", WheelSeries()),
+            mapping=series.get("mapping"),
+            extra=tuple(values[pos:]),
+        )
+
+    @classmethod
+    def from_message(cls, msg: Message) -> NewTPMS:
+        if msg.code != cls.CODE:
+            raise ValueError(f"NewTPMS needs code 'Y', got {msg.code!r}")
+        return cls.from_data(msg.data)
+
+    def to_data(self) -> str:
+        if self.names is None:
+            return ",".join(self.extra)
+        out: list[str] = [str(len(self.names)), *self.names]
+        all_series = [self.pressure, self.temperature, self.health, self.alert]
+        if self.mapping is not None:
+            all_series.append(self.mapping)
+        for s in all_series:
+            if s is self.mapping or s.values or s.validity is not None:
+                out += [str(len(s.values)), *s.values]
+            if s.validity is not None:
+                out.append(s.validity)
+        return ",".join(out + list(self.extra))
+
+    def to_message(self) -> Message:
+        return Message(self.CODE, self.to_data())
+
+
+_Series = tuple[tuple[str, ...], str | None, int]
+
+
+def _counted(values: list[str], pos: int) -> tuple[str, ...] | None:
+    """The counted list starting at ``pos`` (``n, item1..itemN``), or None if it does not fit."""
+    if pos >= len(values) or not values[pos].isdigit():
+        return None
+    n = int(values[pos])
+    if pos + 1 + n > len(values):
+        return None
+    return tuple(values[pos + 1 : pos + 1 + n])
+
+
+def _series_layout(values: list[str], pos: int, remaining: int) -> tuple[list[_Series], int]:
+    """Split ``values[pos:]`` into up to ``remaining`` counted series, each optionally
+    followed by a validity flag; returns the layout and where it ends.
+
+    Modules in the field do not all send every validity flag (the reference demo
+    car omits the one after the pressures), so each flag is tried present and
+    absent, and the layout that accounts for the most values wins (present on a tie).
+    """
+    if remaining == 0:
+        return [], pos
+    items = _counted(values, pos)
+    if items is None:
+        return [], pos
+    end = pos + 1 + len(items)
+    best_layout, best_end = _series_layout(values, end, remaining - 1)
+    best: list[_Series] = [(items, None, end), *best_layout]
+    if end < len(values):
+        layout, layout_end = _series_layout(values, end + 1, remaining - 1)
+        if layout_end >= best_end:
+            best, best_end = [(items, values[end], end + 1), *layout], layout_end
+    return best, best_end
