@@ -33,12 +33,15 @@ class LineBuffer:
         idx = self._buf.find(b"\n", self._scan_from)
         if idx < 0:
             self._scan_from = len(self._buf)
-            if len(self._buf) > self._max:
+            # The bound is on the line without its terminator: a full-length line
+            # may be pending with its CR, waiting for the LF.
+            excess = len(self._buf) - self._max
+            if excess > 1 or (excess == 1 and self._buf[-1] != 0x0D):
                 raise RemoteProtocolError(f"line longer than {self._max} bytes")
             return None
-        if idx > self._max:
-            raise RemoteProtocolError(f"line longer than {self._max} bytes")
         end = idx - 1 if idx > 0 and self._buf[idx - 1] == 0x0D else idx
+        if end > self._max:
+            raise RemoteProtocolError(f"line longer than {self._max} bytes")
         line = bytes(self._buf[:end])
         del self._buf[: idx + 1]
         self._scan_from = 0

@@ -79,9 +79,24 @@ MULTILINE_COMMANDS = frozenset({1, 3})
 SERVER_COMMANDS = frozenset({30, 31, 32})
 
 
+def _count(text: str) -> int | None:
+    """A non-negative number as modules write it (ASCII digits, no leading zero), else None.
+
+    ``str.isdigit`` alone accepts ``"²"`` (which ``int`` rejects) and unbounded digit
+    strings (which ``int`` refuses past 4300 digits); both arrive from peers.
+    """
+    if not (text.isascii() and text.isdigit()) or len(text) > 9:
+        return None
+    if len(text) > 1 and text[0] == "0":
+        return None
+    return int(text)
+
+
 def command_number(data: str) -> int | None:
     head = data.split(",", 1)[0]
-    return int(head) if head.isdigit() else None
+    if not (head.isascii() and head.isdigit()) or len(head) > 9:
+        return None
+    return int(head)
 
 
 V = TypeVar("V", bound="FieldView")
@@ -110,12 +125,14 @@ class FieldView:
         return [getattr(self, f.name) for f in attrs.fields(type(self)) if f.name != "extra"]  # type: ignore[arg-type]
 
     def to_data(self) -> str:
-        present: list[str] = []
-        for value in self.values():
-            if value is None:
-                break
-            present.append(value)
-        return ",".join(present + list(getattr(self, "extra", ())))
+        # Fields are positional: trailing unset fields are left out, but an unset
+        # field before a set one (or before ``extra``) is written empty, not dropped.
+        values = self.values()
+        extra: list[str] = list(getattr(self, "extra", ()))
+        if not extra:
+            while values and values[-1] is None:
+                values.pop()
+        return ",".join(["" if v is None else v for v in values] + extra)
 
     def to_message(self) -> Message:
         return Message(self.CODE, self.to_data())
@@ -297,6 +314,10 @@ class NewTPMS:
             return cls(extra=tuple(values))
         pos = 1 + len(names)
         layout, _ = _series_layout(values, pos, len(cls.SERIES))
+        # A trailing "0" with no flag is indistinguishable from an absent series:
+        # leave it in ``extra`` so that to_data() reproduces it.
+        while layout and not layout[-1][0] and layout[-1][1] is None:
+            layout.pop()
         series: dict[str, WheelSeries] = {}
         for name, (items, validity, end) in zip(cls.SERIES, layout, strict=False):
             series[name] = WheelSeries(items, validity)
@@ -322,11 +343,14 @@ class NewTPMS:
             return ",".join(self.extra)
         out: list[str] = [str(len(self.names)), *self.names]
         all_series = [self.pressure, self.temperature, self.health, self.alert]
+        present = [bool(s.values) or s.validity is not None for s in all_series]
         if self.mapping is not None:
             all_series.append(self.mapping)
-        for s in all_series:
-            if s is self.mapping or s.values or s.validity is not None:
-                out += [str(len(s.values)), *s.values]
+            present.append(True)
+        # Series are positional: an empty one before a present one must still be written.
+        last = max((i for i, p in enumerate(present) if p), default=-1)
+        for s in all_series[: last + 1]:
+            out += [str(len(s.values)), *s.values]
             if s.validity is not None:
                 out.append(s.validity)
         return ",".join(out + list(self.extra))
@@ -340,10 +364,8 @@ _Series = tuple[tuple[str, ...], str | None, int]
 
 def _counted(values: list[str], pos: int) -> tuple[str, ...] | None:
     """The counted list starting at ``pos`` (``n, item1..itemN``), or None if it does not fit."""
-    if pos >= len(values) or not values[pos].isdigit():
-        return None
-    n = int(values[pos])
-    if pos + 1 + n > len(values):
+    n = _count(values[pos]) if pos < len(values) else None
+    if n is None or pos + 1 + n > len(values):
         return None
     return tuple(values[pos + 1 : pos + 1 + n])
 

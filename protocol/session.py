@@ -271,6 +271,8 @@ class ClientSession(_LineSession):
             return ProvisionAnswer(True, tuple(parts[2:]))
         if self._carpass is not None and parts[:2] == ["MP-S", "0"] and len(parts) >= 4:
             secret = self._carpass.encode(ENCODING, ERRORS)
+            if not parts[2].isascii():
+                raise RemoteProtocolError("server token is not ASCII")
             if not crypto.digests_match(crypto.token_digest(secret, parts[2]), parts[3]):
                 raise RemoteProtocolError("server digest does not match the carpass")
             self._framer = _scheme0_framer(self._carpass, parts[2], self.token)

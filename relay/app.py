@@ -1,0 +1,79 @@
+"""Assembling the server: store, hub, router, liveness sweeper and listeners in one nursery."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+
+import attrs
+import trio
+
+from protocol import ClientType
+from relay.config import Config
+from relay.hub import Hub
+from relay.router import Router
+from relay.store import Store, open_store
+from relay.v2conn import Services, V2Connection
+
+log = logging.getLogger("relay")
+
+
+@attrs.frozen
+class RelayHandle:
+    """What ``nursery.start(run_relay, config)`` hands back: the bound ports and the parts."""
+
+    v2_port: int
+    hub: Hub
+    store: Store
+    services: Services
+
+
+def bound_port(listeners: Sequence[trio.SocketListener]) -> int:
+    port: int = listeners[0].socket.getsockname()[1]
+    return port
+
+
+async def serve_v2(
+    services: Services,
+    host: str,
+    port: int,
+    *,
+    task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """The plain-TCP v2 listener (nursery start protocol: started with the listeners)."""
+
+    async def handler(stream: trio.SocketStream) -> None:
+        await V2Connection(stream, services).run()
+
+    listeners = await trio.open_tcp_listeners(port, host=host)
+    task_status.started(listeners)
+    await trio.serve_listeners(handler, listeners)
+
+
+async def sweep_forever(hub: Hub, config: Config) -> None:
+    timeouts = {
+        ClientType.CAR: config.car_timeout,
+        ClientType.APP: config.app_timeout,
+        ClientType.BATCH: config.batch_timeout,
+        ClientType.SERVER: config.car_timeout,
+    }
+    while True:
+        await trio.sleep(config.sweep_interval)
+        hub.sweep(time.monotonic(), timeouts=timeouts,
+                  ping_after=config.car_ping_after, ping_every=config.car_ping_every)
+
+
+async def run_relay(
+    config: Config, *, task_status: trio.TaskStatus[RelayHandle] = trio.TASK_STATUS_IGNORED
+) -> None:
+    async with open_store(config.db, purge_interval=config.purge_interval) as store:
+        hub = Hub()
+        router = Router(hub, store, config)
+        services = Services(config, hub, store, router)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sweep_forever, hub, config)
+            listeners = await nursery.start(serve_v2, services, config.host, config.v2_port)
+            handle = RelayHandle(bound_port(listeners), hub, store, services)
+            log.info("v2 protocol listening on %s:%d", config.host, handle.v2_port)
+            task_status.started(handle)

@@ -1,0 +1,323 @@
+"""The hub: who is connected to which vehicle, and every "deliver to ..." decision.
+
+It is the one explicit registry object of the process. Listeners register
+connections here; the router asks it to deliver to the car, to the apps of a
+vehicle, or to one peer. When ovms-relay runs as several processes sharing a
+message bus, this is the class that gets a second implementation; the
+listeners and the router do not change.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import time
+from collections.abc import Iterable, Iterator
+
+import attrs
+import trio
+
+from protocol import ClientType, CommandResponse, Message
+
+log = logging.getLogger("relay.hub")
+
+# Commands a car can leave unanswered before the oldest waiting sender is forgotten;
+# without a bound a car that never answers would grow the queue forever.
+MAX_WAITING = 64
+
+
+@attrs.define(eq=False)
+class Peer:
+    """One logged-in connection as the hub sees it."""
+
+    conn_id: str
+    owner: str
+    vehicleid: str
+    client_type: ClientType
+    outbox: trio.MemorySendChannel[Message]
+    cancel_scope: trio.CancelScope
+    address: str = ""
+    last_rx: float = attrs.field(factory=time.monotonic)
+    last_tx: float = attrs.field(factory=time.monotonic)
+    last_ping: float = 0.0
+    close_reason: str | None = None
+    groups: set[str] = attrs.field(factory=set)
+
+    @property
+    def is_car(self) -> bool:
+        return self.client_type is ClientType.CAR
+
+    @property
+    def is_interactive(self) -> bool:
+        """Interactive apps count as peers for the car; batch clients do not."""
+        return self.client_type is ClientType.APP
+
+    def context(self) -> str:
+        return f"conn={self.conn_id} vehicle={self.vehicleid} type={self.client_type.label}"
+
+    def close(self, reason: str) -> None:
+        """Ask the connection to close; the first reason given is the one logged."""
+        if self.close_reason is None:
+            self.close_reason = reason
+        self.cancel_scope.cancel()
+
+
+@attrs.define
+class Waiting:
+    """A client waiting for the car's answer to a command it sent."""
+
+    peer: Peer
+    command: int
+
+
+@attrs.define
+class VehicleLinks:
+    """The live connections of one vehicle."""
+
+    car: Peer | None = None
+    apps: set[Peer] = attrs.field(factory=set)
+    batch: set[Peer] = attrs.field(factory=set)
+    # HTTP API sessions "connected" to the vehicle count as interactive apps.
+    api_sessions: set[str] = attrs.field(factory=set)
+    waiting: collections.deque[Waiting] = attrs.field(factory=collections.deque)
+
+    def clients(self) -> Iterator[Peer]:
+        yield from self.apps
+        yield from self.batch
+
+    def is_empty(self) -> bool:
+        return (
+            self.car is None
+            and not self.apps
+            and not self.batch
+            and not self.api_sessions
+            and not self.waiting
+        )
+
+
+class Hub:
+    def __init__(self) -> None:
+        self._vehicles: dict[str, VehicleLinks] = {}
+        self._peers: set[Peer] = set()
+        # group name -> vehicle id -> latest group data from that car
+        self._group_data: dict[str, dict[str, str]] = {}
+        self._group_members: dict[str, set[Peer]] = {}
+
+    # --- queries -------------------------------------------------------------------
+
+    def peers(self) -> Iterable[Peer]:
+        return list(self._peers)
+
+    def car_connected(self, vehicleid: str) -> bool:
+        links = self._vehicles.get(vehicleid)
+        return links is not None and links.car is not None
+
+    def app_count(self, vehicleid: str) -> int:
+        links = self._vehicles.get(vehicleid)
+        if links is None:
+            return 0
+        return len(links.apps) + len(links.api_sessions)
+
+    def batch_count(self, vehicleid: str) -> int:
+        links = self._vehicles.get(vehicleid)
+        return 0 if links is None else len(links.batch)
+
+    def _links(self, vehicleid: str) -> VehicleLinks:
+        links = self._vehicles.get(vehicleid)
+        if links is None:
+            links = self._vehicles[vehicleid] = VehicleLinks()
+        return links
+
+    def _forget_if_empty(self, vehicleid: str) -> None:
+        links = self._vehicles.get(vehicleid)
+        if links is not None and links.is_empty():
+            del self._vehicles[vehicleid]
+
+    # --- delivery ------------------------------------------------------------------
+
+    def deliver(self, peer: Peer, msg: Message) -> None:
+        """Queue ``msg`` for ``peer`` without ever waiting: a stalled peer is dropped."""
+        if peer.close_reason is not None:
+            return
+        try:
+            peer.outbox.send_nowait(msg)
+        except trio.WouldBlock:
+            log.warning("%s: outbound queue full, disconnecting", peer.context())
+            peer.close("outbound queue full")
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+
+    def to_car(self, vehicleid: str, msg: Message) -> bool:
+        links = self._vehicles.get(vehicleid)
+        if links is None or links.car is None:
+            return False
+        self.deliver(links.car, msg)
+        return True
+
+    def to_clients(self, vehicleid: str, *msgs: Message) -> None:
+        """To every app and batch client of the vehicle."""
+        links = self._vehicles.get(vehicleid)
+        if links is None:
+            return
+        for peer in links.clients():
+            for msg in msgs:
+                self.deliver(peer, msg)
+
+    def _peer_count_to_car(self, vehicleid: str) -> None:
+        self.to_car(vehicleid, Message("Z", str(self.app_count(vehicleid))))
+
+    # --- login / logout -------------------------------------------------------------
+
+    def register(self, peer: Peer) -> None:
+        """Register a logged-in connection and send the login notifications.
+
+        The caller sends an app's replay right after this, with no await in between,
+        so no live message can slip between the ``Z`` and the replay.
+        """
+        links = self._links(peer.vehicleid)
+        self._peers.add(peer)
+        if peer.is_car:
+            old = links.car
+            if old is not None:
+                log.info("%s: duplicate car login, closing older %s", peer.context(), old.conn_id)
+                self._peers.discard(old)
+                old.close("duplicate car login")
+            links.car = peer
+            for client in links.clients():
+                self.deliver(client, Message("Z", "1"))
+            self.deliver(peer, Message("Z", str(self.app_count(peer.vehicleid))))
+            return
+        if peer.is_interactive:
+            links.apps.add(peer)
+            self._peer_count_to_car(peer.vehicleid)
+        else:
+            links.batch.add(peer)
+        self.deliver(peer, Message("Z", "1" if links.car is not None else "0"))
+
+    def unregister(self, peer: Peer) -> None:
+        self._peers.discard(peer)
+        for group in peer.groups:
+            members = self._group_members.get(group)
+            if members is not None:
+                members.discard(peer)
+                if not members:
+                    del self._group_members[group]
+        links = self._vehicles.get(peer.vehicleid)
+        if links is None:
+            return
+        if peer.is_car:
+            if links.car is peer:
+                links.car = None
+                # A new car connection will not answer the old one's commands.
+                links.waiting.clear()
+                for client in links.clients():
+                    self.deliver(client, Message("Z", "0"))
+                self._drop_car_groups(peer.vehicleid)
+        elif peer in links.apps:
+            links.apps.discard(peer)
+            self._peer_count_to_car(peer.vehicleid)
+        else:
+            links.batch.discard(peer)
+        self._forget_if_empty(peer.vehicleid)
+
+    def add_api_session(self, vehicleid: str, session_id: str) -> bool:
+        """An HTTP API session "connects" as an app. Returns True if it was the first app."""
+        links = self._links(vehicleid)
+        first = self.app_count(vehicleid) == 0
+        if session_id not in links.api_sessions:
+            links.api_sessions.add(session_id)
+            self._peer_count_to_car(vehicleid)
+        return first
+
+    def remove_api_session(self, vehicleid: str, session_id: str) -> None:
+        links = self._vehicles.get(vehicleid)
+        if links is not None and session_id in links.api_sessions:
+            links.api_sessions.discard(session_id)
+            self._peer_count_to_car(vehicleid)
+            self._forget_if_empty(vehicleid)
+
+    # --- commands ---------------------------------------------------------------------
+
+    def send_command(self, sender: Peer, command: int, msg: Message) -> bool:
+        """Forward a client's command to the car and queue the sender for the answer."""
+        links = self._vehicles.get(sender.vehicleid)
+        if links is None or links.car is None:
+            return False
+        if len(links.waiting) >= MAX_WAITING:
+            dropped = links.waiting.popleft()
+            log.warning(
+                "vehicle=%s: car left %d commands unanswered, forgetting command %d of %s",
+                sender.vehicleid, MAX_WAITING, dropped.command, dropped.peer.conn_id,
+            )
+        links.waiting.append(Waiting(sender, command))
+        self.deliver(links.car, msg)
+        return True
+
+    def command_response(self, vehicleid: str, msg: Message) -> None:
+        """Route a car's ``c`` answer to the oldest waiting sender (or to everyone)."""
+        links = self._vehicles.get(vehicleid)
+        if links is None:
+            return
+        if not links.waiting:
+            for peer in links.clients():
+                self.deliver(peer, msg)
+            return
+        waiting = links.waiting[0]
+        try:
+            last = CommandResponse.parse(msg.data).is_last_line()
+        except ValueError:
+            last = True
+        if last:
+            links.waiting.popleft()
+        if waiting.peer in self._peers:
+            self.deliver(waiting.peer, msg)
+        else:
+            log.info(
+                "vehicle=%s: command %d answer discarded, sender %s has gone",
+                vehicleid, waiting.command, waiting.peer.conn_id,
+            )
+        self._forget_if_empty(vehicleid)
+
+    # --- groups -------------------------------------------------------------------------
+
+    def group_update(self, car: Peer, group: str, data: str) -> None:
+        self._group_data.setdefault(group, {})[car.vehicleid] = data
+        car.groups.add(group)
+        msg = Message("g", f"{car.vehicleid},{group},{data}")
+        for peer in self._group_members.get(group, ()):
+            self.deliver(peer, msg)
+
+    def group_subscribe(self, peer: Peer, group: str) -> None:
+        self._group_members.setdefault(group, set()).add(peer)
+        peer.groups.add(group)
+        for vehicleid, data in self._group_data.get(group, {}).items():
+            self.deliver(peer, Message("g", f"{vehicleid},{group},{data}"))
+
+    def _drop_car_groups(self, vehicleid: str) -> None:
+        for group in list(self._group_data):
+            members = self._group_data[group]
+            members.pop(vehicleid, None)
+            if not members:
+                del self._group_data[group]
+
+    # --- liveness -------------------------------------------------------------------------
+
+    def sweep(
+        self,
+        now: float,
+        *,
+        timeouts: dict[ClientType, float],
+        ping_after: float,
+        ping_every: float,
+    ) -> None:
+        """Close silent connections and ping quiet cars (PROTOCOL.md section 6)."""
+        for peer in list(self._peers):
+            limit = timeouts.get(peer.client_type)
+            if limit is not None and now - peer.last_rx > limit:
+                log.info("%s: silent for %.0f s, closing", peer.context(), now - peer.last_rx)
+                peer.close("timeout")
+                continue
+            quiet = now - peer.last_tx >= ping_after
+            if peer.is_car and quiet and now - peer.last_ping >= ping_every:
+                peer.last_ping = now
+                self.deliver(peer, Message("A"))

@@ -1,0 +1,222 @@
+"""What happens to each message: PROTOCOL.md section 4, row by row.
+
+The router decides; the hub delivers and the store persists. Listeners hand
+every decoded message to ``from_car`` or ``from_client`` and nothing else.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import trio
+
+from protocol import SERVER_COMMANDS, Message
+from protocol.messages import command_number
+from relay.config import Config
+from relay.hub import Hub, Peer
+from relay.store import PushSubscription, Store, StoredMessage
+from relay.timefmt import parse_since, utc_text
+
+log = logging.getLogger("relay.router")
+
+T0 = Message("T", "0")
+PING_ACK = Message("a")
+# Days of usage command 30 reports (PROTOCOL.md: up to 90).
+USAGE_DAYS = 90
+
+
+class Router:
+    def __init__(self, hub: Hub, store: Store, config: Config) -> None:
+        self.hub = hub
+        self.store = store
+        self.config = config
+
+    # --- login replay ------------------------------------------------------------------
+
+    async def client_login(self, peer: Peer) -> None:
+        """Register an app/batch client: ``Z``, the stored messages, then ``T``."""
+        latest = await self.store.latest(peer.vehicleid)
+        vehicle = await self.store.get_vehicle(peer.vehicleid)
+        ptoken = vehicle.ptoken if vehicle is not None else ""
+        # No await from here on: the replay must reach the client before any live relay.
+        self.hub.register(peer)
+        for stored in sorted(latest.values(), key=_replay_order):
+            if stored.paranoid:
+                if stored.ptoken != ptoken:
+                    continue
+                self.hub.deliver(peer, Message("E", "M" + stored.code + stored.data))
+            else:
+                self.hub.deliver(peer, Message(stored.code, stored.data))
+        last = self.store.last_update(peer.vehicleid)
+        if last is not None:
+            self.hub.deliver(peer, Message("T", str(max(0, int(time.time() - last)))))
+
+    # --- car -> server ------------------------------------------------------------------
+
+    async def from_car(
+        self, peer: Peer, msg: Message, nursery: trio.Nursery, acks: trio.Semaphore
+    ) -> None:
+        code = msg.code
+        if code == "A":
+            self.hub.deliver(peer, PING_ACK)
+        elif code == "a":
+            pass
+        elif code == "c":
+            self.hub.command_response(peer.vehicleid, msg)
+        elif code == "C":
+            log.info("%s: car sent a command (C%s), ignored", peer.context(), msg.data[:20])
+        elif code == "P":
+            self.hub.to_clients(peer.vehicleid, msg)
+        elif code == "E":
+            await self._car_paranoid(peer, msg)
+        elif code == "H":
+            await self._historical(peer, msg)
+        elif code == "h":
+            await acks.acquire()
+            nursery.start_soon(self._historical_ack, peer, msg, acks)
+        elif code == "g":
+            group, _, data = msg.data.partition(",")
+            if group:
+                self.hub.group_update(peer, group, data)
+        else:
+            await self.store.put_latest(peer.vehicleid, code, msg.data)
+            if code == "F":
+                version = Message("f", self.config.server_version)
+                self.hub.to_clients(peer.vehicleid, msg, version, T0)
+            else:
+                self.hub.to_clients(peer.vehicleid, msg, T0)
+
+    async def _car_paranoid(self, peer: Peer, msg: Message) -> None:
+        kind, body = msg.data[:1], msg.data[1:]
+        if kind == "T":
+            if await self.store.set_paranoid_token(peer.vehicleid, body):
+                log.info("%s: paranoid token changed", peer.context())
+            self.hub.to_clients(peer.vehicleid, msg)
+        elif kind == "M" and body:
+            vehicle = await self.store.get_vehicle(peer.vehicleid)
+            ptoken = vehicle.ptoken if vehicle is not None else ""
+            await self.store.put_latest(
+                peer.vehicleid, body[0], body[1:], paranoid=True, ptoken=ptoken
+            )
+            self.hub.to_clients(peer.vehicleid, msg, T0)
+        else:
+            log.info("%s: malformed paranoid message ignored", peer.context())
+
+    async def _historical(self, peer: Peer, msg: Message) -> None:
+        parts = msg.data.split(",", 3)
+        try:
+            htype, recordnumber, lifetime, data = parts[0], int(parts[1]), int(parts[2]), parts[3]
+        except (IndexError, ValueError):
+            log.info("%s: malformed H record ignored", peer.context())
+            return
+        now = int(time.time())
+        await self.store.add_historical(
+            peer.vehicleid, htype, recordnumber, data, timestamp=now, expires=now + lifetime
+        )
+
+    async def _historical_ack(self, peer: Peer, msg: Message, acks: trio.Semaphore) -> None:
+        try:
+            parts = msg.data.split(",", 5)
+            try:
+                ackcode = parts[0]
+                timediff, recordnumber, lifetime = int(parts[1]), int(parts[3]), int(parts[4])
+                htype, data = parts[2], parts[5]
+            except (IndexError, ValueError):
+                log.info("%s: malformed h record ignored", peer.context())
+                return
+            timestamp = int(time.time()) + timediff
+            await self.store.add_historical(
+                peer.vehicleid, htype, recordnumber, data,
+                timestamp=timestamp, expires=timestamp + lifetime, durable=True,
+            )
+            # Only now is the record committed: a crash after this point loses nothing.
+            self.hub.deliver(peer, Message("h", ackcode))
+        finally:
+            acks.release()
+
+    # --- app / batch -> server -------------------------------------------------------------
+
+    async def from_client(self, peer: Peer, msg: Message) -> None:
+        code = msg.code
+        if code == "A":
+            self.hub.deliver(peer, PING_ACK)
+        elif code == "a":
+            pass
+        elif code == "C":
+            await self._client_command(peer, msg)
+        elif code == "E":
+            self.hub.to_car(peer.vehicleid, msg)
+        elif code == "p":
+            await self._push_subscription(peer, msg)
+        elif code == "G":
+            if msg.data:
+                self.hub.group_subscribe(peer, msg.data.split(",", 1)[0])
+        else:
+            log.debug("%s: client message %r ignored", peer.context(), code)
+
+    async def _client_command(self, peer: Peer, msg: Message) -> None:
+        number = command_number(msg.data)
+        if number is None:
+            log.info("%s: command without a number ignored", peer.context())
+            return
+        if number in SERVER_COMMANDS:
+            for reply in await self.server_command(peer.vehicleid, number, msg.data):
+                self.hub.deliver(peer, reply)
+            return
+        if not self.hub.send_command(peer, number, msg):
+            self.hub.deliver(peer, Message("c", f"{number},1,Vehicle is not connected"))
+
+    async def server_command(self, vehicleid: str, number: int, data: str) -> list[Message]:
+        """Commands 30, 31 and 32, answered from the store."""
+        args = data.split(",")[1:]
+        if number == 30:
+            days = await self.store.usage(vehicleid, USAGE_DAYS)
+            if not days:
+                return [Message("c", "30,1,No GPRS utilisation data available")]
+            return [
+                Message("c", f"30,0,{k},{len(days)},{d.day},{d.car_rx},{d.car_tx},"
+                             f"{d.app_rx},{d.app_tx}")
+                for k, d in enumerate(days)
+            ]
+        try:
+            if number == 31:
+                since = parse_since(args[0]) if args else None
+                summary = await self.store.historical_summary(vehicleid, since)
+                return [
+                    Message("c", f"31,0,{k},{len(summary)},{s.htype},{s.distinct_records},"
+                                 f"{s.total_records},{s.total_size},{utc_text(s.first)},"
+                                 f"{utc_text(s.last)}")
+                    for k, s in enumerate(summary)
+                ] or [Message("c", "31,1,No historical data available")]
+            htype = args[0] if args else ""
+            since = parse_since(args[1]) if len(args) > 1 else None
+        except ValueError as exc:
+            return [Message("c", f"{number},1,{exc}")]
+        records = await self.store.historical_records(vehicleid, htype, since) if htype else []
+        return [
+            Message("c", f"32,0,{k},{len(records)},{r.htype},{utc_text(r.timestamp)},"
+                         f"{r.recordnumber},{r.data}")
+            for k, r in enumerate(records)
+        ] or [Message("c", "32,1,No historical data available")]
+
+    async def _push_subscription(self, peer: Peer, msg: Message) -> None:
+        parts = msg.data.split(",", 5)
+        if len(parts) < 6:
+            log.info("%s: malformed push subscription ignored", peer.context())
+            return
+        appid, pushtype, pushkeytype, vehicleid, netpass, pushkeyvalue = parts
+        target = peer.vehicleid if pushkeytype == "simple" else vehicleid.upper()
+        vehicle = await self.store.get_vehicle(target)
+        if vehicle is None or vehicle.carpass != netpass:
+            log.info("%s: push subscription for %s refused (bad netpass)", peer.context(), target)
+            return
+        await self.store.add_push_subscription(
+            PushSubscription(target, appid, vehicle.owner, pushtype, pushkeytype, pushkeyvalue)
+        )
+        log.info("%s: push subscription %s stored (%s)", peer.context(), appid, pushtype)
+
+
+def _replay_order(stored: StoredMessage) -> tuple[int, str]:
+    """``F`` first, then ``S``, then the rest by code (the public server's order)."""
+    return ({"F": 0, "S": 1}.get(stored.code, 2), stored.code)

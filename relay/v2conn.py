@@ -1,0 +1,246 @@
+"""One v2 protocol connection: welcome, login, then a reader and a writer task.
+
+Path of a car's ``S``: ``V2Connection._reader`` -> ``ServerSession`` decodes ->
+``Router.from_car`` -> store + ``Hub.to_clients`` -> each app's outbox ->
+that app's ``V2Connection._writer``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import socket
+import time
+
+import trio
+
+from protocol import (
+    NEED_DATA,
+    ClientType,
+    Message,
+    ProvisionRequest,
+    RemoteProtocolError,
+    Scheme0Login,
+    Scheme1Login,
+    ServerSession,
+)
+from relay.auth import Granted, check_scheme0, check_scheme1
+from relay.config import Config
+from relay.hub import Hub, Peer
+from relay.router import Router
+from relay.store import Store
+
+log = logging.getLogger("relay.v2")
+
+RECEIVE_SIZE = 65536
+# Messages the writer coalesces into one send: fewer syscalls under load, and
+# still only a few KB per write.
+WRITE_BATCH = 64
+
+_conn_ids = itertools.count(1)
+
+
+def set_keepalive(stream: trio.abc.Stream) -> None:
+    """TCP keepalive, so half-open connections (a car that lost power) get noticed."""
+    sock = getattr(stream, "socket", None)
+    if sock is None:
+        return
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in (("TCP_KEEPIDLE", 120), ("TCP_KEEPINTVL", 30), ("TCP_KEEPCNT", 4)):
+        opt = getattr(socket, name, None)
+        if opt is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, opt, value)
+
+
+class Services:
+    """What a connection needs from the rest of the server."""
+
+    def __init__(self, config: Config, hub: Hub, store: Store, router: Router) -> None:
+        self.config = config
+        self.hub = hub
+        self.store = store
+        self.router = router
+
+
+class V2Connection:
+    def __init__(self, stream: trio.abc.Stream, services: Services, *, tls: bool = False) -> None:
+        self.stream = stream
+        self.s = services
+        self.tls = tls
+        self.session = ServerSession()
+        self.conn_id = f"v2-{next(_conn_ids)}"
+        self.address = _peer_address(stream)
+        self.peer: Peer | None = None
+
+    def _ctx(self) -> str:
+        if self.peer is not None:
+            return self.peer.context()
+        return f"conn={self.conn_id} addr={self.address}"
+
+    async def run(self) -> None:
+        if self.s.config.tcp_keepalive:
+            set_keepalive(self.stream)
+        try:
+            granted = await self._welcome()
+            if granted is not None:
+                await self._serve(granted)
+        except RemoteProtocolError as exc:
+            log.info("%s: closing: %s", self._ctx(), exc.reason)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            log.info("%s: connection lost", self._ctx())
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(self.stream)
+
+    # --- before login ---------------------------------------------------------------------
+
+    async def _receive(self) -> bytes:
+        data = await self.stream.receive_some(RECEIVE_SIZE)
+        if not data:
+            raise trio.BrokenResourceError("peer closed the connection")
+        return data
+
+    async def _welcome(self) -> Granted | None:
+        with trio.move_on_after(self.s.config.welcome_timeout):
+            while True:
+                event = self.session.next_event()
+                if event is NEED_DATA:
+                    self.session.receive_data(await self._receive())
+                    continue
+                if isinstance(event, ProvisionRequest):
+                    record = await self.s.store.get_provision(event.apkey)
+                    fields = None if record is None else (
+                        record.stoken, record.sdigest, record.provisioning)
+                    await self.stream.send_all(self.session.answer_provision(fields))
+                    log.info("%s: AP-C %s", self._ctx(), "answered" if fields else "unknown key")
+                    continue
+                if isinstance(event, (Scheme0Login, Scheme1Login)):
+                    return await self._login(event)
+                raise RemoteProtocolError("unexpected message before login")
+        log.info("%s: no welcome within %.0f s, closing",
+                 self._ctx(), self.s.config.welcome_timeout)
+        return None
+
+    async def _login(self, login: Scheme0Login | Scheme1Login) -> Granted | None:
+        ctype = login.client_type.label
+        if isinstance(login, Scheme0Login):
+            result = await check_scheme0(self.s.store, login, self.session.scheme0_digest_ok)
+        elif not (self.tls or self.s.config.allow_plain_login):
+            result = None
+            log.info("%s: refused %s scheme 1 login for %s: password login needs TLS "
+                     "(or --allow-plain-login)", self._ctx(), ctype, login.vehicleid)
+            self.session.reject()
+            return None
+        else:
+            result = await check_scheme1(self.s.store, login)
+        if not isinstance(result, Granted):
+            log.info("%s: refused %s login for vehicle %s: %s",
+                     self._ctx(), ctype, login.vehicleid, result.reason)
+            self.session.reject()
+            return None
+        if isinstance(login, Scheme0Login):
+            line = self.session.accept_scheme0(result.carpass)
+        else:
+            line = self.session.accept_scheme1(login.username, result.vehicleid, result.vehicleids)
+        await self.stream.send_all(line)
+        return result
+
+    # --- after login ------------------------------------------------------------------------
+
+    async def _serve(self, granted: Granted) -> None:
+        assert self.session.login is not None
+        client_type = self.session.login.client_type
+        send, receive = trio.open_memory_channel[Message](self.s.config.outbox_size)
+        scope = trio.CancelScope()
+        peer = Peer(
+            conn_id=self.conn_id, owner=granted.owner, vehicleid=granted.vehicleid,
+            client_type=client_type, outbox=send, cancel_scope=scope, address=self.address,
+        )
+        self.peer = peer
+        log.info("%s: logged in from %s", peer.context(), self.address)
+        hub = self.s.hub
+        try:
+            with scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._writer, receive)
+                    if peer.is_car:
+                        hub.register(peer)
+                    else:
+                        await self.s.router.client_login(peer)
+                    await self._reader(peer, nursery)
+                    nursery.cancel_scope.cancel()
+        finally:
+            hub.unregister(peer)
+            send.close()
+            log.info("%s: disconnected (%s)", peer.context(), peer.close_reason or "closed by peer")
+
+    async def _reader(self, peer: Peer, nursery: trio.Nursery) -> None:
+        router = self.s.router
+        store = self.s.store
+        is_car = peer.is_car
+        acks = trio.Semaphore(self.s.config.max_pending_acks)
+        while True:
+            try:
+                data = await self._receive()
+            except trio.BrokenResourceError:
+                peer.close_reason = peer.close_reason or "closed by peer"
+                return
+            peer.last_rx = time.monotonic()
+            if is_car:
+                store.add_usage(peer.vehicleid, car_rx=len(data))
+            else:
+                store.add_usage(peer.vehicleid, app_rx=len(data))
+            self.session.receive_data(data)
+            while True:
+                try:
+                    event = self.session.next_event()
+                except RemoteProtocolError as exc:
+                    log.info("%s: closing: %s", peer.context(), exc.reason)
+                    peer.close_reason = exc.reason
+                    return
+                if event is NEED_DATA:
+                    break
+                assert isinstance(event, Message)
+                if is_car:
+                    await router.from_car(peer, event, nursery, acks)
+                else:
+                    await router.from_client(peer, event)
+
+    async def _writer(self, receive: trio.MemoryReceiveChannel[Message]) -> None:
+        peer = self.peer
+        assert peer is not None
+        store = self.s.store
+        async with receive:
+            async for msg in receive:
+                batch = [msg]
+                while len(batch) < WRITE_BATCH:
+                    try:
+                        batch.append(receive.receive_nowait())
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
+                data = self.session.send_many(batch)
+                try:
+                    await self.stream.send_all(data)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    peer.close("connection lost while sending")
+                    return
+                peer.last_tx = time.monotonic()
+                if peer.is_car:
+                    store.add_usage(peer.vehicleid, car_tx=len(data))
+                else:
+                    store.add_usage(peer.vehicleid, app_tx=len(data))
+
+
+def _peer_address(stream: trio.abc.Stream) -> str:
+    sock = getattr(stream, "socket", None)
+    if sock is None:
+        inner = getattr(stream, "transport_stream", None)
+        sock = getattr(inner, "socket", None)
+    try:
+        host, port = sock.getpeername()[:2] if sock is not None else ("?", 0)
+    except OSError:
+        return "?"
+    return f"{host}:{port}"
+
+
+__all__ = ["ClientType", "Services", "V2Connection"]

@@ -1,0 +1,30 @@
+"""Static checks as tests: ruff over the code base, mypy --strict over protocol/."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_ruff() -> None:
+    result = run("ruff", "check", "protocol", "relay", "tools", "tests")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mypy_strict_protocol() -> None:
+    result = run("mypy", "--strict", "protocol")
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -1,0 +1,258 @@
+"""``ovms-admin``: manage owners, vehicles, API tokens and provisioning records.
+
+Works directly on the relay's SQLite database (safe while the server runs: the
+server re-reads vehicles and owners after its cache TTL). Output is one line per
+item, tab-separated, for scripts; errors are one line on stderr::
+
+    ovms-admin: error: <reason>
+
+Exit status: 0 on success, 1 on an error, 2 on a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sqlite3
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
+
+from relay import db
+
+PROG = "ovms-admin"
+DEFAULT_DB = "ovms-relay.db"
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are a single ``ovms-admin: error:`` line."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def _fmt_time(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(value))
+
+
+def _row(*fields: Any) -> str:
+    return "\t".join("-" if f is None else str(f) for f in fields)
+
+
+def _read_password(value: str) -> str:
+    """``-`` means: read the password from the first line of stdin."""
+    if value != "-":
+        return value
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def _owner_add(conn: sqlite3.Connection, args: argparse.Namespace) -> None:
+    db.add_owner(conn, args.name, _read_password(args.password), args.permissions)
+    print(f"owner {args.name} added")
+
+
+def _owner_list(conn: sqlite3.Connection, args: argparse.Namespace) -> None:
+    for o in db.list_owners(conn):
+        status = "active" if o["status"] > 0 else "disabled"
+        print(_row(o["name"], status, o["permissions"], o["vehicles"], _fmt_time(o["created"])))
+
+
+def _owner_delete(conn: sqlite3.Connection, args: argparse.Namespace) -> None:
+    db.delete_owner(conn, args.name)
+    print(f"owner {args.name} deleted")
+
+
+def _vehicle_add(conn: sqlite3.Connection, args: argparse.Namespace) -> None:
+    vid = db.add_vehicle(conn, args.vehicleid, args.owner, args.carpass, args.type)
+    print(f"vehicle {vid} added for owner {args.owner}")
+
+
+def _vehicle_list(conn: sqlite3.Connection, args: argparse.Namespace) -> None:
+    for v in db.list_vehicles(conn, args.owner):
+        print(_row(v["vehicleid"], v["owner"], v["vtype"], _fmt_time(v["lastupdate"])))
+
+
+def _vehicle_delete(conn: sqlite3.Connection, args: argparse.Namespace) -> None:
+    db.delete_vehicle(conn, args.vehicleid)
+    print(f"vehicle {args.vehicleid.upper()} deleted")
+
+
+def _vehicle_carpass(conn: sqlite3.Connection, args: argparse.Namespace) -> None:
+    db.set_carpass(conn, args.vehicleid, args.carpass)
+    print(f"vehicle {args.vehicleid.upper()} car password changed")
+
+
+def _token_add(conn: sqlite3.Connection, args: argparse.Namespace) -> None:
+    print(db.add_token(conn, args.owner, args.application, args.purpose, args.permit))
+
+
+def _token_list(conn: sqlite3.Connection, args: argparse.Namespace) -> None:
+    for t in db.list_tokens(conn, args.owner):
+        print(
+            _row(
+                t["token_hash"],
+                t["application"] or "-",
+                t["purpose"] or "-",
+                t["permit"],
+                _fmt_time(t["created"]),
+                _fmt_time(t["lastused"]),
+            )
+        )
+
+
+def _token_delete(conn: sqlite3.Connection, args: argparse.Namespace) -> None:
+    db.delete_token(conn, args.owner, args.token)
+    print(f"token deleted for owner {args.owner}")
+
+
+def _provision_add(conn: sqlite3.Connection, args: argparse.Namespace) -> None:
+    db.add_provision(
+        conn,
+        args.apkey,
+        args.stoken,
+        args.sdigest,
+        args.provisioning,
+        owner=args.owner,
+        vehicleid=args.vehicle,
+    )
+    print(f"provisioning record {args.apkey} added")
+
+
+def _provision_list(conn: sqlite3.Connection, args: argparse.Namespace) -> None:
+    for p in db.list_provisions(conn):
+        print(_row(p["apkey"], p["owner"], p["vehicleid"], _fmt_time(p["created"])))
+
+
+def _provision_delete(conn: sqlite3.Connection, args: argparse.Namespace) -> None:
+    db.delete_provision(conn, args.apkey)
+    print(f"provisioning record {args.apkey} deleted")
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="Administer the ovms-relay database.")
+    parser.add_argument(
+        "--db",
+        default=os.environ.get("OVMS_RELAY_DB") or DEFAULT_DB,
+        metavar="PATH",
+        help="database file (default: $OVMS_RELAY_DB or %(default)s)",
+    )
+    groups = parser.add_subparsers(dest="group", metavar="{owner,vehicle,token,provision}")
+    groups.required = True
+
+    def commands(name: str, help_text: str) -> argparse._SubParsersAction[Any]:
+        sub = groups.add_parser(name, help=help_text)
+        actions = sub.add_subparsers(dest="command", metavar="COMMAND")
+        actions.required = True
+        return actions
+
+    def command(
+        actions: argparse._SubParsersAction[Any],
+        name: str,
+        func: Callable[[sqlite3.Connection, argparse.Namespace], None],
+        help_text: str,
+    ) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = actions.add_parser(name, help=help_text)
+        p.set_defaults(func=func)
+        return p
+
+    owner = commands("owner", "owners (accounts)")
+    p = command(owner, "add", _owner_add, "add an owner")
+    p.add_argument("name")
+    p.add_argument("--password", required=True, help="password, or - to read it from stdin")
+    p.add_argument("--permissions", default="*")
+    command(owner, "list", _owner_list, "list owners")
+    p = command(owner, "delete", _owner_delete, "delete an owner with its vehicles and data")
+    p.add_argument("name")
+
+    vehicle = commands("vehicle", "vehicles")
+    p = command(vehicle, "add", _vehicle_add, "add a vehicle")
+    p.add_argument("vehicleid")
+    p.add_argument("--owner", required=True)
+    p.add_argument("--carpass", required=True)
+    p.add_argument(
+        "--type", default="CAR", type=str.upper, choices=db.VEHICLE_TYPES, help="CAR or SERVER"
+    )
+    p = command(vehicle, "list", _vehicle_list, "list vehicles")
+    p.add_argument("--owner")
+    p = command(vehicle, "delete", _vehicle_delete, "delete a vehicle and its data")
+    p.add_argument("vehicleid")
+    p = command(vehicle, "carpass", _vehicle_carpass, "change a vehicle's car password")
+    p.add_argument("vehicleid")
+    p.add_argument("carpass")
+
+    token = commands("token", "API tokens")
+    p = command(token, "add", _token_add, "create a token (printed once)")
+    p.add_argument("--owner", required=True)
+    p.add_argument("--application", default="")
+    p.add_argument("--purpose", default="")
+    p.add_argument("--permit", default="auth")
+    p = command(token, "list", _token_list, "list an owner's tokens (by hash)")
+    p.add_argument("--owner", required=True)
+    p = command(token, "delete", _token_delete, "delete a token (plain token or its hash)")
+    p.add_argument("--owner", required=True)
+    p.add_argument("token")
+
+    provision = commands("provision", "provisioning records")
+    p = command(provision, "add", _provision_add, "add a provisioning record")
+    p.add_argument("apkey")
+    p.add_argument("--stoken", required=True)
+    p.add_argument("--sdigest", required=True)
+    p.add_argument("--provisioning", required=True)
+    p.add_argument("--owner")
+    p.add_argument("--vehicle")
+    command(provision, "list", _provision_list, "list provisioning records")
+    p = command(provision, "delete", _provision_delete, "delete a provisioning record")
+    p.add_argument("apkey")
+
+    return parser
+
+
+def _fail(message: str, status: int) -> int:
+    print(f"{PROG}: error: {' '.join(message.split())}", file=sys.stderr)
+    return status
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as exc:
+        return _fail(str(exc), 2)
+    conn: sqlite3.Connection | None = None
+    try:
+        conn = db.connect(args.db)
+        args.func(conn, args)
+    except (db.AdminError, db.DatabaseError) as exc:
+        return _fail(str(exc), 1)
+    except sqlite3.Error as exc:
+        return _fail(f"database error: {exc}", 1)
+    except OSError as exc:
+        return _fail(exc.strerror or str(exc), 1)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+    except Exception as exc:  # last resort: still one line, no traceback
+        return _fail(f"{type(exc).__name__}: {exc}", 1)
+    finally:
+        if conn is not None:
+            conn.close()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    sys.exit(run(argv))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""A small trio client for the v2 protocol: the car simulator, app client and tests use it."""
+
+from __future__ import annotations
+
+import math
+from types import TracebackType
+
+import trio
+
+from protocol import (
+    NEED_DATA,
+    ClientSession,
+    ClientType,
+    Message,
+    ProvisionAnswer,
+    ServerWelcome,
+)
+
+
+class LoginRefused(Exception):
+    """The server closed the connection instead of accepting the login."""
+
+
+class V2Client:
+    def __init__(self, stream: trio.SocketStream, session: ClientSession) -> None:
+        self.stream = stream
+        self.session = session
+        self.welcome: ServerWelcome | None = None
+
+    @classmethod
+    async def connect(
+        cls,
+        host: str,
+        port: int,
+        vehicleid: str,
+        *,
+        client_type: ClientType = ClientType.APP,
+        carpass: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        timeout: float = 10.0,
+    ) -> V2Client:
+        """Connect and log in; raises LoginRefused if the server closes instead."""
+        stream = await trio.open_tcp_stream(host, port)
+        session = ClientSession(client_type, vehicleid, carpass=carpass,
+                                username=username, password=password)
+        client = cls(stream, session)
+        try:
+            await stream.send_all(session.welcome())
+            with trio.fail_after(timeout):
+                event = await client._next_event()
+            if not isinstance(event, ServerWelcome):
+                raise LoginRefused(f"unexpected answer {event!r}")
+            client.welcome = event
+        except BaseException:
+            await trio.aclose_forcefully(stream)
+            raise
+        return client
+
+    async def _next_event(self) -> ServerWelcome | ProvisionAnswer | Message:
+        while True:
+            event = self.session.next_event()
+            if event is not NEED_DATA:
+                assert not isinstance(event, type(NEED_DATA))
+                return event
+            data = await self.stream.receive_some(65536)
+            if not data:
+                raise LoginRefused("connection closed by the server")
+            self.session.receive_data(data)
+
+    async def send(self, code: str, data: str = "") -> None:
+        await self.stream.send_all(self.session.send(Message(code, data)))
+
+    async def receive(self, timeout: float = 10.0) -> Message:
+        """The next message; raises trio.TooSlowError after ``timeout`` s, LoginRefused on close."""
+        with trio.fail_after(timeout):
+            event = await self._next_event()
+        if not isinstance(event, Message):
+            raise LoginRefused(f"unexpected event {event!r}")
+        return event
+
+    async def receive_until(self, code: str, timeout: float = 10.0) -> list[Message]:
+        """Messages up to and including the first with ``code``."""
+        out: list[Message] = []
+        with trio.fail_after(timeout):
+            while True:
+                msg = await self.receive(math.inf)
+                out.append(msg)
+                if msg.code == code:
+                    return out
+
+    async def drain(self, quiet: float = 0.2) -> list[Message]:
+        """Everything that arrives until the line is quiet for ``quiet`` seconds."""
+        out: list[Message] = []
+        while True:
+            try:
+                out.append(await self.receive(quiet))
+            except trio.TooSlowError:
+                return out
+
+    async def closed_by_server(self, timeout: float = 10.0) -> bool:
+        """Wait until the server closes the connection (True) or ``timeout`` passes (False)."""
+        with trio.move_on_after(timeout):
+            try:
+                while True:
+                    if not await self.stream.receive_some(65536):
+                        return True
+            except trio.BrokenResourceError:
+                return True
+        return False
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()
+
+    async def __aenter__(self) -> V2Client:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
