@@ -27,6 +27,10 @@ class RelayHandle:
     hub: Hub
     store: Store
     services: Services
+    # Further listeners, None when not configured / not yet running.
+    http_port: int | None = None
+    v2_tls_port: int | None = None
+    https_port: int | None = None
 
 
 def bound_port(listeners: Sequence[trio.SocketListener]) -> int:
@@ -74,6 +78,8 @@ async def run_relay(
         async with trio.open_nursery() as nursery:
             nursery.start_soon(sweep_forever, hub, config)
             listeners = await nursery.start(serve_v2, services, config.host, config.v2_port)
-            handle = RelayHandle(bound_port(listeners), hub, store, services)
-            log.info("v2 protocol listening on %s:%d", config.host, handle.v2_port)
+            ports: dict[str, int] = {"v2_port": bound_port(listeners)}
+            log.info("v2 protocol listening on %s:%d", config.host, ports["v2_port"])
+            # Each further listener is started here and adds its bound port to ``ports``.
+            handle = RelayHandle(hub=hub, store=store, services=services, **ports)
             task_status.started(handle)
