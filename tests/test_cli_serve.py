@@ -1,0 +1,110 @@
+"""``ovms-relay serve``: demo provisioning, config file, one-line errors."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import trio
+
+from protocol import ClientType
+from relay.config import Config, ConfigError, load_toml
+from tools.v2client import V2Client
+
+
+def serve(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "relay", "serve", "--host", "127.0.0.1", "--v2-port", "0",
+         "--http-port", "0", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+async def read_until(proc: subprocess.Popen[str], pattern: str) -> tuple[list[str], re.Match[str]]:
+    assert proc.stdout is not None
+    lines: list[str] = []
+    with trio.fail_after(20):
+        while True:
+            line = await trio.to_thread.run_sync(proc.stdout.readline)
+            assert line, f"server exited early: {lines!r}"
+            lines.append(line)
+            match = re.search(pattern, line)
+            if match:
+                return lines, match
+
+
+async def test_demo_creates_account_and_a_car_can_log_in(tmp_path: Path) -> None:
+    proc = serve("--db", str(tmp_path / "demo.db"), "--demo")
+    try:
+        lines, match = await read_until(proc, r"v2 protocol on [\d.]+:(\d+)")
+        text = "".join(lines)
+        carpass = re.search(r"carpass[^:]*: (\S+)", text)
+        assert carpass, text
+        car = await V2Client.connect("127.0.0.1", int(match.group(1)), "DEMO",
+                                     client_type=ClientType.CAR, carpass=carpass.group(1))
+        assert (await car.receive()).text() == "Z0"
+        await car.aclose()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+    # A second --demo run leaves the existing account alone.
+    proc = serve("--db", str(tmp_path / "demo.db"), "--demo")
+    try:
+        lines, _ = await read_until(proc, r"v2 protocol on")
+        assert "nothing created" in "".join(lines)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)
+
+
+@pytest.mark.parametrize("make_bad", ["text", "directory"])
+def test_unreadable_database_is_one_line_error(tmp_path: Path, make_bad: str) -> None:
+    bad = tmp_path / "bad.db"
+    if make_bad == "text":
+        bad.write_text("this is not a database\n" * 100)
+    else:
+        bad.mkdir()
+    proc = serve("--db", str(bad))
+    _out, err = proc.communicate(timeout=20)
+    assert proc.returncode != 0
+    assert err.startswith("ovms-relay: error: ")
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_port_in_use_is_one_line_error(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run(
+            [sys.executable, "-m", "relay", "serve", "--db", str(tmp_path / "x.db"),
+             "--host", "127.0.0.1", "--v2-port", str(port), "--http-port", "0"],
+            capture_output=True, text=True, timeout=20,
+        )
+    assert proc.returncode != 0
+    # log lines may precede it, but the error is one line and there is no traceback
+    assert proc.stderr.strip().splitlines()[-1] == "ovms-relay: error: Address already in use"
+    assert "Traceback" not in proc.stderr
+
+
+def test_config_file_and_flags(tmp_path: Path) -> None:
+    path = tmp_path / "relay.toml"
+    path.write_text('[relay]\nv2_port = 7000\ncar_timeout = 60\nallow_plain_login = true\n')
+    config = Config().updated(load_toml(path))
+    assert (config.v2_port, config.car_timeout, config.allow_plain_login) == (7000, 60.0, True)
+    assert config.updated({"v2_port": 7100}).v2_port == 7100
+    with pytest.raises(ConfigError, match="unknown setting"):
+        Config().updated({"no_such_thing": 1})
+    with pytest.raises(ConfigError, match="must be a number"):
+        Config().updated({"v2_port": "x"})
+    path.write_text("v2_port = [")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_toml(path)
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_toml(tmp_path / "missing.toml")
