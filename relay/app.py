@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Sequence
@@ -11,10 +12,14 @@ import trio
 
 from protocol import ClientType
 from relay.config import Config
+from relay.http import serve_http
 from relay.hub import Hub
+from relay.push import PushDispatcher
 from relay.router import Router
 from relay.store import Store, open_store
-from relay.v2conn import Services, V2Connection
+from relay.tls import context_from_config, serve_v2_tls
+from relay.v2conn import Services
+from relay.websocket import serve_v2_connection
 
 log = logging.getLogger("relay")
 
@@ -48,7 +53,8 @@ async def serve_v2(
     """The plain-TCP v2 listener (nursery start protocol: started with the listeners)."""
 
     async def handler(stream: trio.SocketStream) -> None:
-        await V2Connection(stream, services).run()
+        # v2 line protocol or a WebSocket upgrade on /apiv2, told apart by the first bytes.
+        await serve_v2_connection(stream, services, tls=False)
 
     listeners = await trio.open_tcp_listeners(port, host=host)
     task_status.started(listeners)
@@ -71,15 +77,36 @@ async def sweep_forever(hub: Hub, config: Config) -> None:
 async def run_relay(
     config: Config, *, task_status: trio.TaskStatus[RelayHandle] = trio.TASK_STATUS_IGNORED
 ) -> None:
+    # Before anything starts: a bad certificate or key fails with one line, not mid-startup.
+    ssl_context = context_from_config(config)
     async with open_store(config.db, purge_interval=config.purge_interval) as store:
         hub = Hub()
         router = Router(hub, store, config)
         services = Services(config, hub, store, router)
         async with trio.open_nursery() as nursery:
+            services.nursery = nursery
             nursery.start_soon(sweep_forever, hub, config)
+            # Before the listeners: the router hands it P messages and subscriptions.
+            router.push = await nursery.start(PushDispatcher(config, store).run)
             listeners = await nursery.start(serve_v2, services, config.host, config.v2_port)
             ports: dict[str, int] = {"v2_port": bound_port(listeners)}
             log.info("v2 protocol listening on %s:%d", config.host, ports["v2_port"])
+            if ssl_context is not None:
+                tls_listeners = await nursery.start(
+                    serve_v2_tls, services, config.host, config.v2_tls_port, ssl_context)
+                ports["v2_tls_port"] = bound_port(tls_listeners)
+                log.info("v2 protocol over TLS listening on %s:%d",
+                         config.host, ports["v2_tls_port"])
+            http_host = config.http_host or config.host
+            http_listeners = await nursery.start(serve_http, services, http_host, config.http_port)
+            ports["http_port"] = bound_port(http_listeners)
+            log.info("REST API listening on %s:%d", http_host, ports["http_port"])
+            if ssl_context is not None:
+                https = functools.partial(serve_http, ssl_context=ssl_context)
+                https_listeners = await nursery.start(
+                    https, services, http_host, config.https_port)
+                ports["https_port"] = bound_port(https_listeners)
+                log.info("REST API over TLS listening on %s:%d", http_host, ports["https_port"])
             # Each further listener is started here and adds its bound port to ``ports``.
             handle = RelayHandle(hub=hub, store=store, services=services, **ports)
             task_status.started(handle)

@@ -24,6 +24,8 @@ class Granted:
 @attrs.frozen
 class Refused:
     reason: str
+    # The digest did not match the carpass (for a car: push an authentication alert).
+    wrong_secret: bool = False
 
 
 async def check_scheme0(
@@ -36,7 +38,7 @@ async def check_scheme0(
     if (login.client_type is ClientType.SERVER) != (vehicle.vtype == "SERVER"):
         return Refused(f"client type {login.client_type.value} not allowed for a {vehicle.vtype}")
     if not digest_ok(vehicle.carpass):
-        return Refused("digest does not match the carpass")
+        return Refused("digest does not match the carpass", wrong_secret=True)
     return Granted(vehicle.owner, vehicle.vehicleid, vehicle.carpass)
 
 

@@ -28,11 +28,21 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (default 0.0.0.0)")
     serve.add_argument("--v2-port", type=int, metavar="N", help="v2 protocol port (default 6867)")
     serve.add_argument("--http-port", type=int, metavar="N", help="REST API port (default 6868)")
+    serve.add_argument("--tls-cert", metavar="FILE",
+                       help="TLS certificate (PEM); with --tls-key enables the TLS ports")
+    serve.add_argument("--tls-key", metavar="FILE", help="private key of --tls-cert (PEM)")
+    serve.add_argument("--v2-tls-port", type=int, metavar="N",
+                       help="v2 protocol over TLS port (default 6870)")
+    serve.add_argument("--https-port", type=int, metavar="N",
+                       help="REST API over TLS port (default 6869)")
     serve.add_argument("--allow-plain-login", action="store_true", default=None,
                        help="accept scheme 1 (password) logins on the plain-TCP port")
     serve.add_argument("--demo", action="store_true", default=None,
                        help="create a demo account and vehicle if the database has none")
     serve.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
+    serve.add_argument("--webhook-allow", action="append", metavar="PREFIX",
+                       help="also allow push webhook/ntfy URLs starting with PREFIX, e.g. "
+                            "http://127.0.0.1:8080/ (repeatable; replaces the config file's list)")
     for name, text in (("car-timeout", "seconds a silent car is kept"),
                        ("app-timeout", "seconds a silent app is kept"),
                        ("batch-timeout", "seconds a silent batch client is kept"),

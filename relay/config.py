@@ -21,6 +21,15 @@ class Config:
     host: str = "0.0.0.0"
     v2_port: int = 6867
     http_port: int = 6868
+    # TLS listeners (v2 on v2_tls_port, REST on https_port) run only when both a
+    # certificate and its key are given ("" = not configured); see docs/tls.md.
+    tls_cert: str = ""
+    tls_key: str = ""
+    v2_tls_port: int = 6870
+    https_port: int = 6869
+    # A TLS handshake is a few round trips; a peer that has not finished it by then
+    # is a port scanner, a plain-TCP client or a stuck connection.
+    tls_handshake_timeout: float = 10.0
     # Scheme 1 sends the account password in clear; refuse it on plain TCP unless told.
     allow_plain_login: bool = False
     welcome_timeout: float = 30.0
@@ -42,6 +51,53 @@ class Config:
     server_version: str = f"ovms-relay-{__version__}"
     demo: bool = False
     log_level: str = "INFO"
+    # --- REST API (docs/rest-api.md) ---
+    http_host: str = ""  # "" = same as host
+    # A session (cookie, or a cookie-less vehicle registration) unused this long ends,
+    # and with it its vehicle registrations (the public server's timeout_api).
+    api_idle_timeout: float = 120.0
+    # Bound on waiting for the car's answer to a control command (then 504).
+    command_timeout: float = 30.0
+    # Per client address: a burst quota, refilled per minute up to a cap (0 = no limit).
+    api_rate_burst: int = 120
+    api_rate_per_minute: int = 60
+    api_rate_max: int = 240
+    api_rate_exempt: str = ""  # comma-separated client addresses never limited (a local broker)
+    # Successful password checks are remembered this long: argon2 costs ~50 ms per check.
+    api_auth_cache_ttl: float = 60.0
+    api_keepalive_timeout: float = 60.0  # an idle keep-alive connection is closed after this
+    api_request_timeout: float = 30.0  # a started request must be complete within this
+    mqtt_superuser: str = ""  # /mqapi: this user may use every topic ("" = none)
+    # --- push notifications (docs/push.md) ---
+    # URL prefixes users' webhook/ntfy URLs may use besides https:// to public addresses.
+    webhook_allow: list[str] = attrs.field(factory=list)
+    push_workers: int = 4
+    # Notifications waiting for the intake task; beyond this a burst is dropped (logged).
+    push_queue_size: int = 1000
+    push_timeout: float = 15.0  # one delivery attempt
+    push_retry_base: float = 5.0  # first retry after this, doubling each time
+    push_retry_max: float = 600.0
+    push_max_attempts: int = 10
+    push_expire: float = 24 * 3600.0  # an undelivered notification is dropped after this
+    push_history: float = 30 * 86400.0  # *-Log-Notification records are kept this long
+    expo_url: str = "https://exp.host/--/api/v2/push/send"
+    expo_access_token: str = ""
+    fcm_credentials: str = ""  # service-account JSON file; empty: fcm disabled
+    fcm_url: str = "https://fcm.googleapis.com"
+    fcm_token_url: str = ""  # empty: the service account's token_uri
+    apns_key_file: str = ""  # the .p8 key; empty: apns disabled
+    apns_key_id: str = ""
+    apns_team_id: str = ""
+    apns_topic: str = "com.openvehicles.ovms"
+    apns_url: str = "https://api.push.apple.com"
+    apns_sandbox_url: str = "https://api.sandbox.push.apple.com"
+    ntfy_server: str = "https://ntfy.sh"
+    smtp_host: str = ""  # empty: mail disabled
+    smtp_port: int = 25
+    smtp_user: str = ""
+    smtp_password: str = attrs.field(default="", repr=False)
+    smtp_from: str = "ovms-relay@localhost"
+    smtp_starttls: bool = False
 
     @classmethod
     def field_names(cls) -> list[str]:
@@ -66,6 +122,15 @@ class Config:
                 value = type(default)(value)
             elif isinstance(default, str) and not isinstance(value, str):
                 raise ConfigError(f"setting {name!r} must be a string")
+            elif isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+                # List settings (webhook_allow): a list of strings, or one string.
+                if isinstance(value, str):
+                    value = [value]
+                if not isinstance(value, (list, tuple)) or not all(
+                    isinstance(v, str) for v in value
+                ):
+                    raise ConfigError(f"setting {name!r} must be a list of strings")
+                value = list(value)
             changes[name] = value
         return attrs.evolve(self, **changes)
 

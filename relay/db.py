@@ -24,7 +24,7 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import Argon2Error, InvalidHashError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 VEHICLE_TYPES = ("CAR", "SERVER")
 _VEHICLE_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")
@@ -108,8 +108,29 @@ CREATE TABLE IF NOT EXISTS usage (
 );
 """
 
+# Version 2: push notifications waiting for delivery, one row per (notification,
+# subscription), kept until delivered or expired so a restart loses none (relay.push).
+_SCHEMA_V2 = """
+CREATE TABLE IF NOT EXISTS push_pending (
+    nid          TEXT NOT NULL,
+    vehicleid    TEXT NOT NULL,
+    appid        TEXT NOT NULL,
+    owner        TEXT NOT NULL,
+    pushtype     TEXT NOT NULL,
+    pushkeytype  TEXT NOT NULL,
+    pushkeyvalue TEXT NOT NULL,
+    alerttype    TEXT NOT NULL,
+    alerttext    TEXT NOT NULL,
+    created      REAL NOT NULL,
+    expires      REAL NOT NULL,
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    next_try     REAL NOT NULL,
+    PRIMARY KEY (nid, vehicleid, appid)
+);
+"""
+
 # Tables holding per-vehicle data, deleted together with the vehicle.
-_VEHICLE_DATA_TABLES = ("latest", "historical", "usage", "push_subscriptions")
+_VEHICLE_DATA_TABLES = ("latest", "historical", "usage", "push_subscriptions", "push_pending")
 
 
 class DatabaseError(Exception):
@@ -161,10 +182,13 @@ def _ensure_schema(conn: sqlite3.Connection) -> None:
         # Re-check under the write lock: another process may have just done it.
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version == 0:
-            for statement in _SCHEMA.split(";"):
+            for statement in (_SCHEMA + _SCHEMA_V2).split(";"):
                 if statement.strip():
                     conn.execute(statement)
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        elif version == 1:
+            conn.execute(_SCHEMA_V2)
+            conn.execute("PRAGMA user_version=2")
         # Future migrations: ``if version == 1: ...; version = 2`` and so on.
 
 

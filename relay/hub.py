@@ -9,15 +9,18 @@ listeners and the router do not change.
 
 from __future__ import annotations
 
-import collections
 import logging
 import time
 from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
 
 import attrs
 import trio
 
 from protocol import ClientType, CommandResponse, Message
+
+if TYPE_CHECKING:
+    from relay.outbox import Outbox
 
 log = logging.getLogger("relay.hub")
 
@@ -34,13 +37,15 @@ class Peer:
     owner: str
     vehicleid: str
     client_type: ClientType
-    outbox: trio.MemorySendChannel[Message]
+    outbox: Outbox  # or anything with send_nowait/close, e.g. a trio.MemorySendChannel
     cancel_scope: trio.CancelScope
     address: str = ""
     last_rx: float = attrs.field(factory=time.monotonic)
     last_tx: float = attrs.field(factory=time.monotonic)
     last_ping: float = 0.0
     close_reason: str | None = None
+    # Created on the first ``h`` record: most connections never send one.
+    pending_acks: trio.Semaphore | None = None
     groups: set[str] = attrs.field(factory=set)
 
     @property
@@ -62,11 +67,25 @@ class Peer:
         self.cancel_scope.cancel()
 
 
+@attrs.define(eq=False)
+class CommandWaiter:
+    """A sender that is not a v2 connection (an HTTP request) waiting for a car's answer.
+
+    Answers arrive on its own bounded ``outbox``. ``gone`` marks a waiter that stopped
+    listening (answered, timed out, cancelled): later answers for it are discarded,
+    as for a departed connection. The outbox is closed if the car goes away first.
+    """
+
+    conn_id: str
+    outbox: trio.MemorySendChannel[Message]
+    gone: bool = False
+
+
 @attrs.define
 class Waiting:
     """A client waiting for the car's answer to a command it sent."""
 
-    peer: Peer
+    peer: Peer | CommandWaiter
     command: int
 
 
@@ -79,7 +98,9 @@ class VehicleLinks:
     batch: set[Peer] = attrs.field(factory=set)
     # HTTP API sessions "connected" to the vehicle count as interactive apps.
     api_sessions: set[str] = attrs.field(factory=set)
-    waiting: collections.deque[Waiting] = attrs.field(factory=collections.deque)
+    # A list, not a deque: it is almost always empty or one long, and an empty
+    # deque costs ~600 bytes for each of thousands of connected cars.
+    waiting: list[Waiting] = attrs.field(factory=list)
 
     def clients(self) -> Iterator[Peer]:
         yield from self.apps
@@ -209,6 +230,9 @@ class Hub:
             if links.car is peer:
                 links.car = None
                 # A new car connection will not answer the old one's commands.
+                for waiting in links.waiting:
+                    if isinstance(waiting.peer, CommandWaiter):
+                        waiting.peer.outbox.close()
                 links.waiting.clear()
                 for client in links.clients():
                     self.deliver(client, Message("Z", "0"))
@@ -240,14 +264,27 @@ class Hub:
 
     def send_command(self, sender: Peer, command: int, msg: Message) -> bool:
         """Forward a client's command to the car and queue the sender for the answer."""
-        links = self._vehicles.get(sender.vehicleid)
+        return self._queue_command(sender.vehicleid, sender, command, msg)
+
+    def send_waiter_command(
+        self, vehicleid: str, waiter: CommandWaiter, command: int, msg: Message
+    ) -> bool:
+        """Like ``send_command`` for a non-connection sender; answers go to its outbox."""
+        return self._queue_command(vehicleid, waiter, command, msg)
+
+    def _queue_command(
+        self, vehicleid: str, sender: Peer | CommandWaiter, command: int, msg: Message
+    ) -> bool:
+        links = self._vehicles.get(vehicleid)
         if links is None or links.car is None:
             return False
         if len(links.waiting) >= MAX_WAITING:
-            dropped = links.waiting.popleft()
+            dropped = links.waiting.pop(0)
+            if isinstance(dropped.peer, CommandWaiter):
+                dropped.peer.outbox.close()
             log.warning(
                 "vehicle=%s: car left %d commands unanswered, forgetting command %d of %s",
-                sender.vehicleid, MAX_WAITING, dropped.command, dropped.peer.conn_id,
+                vehicleid, MAX_WAITING, dropped.command, dropped.peer.conn_id,
             )
         links.waiting.append(Waiting(sender, command))
         self.deliver(links.car, msg)
@@ -268,8 +305,10 @@ class Hub:
         except ValueError:
             last = True
         if last:
-            links.waiting.popleft()
-        if waiting.peer in self._peers:
+            links.waiting.pop(0)
+        if isinstance(waiting.peer, CommandWaiter):
+            self._to_waiter(vehicleid, waiting, msg)
+        elif waiting.peer in self._peers:
             self.deliver(waiting.peer, msg)
         else:
             log.info(
@@ -277,6 +316,24 @@ class Hub:
                 vehicleid, waiting.command, waiting.peer.conn_id,
             )
         self._forget_if_empty(vehicleid)
+
+    def _to_waiter(self, vehicleid: str, waiting: Waiting, msg: Message) -> None:
+        waiter = waiting.peer
+        assert isinstance(waiter, CommandWaiter)
+        if not waiter.gone:
+            try:
+                waiter.outbox.send_nowait(msg)
+                return
+            except trio.WouldBlock:
+                # More answer lines than any real list: stop listening, never block the car.
+                waiter.gone = True
+                waiter.outbox.close()
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                waiter.gone = True
+        log.info(
+            "vehicle=%s: command %d answer discarded, sender %s has gone",
+            vehicleid, waiting.command, waiter.conn_id,
+        )
 
     # --- groups -------------------------------------------------------------------------
 

@@ -15,7 +15,8 @@ from protocol import SERVER_COMMANDS, Message
 from protocol.messages import command_number
 from relay.config import Config
 from relay.hub import Hub, Peer
-from relay.store import PushSubscription, Store, StoredMessage
+from relay.push import PushDispatcher
+from relay.store import PushSubscription, Store, StoredMessage, StoreError
 from relay.timefmt import parse_since, utc_text
 
 log = logging.getLogger("relay.router")
@@ -31,6 +32,8 @@ class Router:
         self.hub = hub
         self.store = store
         self.config = config
+        # Set by run_relay once push delivery runs; None: P is only relayed.
+        self.push: PushDispatcher | None = None
 
     # --- login replay ------------------------------------------------------------------
 
@@ -55,7 +58,7 @@ class Router:
     # --- car -> server ------------------------------------------------------------------
 
     async def from_car(
-        self, peer: Peer, msg: Message, nursery: trio.Nursery, acks: trio.Semaphore
+        self, peer: Peer, msg: Message, nursery: trio.Nursery
     ) -> None:
         code = msg.code
         if code == "A":
@@ -68,13 +71,19 @@ class Router:
             log.info("%s: car sent a command (C%s), ignored", peer.context(), msg.data[:20])
         elif code == "P":
             self.hub.to_clients(peer.vehicleid, msg)
+            if self.push is not None:
+                self.push.notify(peer.vehicleid, msg.data)
         elif code == "E":
             await self._car_paranoid(peer, msg)
         elif code == "H":
             await self._historical(peer, msg)
         elif code == "h":
-            await acks.acquire()
-            nursery.start_soon(self._historical_ack, peer, msg, acks)
+            # The ack waits for the commit in its own task so the car's reads go on;
+            # the semaphore bounds how many a car can have in flight.
+            if peer.pending_acks is None:
+                peer.pending_acks = trio.Semaphore(self.config.max_pending_acks)
+            await peer.pending_acks.acquire()
+            nursery.start_soon(self._historical_ack, peer, msg, peer.pending_acks)
         elif code == "g":
             group, _, data = msg.data.partition(",")
             if group:
@@ -126,10 +135,15 @@ class Router:
                 log.info("%s: malformed h record ignored", peer.context())
                 return
             timestamp = int(time.time()) + timediff
-            await self.store.add_historical(
-                peer.vehicleid, htype, recordnumber, data,
-                timestamp=timestamp, expires=timestamp + lifetime, durable=True,
-            )
+            try:
+                await self.store.add_historical(
+                    peer.vehicleid, htype, recordnumber, data,
+                    timestamp=timestamp, expires=timestamp + lifetime, durable=True,
+                )
+            except StoreError as exc:
+                # Not stored, so not acked: the car keeps the record and resends it.
+                log.warning("%s: h record %s not stored: %s", peer.context(), ackcode, exc)
+                return
             # Only now is the record committed: a crash after this point loses nothing.
             self.hub.deliver(peer, Message("h", ackcode))
         finally:
@@ -211,6 +225,12 @@ class Router:
         if vehicle is None or vehicle.carpass != netpass:
             log.info("%s: push subscription for %s refused (bad netpass)", peer.context(), target)
             return
+        if self.push is not None:
+            refused = await self.push.check_subscription(pushtype, pushkeyvalue)
+            if refused is not None:
+                log.info("%s: push subscription %s (%s) refused: %s",
+                         peer.context(), appid, pushtype, refused)
+                return
         await self.store.add_push_subscription(
             PushSubscription(target, appid, vehicle.owner, pushtype, pushkeytype, pushkeyvalue)
         )

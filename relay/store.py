@@ -22,6 +22,7 @@ durable waiter); everything else commits.
 from __future__ import annotations
 
 import logging
+import secrets
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
@@ -115,6 +116,38 @@ class PushSubscription:
     pushtype: str
     pushkeytype: str
     pushkeyvalue: str
+
+
+@attrs.frozen
+class PendingPush:
+    """One notification waiting for delivery to one subscription (table push_pending)."""
+
+    nid: str
+    vehicleid: str
+    appid: str
+    owner: str
+    pushtype: str
+    pushkeytype: str
+    pushkeyvalue: str = attrs.field(repr=False)  # a device token or a URL: never logged
+    alerttype: str
+    text: str
+    created: float
+    expires: float
+    attempts: int = 0
+    next_try: float = 0.0
+
+
+@attrs.frozen
+class TokenRecord:
+    """An API token as stored: only its SHA-256 digest, never the token itself."""
+
+    token_hash: str
+    owner: str
+    application: str
+    purpose: str
+    permit: str
+    created: float
+    lastused: float | None = None
 
 
 @attrs.frozen
@@ -280,6 +313,19 @@ _UPSERT_PUSH = (
     "pushtype=excluded.pushtype, pushkeytype=excluded.pushkeytype, "
     "pushkeyvalue=excluded.pushkeyvalue, active=1, lastused=excluded.lastused"
 )
+_INSERT_PENDING = (
+    "INSERT OR REPLACE INTO push_pending(nid, vehicleid, appid, owner, pushtype, pushkeytype, "
+    "pushkeyvalue, alerttype, alerttext, created, expires, attempts, next_try) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_RETRY_PENDING = (
+    "UPDATE push_pending SET attempts=?, next_try=? WHERE nid=? AND vehicleid=? AND appid=?"
+)
+_DELETE_PENDING = "DELETE FROM push_pending WHERE nid=? AND vehicleid=? AND appid=?"
+# Only the exact token that failed: the app may have re-subscribed with a new one meanwhile.
+_DEACTIVATE_PUSH = (
+    "UPDATE push_subscriptions SET active=0 WHERE vehicleid=? AND appid=? AND pushkeyvalue=?"
+)
 _ADD_USAGE = (
     "INSERT INTO usage(vehicleid, day, car_rx, car_tx, app_rx, app_tx) "
     "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(vehicleid, day) DO UPDATE SET "
@@ -434,6 +480,34 @@ def _read_token_permit(conn: sqlite3.Connection, owner: str, digest: str) -> str
     return row[0] if row is not None else None
 
 
+def _read_tokens(conn: sqlite3.Connection, owner: str) -> list[TokenRecord]:
+    rows = conn.execute(
+        "SELECT token_hash, owner, application, purpose, permit, created, lastused "
+        "FROM tokens WHERE owner=? ORDER BY created, token_hash",
+        (owner,),
+    ).fetchall()
+    return [TokenRecord(r[0], r[1], r[2], r[3], r[4], float(r[5]),
+                        None if r[6] is None else float(r[6])) for r in rows]
+
+
+def _insert_token(conn: sqlite3.Connection, record: TokenRecord) -> None:
+    conn.execute(
+        "INSERT INTO tokens(token_hash, owner, application, purpose, permit, created) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        (record.token_hash, record.owner, record.application, record.purpose, record.permit,
+         record.created),
+    )
+
+
+def _delete_token(conn: sqlite3.Connection, owner: str, candidates: tuple[str, ...]) -> int:
+    deleted = 0
+    for candidate in candidates:
+        deleted += conn.execute(
+            "DELETE FROM tokens WHERE token_hash=? AND owner=?", (candidate, owner)
+        ).rowcount
+    return deleted
+
+
 def _read_historical_summary(
     conn: sqlite3.Connection, vehicleid: str, since: int | None, now: float
 ) -> list[HistoricalSummary]:
@@ -485,6 +559,22 @@ def _read_push(conn: sqlite3.Connection, vehicleid: str) -> list[PushSubscriptio
         (vehicleid,),
     ).fetchall()
     return [PushSubscription(*r) for r in rows]
+
+
+def _take_pending(conn: sqlite3.Connection, now: float) -> tuple[list[PendingPush], int]:
+    """Unexpired pending notifications, oldest first; expired ones are deleted."""
+    expired = conn.execute("DELETE FROM push_pending WHERE expires<?", (now,)).rowcount
+    rows = conn.execute(
+        "SELECT nid, vehicleid, appid, owner, pushtype, pushkeytype, pushkeyvalue, alerttype, "
+        "alerttext, created, expires, attempts, next_try FROM push_pending "
+        "ORDER BY created, nid, appid"
+    ).fetchall()
+    pending = [
+        PendingPush(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], _dec(r[8]), float(r[9]),
+                    float(r[10]), int(r[11]), float(r[12]))
+        for r in rows
+    ]
+    return pending, expired
 
 
 def _read_provision(conn: sqlite3.Connection, apkey: str) -> ProvisionRecord | None:
@@ -853,6 +943,31 @@ class Store:
             self._token_lastused[digest] = time.time()  # written with the next batch
         return permit
 
+    async def list_tokens(self, owner: str) -> list[TokenRecord]:
+        result: list[TokenRecord] = await self._read(partial(_read_tokens, owner=owner))
+        return result
+
+    async def create_token(
+        self, owner: str, application: str, purpose: str, permit: str
+    ) -> tuple[str, TokenRecord]:
+        """A new random 64-hex-char token for ``owner``, committed before returning.
+
+        Returns the token (shown once, never stored) and its stored record.
+        """
+        token = secrets.token_hex(32)
+        record = TokenRecord(db.token_hash(token), owner, application, purpose, permit,
+                             time.time())
+        await self._call("tokens", partial(_insert_token, record=record))
+        return token, record
+
+    async def delete_token(self, owner: str, token: str) -> bool:
+        """Delete one of ``owner``'s tokens, given the token or its digest; True if found."""
+        candidates = (db.token_hash(token), token.lower())
+        deleted: int = await self._call(
+            "tokens", partial(_delete_token, owner=owner, candidates=candidates)
+        )
+        return deleted > 0
+
     async def get_provision(self, apkey: str) -> ProvisionRecord | None:
         result: ProvisionRecord | None = await self._read(partial(_read_provision, apkey=apkey))
         return result
@@ -1075,6 +1190,48 @@ class Store:
 
     async def push_subscriptions(self, vehicleid: str) -> list[PushSubscription]:
         result: list[PushSubscription] = await self._read(partial(_read_push, vehicleid=vehicleid))
+        return result
+
+    async def deactivate_push_subscription(
+        self, vehicleid: str, appid: str, pushkeyvalue: str
+    ) -> None:
+        """The push service called this token dead: stop delivering to it (until re-subscribed)."""
+        await self._submit(
+            _Write("push_subscriptions", _DEACTIVATE_PUSH, (vehicleid, appid, pushkeyvalue))
+        )
+
+    # Pending push deliveries: group-committed like everything else (no waiting), so
+    # the relay never waits on them; FIFO order makes a later delete follow its insert.
+
+    async def add_push_pending(self, item: PendingPush) -> None:
+        await self._submit(
+            _Write(
+                "push_pending",
+                _INSERT_PENDING,
+                (item.nid, item.vehicleid, item.appid, item.owner, item.pushtype,
+                 item.pushkeytype, item.pushkeyvalue, item.alerttype, _enc(item.text),
+                 item.created, item.expires, item.attempts, item.next_try),
+            )
+        )
+
+    async def retry_push_pending(self, item: PendingPush) -> None:
+        """Store the item's new ``attempts`` and ``next_try``."""
+        await self._submit(
+            _Write("push_pending", _RETRY_PENDING,
+                   (item.attempts, item.next_try, item.nid, item.vehicleid, item.appid))
+        )
+
+    async def delete_push_pending(self, item: PendingPush) -> None:
+        await self._submit(
+            _Write("push_pending", _DELETE_PENDING, (item.nid, item.vehicleid, item.appid))
+        )
+
+    async def take_push_pending(self, now: float | None = None) -> tuple[list[PendingPush], int]:
+        """All unexpired pending deliveries (at startup) and how many expired ones were deleted."""
+        cutoff = time.time() if now is None else now
+        result: tuple[list[PendingPush], int] = await self._call(
+            "push_pending", partial(_take_pending, now=cutoff)
+        )
         return result
 
 

@@ -63,7 +63,6 @@ async def test_unknown_vehicle(relay: RelayUnderTest, pair: tuple[V2Client, V2Cl
     b"MP-Q 0 token digest DEMO\r\n",
     b"MP-C 0 onlytoken\r\n",
     b"\xff\xfe\x00binary\r\n",
-    b"GET / HTTP/1.1\r\n",
 ])
 async def test_garbage_first_line(
     relay: RelayUnderTest, pair: tuple[V2Client, V2Client], line: bytes

@@ -19,7 +19,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from relay import db
+from protocol import provisioning
+from relay import db, tls
 
 PROG = "ovms-admin"
 DEFAULT_DB = "ovms-relay.db"
@@ -128,6 +129,44 @@ def _provision_add(conn: sqlite3.Connection, args: argparse.Namespace) -> None:
     print(f"provisioning record {args.apkey} added")
 
 
+def _provision_create(conn: sqlite3.Connection, args: argparse.Namespace) -> None:
+    """Compute a record from VIN, ICCID and parameters (docs/auto-provisioning.md)."""
+    try:
+        apkey = (provisioning.check_apkey(args.apkey) if args.apkey
+                 else provisioning.apkey_for_vin(args.vin))
+        text = provisioning.parameter_text(args.parameters)
+        record = provisioning.create_record(apkey, args.iccid, text)
+    except provisioning.ProvisioningError as exc:
+        raise db.AdminError(str(exc)) from None
+    db.add_provision(conn, record.apkey, record.stoken, record.sdigest, record.provisioning,
+                     owner=args.owner, vehicleid=args.vehicle)
+    # The ICCID and the parameters (they usually hold passwords) are not echoed.
+    print(f"provisioning record {record.apkey} created ({len(args.parameters)} parameters)")
+
+
+def _write_new(path: str, data: bytes, mode: int, force: bool) -> None:
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if force else os.O_EXCL)
+    try:
+        fd = os.open(path, flags, mode)
+    except FileExistsError:
+        raise db.AdminError(f"{path} exists (use --force to overwrite)") from None
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
+def _selfsigned(conn: sqlite3.Connection | None, args: argparse.Namespace) -> None:
+    hosts = args.host or ["localhost"]
+    # Checked up front so a refusal never leaves a new key next to an old certificate.
+    existing = [path for path in (args.cert, args.key) if os.path.exists(path)]
+    if existing and not args.force:
+        raise db.AdminError(f"{existing[0]} exists (use --force to overwrite)")
+    cert_pem, key_pem = tls.generate_self_signed(hosts, days=args.days)
+    _write_new(args.key, key_pem, 0o600, args.force)  # the key is for the server's eyes only
+    _write_new(args.cert, cert_pem, 0o644, args.force)
+    print(f"self-signed certificate for {', '.join(hosts)} ({args.days} days) written to "
+          f"{args.cert}, key to {args.key}")
+
+
 def _provision_list(conn: sqlite3.Connection, args: argparse.Namespace) -> None:
     for p in db.list_provisions(conn):
         print(_row(p["apkey"], p["owner"], p["vehicleid"], _fmt_time(p["created"])))
@@ -149,7 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="database file (default: $OVMS_RELAY_DB or %(default)s)",
     )
-    groups = parser.add_subparsers(dest="group", metavar="{owner,vehicle,token,provision}")
+    groups = parser.add_subparsers(
+        dest="group", metavar="{owner,vehicle,token,provision,selfsigned}")
     groups.required = True
 
     def commands(name: str, help_text: str) -> argparse._SubParsersAction[Any]:
@@ -213,9 +253,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--provisioning", required=True)
     p.add_argument("--owner")
     p.add_argument("--vehicle")
+    p = command(provision, "create", _provision_create,
+                "compute and add a record from VIN, ICCID and parameters")
+    p.add_argument("--vin", required=True, help="the vehicle's VIN (the module's default apkey)")
+    p.add_argument("--iccid", required=True, help="ICCID of the module's SIM (the secret)")
+    p.add_argument("--apkey", help="key the module sends instead of the VIN")
+    p.add_argument("--owner")
+    p.add_argument("--vehicle")
+    p.add_argument("parameters", nargs="+", metavar="PARAM",
+                   help="the module's parameters in order (put -- before them)")
     command(provision, "list", _provision_list, "list provisioning records")
     p = command(provision, "delete", _provision_delete, "delete a provisioning record")
     p.add_argument("apkey")
+
+    p = groups.add_parser("selfsigned", help="create a self-signed TLS certificate (testing)")
+    p.add_argument("--cert", required=True, metavar="FILE", help="certificate file to write")
+    p.add_argument("--key", required=True, metavar="FILE", help="private key file to write")
+    p.add_argument("--host", action="append", metavar="NAME",
+                   help="host name or IP address it is for (repeatable; default localhost)")
+    p.add_argument("--days", type=int, default=365, help="validity (default %(default)s)")
+    p.add_argument("--force", action="store_true", help="overwrite existing files")
+    # No database involved: run() skips opening one.
+    p.set_defaults(func=_selfsigned, no_db=True)
 
     return parser
 
@@ -232,7 +291,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         return _fail(str(exc), 2)
     conn: sqlite3.Connection | None = None
     try:
-        conn = db.connect(args.db)
+        if not getattr(args, "no_db", False):
+            conn = db.connect(args.db)
         args.func(conn, args)
     except (db.AdminError, db.DatabaseError) as exc:
         return _fail(str(exc), 1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import ssl
 from types import TracebackType
 
 import trio
@@ -15,14 +16,28 @@ from protocol import (
     ProvisionAnswer,
     ServerWelcome,
 )
+from relay.websocket import connect_websocket
 
 
 class LoginRefused(Exception):
     """The server closed the connection instead of accepting the login."""
 
 
+def describe_oserror(exc: OSError) -> str:
+    """The root cause of a failed connect in a few words ("Connection refused"):
+    trio wraps the per-address errors in one generic OSError."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        while isinstance(cause, BaseExceptionGroup):
+            cause = cause.exceptions[0]
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror
+        cause = cause.__cause__
+    return str(exc)
+
+
 class V2Client:
-    def __init__(self, stream: trio.SocketStream, session: ClientSession) -> None:
+    def __init__(self, stream: trio.abc.Stream, session: ClientSession) -> None:
         self.stream = stream
         self.session = session
         self.welcome: ServerWelcome | None = None
@@ -39,13 +54,28 @@ class V2Client:
         username: str | None = None,
         password: str | None = None,
         timeout: float = 10.0,
+        ssl_context: ssl.SSLContext | None = None,
+        websocket: bool = False,
     ) -> V2Client:
-        """Connect and log in; raises LoginRefused if the server closes instead."""
-        stream = await trio.open_tcp_stream(host, port)
+        """Connect and log in; raises LoginRefused if the server closes instead.
+
+        ``ssl_context``: connect with TLS (the 6870 port); ``websocket``: speak the
+        lines inside a WebSocket on ``/apiv2`` (ws:// or, with ``ssl_context``, wss://).
+        """
+        stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
         session = ClientSession(client_type, vehicleid, carpass=carpass,
                                 username=username, password=password)
         client = cls(stream, session)
         try:
+            with trio.fail_after(timeout):
+                if ssl_context is not None:
+                    tls = trio.SSLStream(stream, ssl_context, server_hostname=host,
+                                         https_compatible=True)
+                    stream = tls
+                    await tls.do_handshake()
+                if websocket:
+                    stream = await connect_websocket(stream, host)
+            client.stream = stream
             await stream.send_all(session.welcome())
             with trio.fail_after(timeout):
                 event = await client._next_event()

@@ -1,0 +1,161 @@
+"""The API as one object: shared state (sessions, login cache, rate limiter) and dispatch.
+
+One instance serves every HTTP(S) listener of a relay, found by ``api_for(services)``,
+so a session made over HTTPS works over HTTP and one address has one quota.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+
+import trio
+
+from relay.config import Config
+from relay.http.auth import Authenticator, Login, grants_nothing, permitted
+from relay.http.call import Call
+from relay.http.messages import (
+    HttpError,
+    Request,
+    Response,
+    encode_json,
+    json_response,
+    text_response,
+)
+from relay.http.openapi import build as build_openapi
+from relay.http.ratelimit import RateLimiter
+from relay.http.routes import ROUTES, Route, Router
+from relay.http.sessions import SessionTable
+from relay.http.views import COOKIE_NAME
+from relay.store import StoreError
+from relay.v2conn import Services
+
+log = logging.getLogger("relay.http")
+
+# How often idle sessions are ended (and the car told); at least this promptly.
+MAX_SWEEP_INTERVAL = 10.0
+_PREFLIGHT_HEADERS = (
+    (b"access-control-allow-methods", b"GET, PUT, POST, DELETE, OPTIONS"),
+    (b"access-control-max-age", b"600"),
+)
+
+
+async def openapi_document(call: Call) -> Response:
+    return call.api.openapi_response()
+
+
+ALL_ROUTES: tuple[Route, ...] = (
+    *ROUTES,
+    Route("GET", "/api/openapi.json", openapi_document, "This document", auth=False,
+          tag="meta"),
+)
+
+
+class HttpApi:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.config: Config = services.config
+        config = self.config
+        self.sessions = SessionTable(services.hub, config.api_idle_timeout)
+        self.auth = Authenticator(services.store, config.api_auth_cache_ttl)
+        self.limiter = RateLimiter(
+            config.api_rate_burst, config.api_rate_per_minute, config.api_rate_max,
+            exempt=config.api_rate_exempt.split(","),
+        )
+        self.router = Router(ALL_ROUTES)
+        self._openapi: bytes | None = None
+
+    def openapi_response(self) -> Response:
+        if self._openapi is None:
+            self._openapi = encode_json(build_openapi(ALL_ROUTES))
+        return Response(200, self._openapi, b"application/json")
+
+    async def maintain(self) -> None:
+        """End idle sessions (their cars get ``Z``) and forget idle rate-limit entries."""
+        interval = min(MAX_SWEEP_INTERVAL, max(0.05, self.config.api_idle_timeout / 4))
+        while True:
+            await trio.sleep(interval)
+            self.sessions.expire()
+            self.limiter.forget_idle()
+
+    async def handle(self, request: Request) -> Response:
+        if not self.limiter.allow(request.client_host):
+            return text_response(429, "Too many requests")
+        if request.method == "OPTIONS":
+            return _preflight(request)
+        match = self.router.match(request.method, request.path)
+        if match is None:
+            path = request.path
+            if path == "/api" or path.startswith(("/api/", "/mqapi/")):
+                log.debug("http conn=%s: no API call %s %s", request.conn_id, request.method,
+                          path[:100])
+                return text_response(404, "Unrecognised API call")
+            return text_response(404, "not found")
+        try:
+            call = Call(self, request, match.args, request.params())
+            if match.route.auth:
+                refusal = await self._authenticate(call, match.route)
+                if refusal is not None:
+                    return refusal
+            return await match.route.handler(call)
+        except HttpError as exc:
+            return text_response(exc.status, exc.text)
+        except StoreError as exc:
+            log.error("http conn=%s: %s %s: store unavailable: %s", request.conn_id,
+                      request.method, request.path[:100], exc)
+            return text_response(503, "Service unavailable")
+        except Exception:
+            log.exception("http conn=%s: %s %s failed", request.conn_id, request.method,
+                          request.path[:100])
+            return text_response(500, "Internal server error")
+
+    async def _authenticate(self, call: Call, route: Route) -> Response | None:
+        """Fill in ``call.login`` (and ``call.session``); an answer if the call is refused."""
+        request = call.request
+        sid = request.cookie(COOKIE_NAME)
+        if sid:
+            session = self.sessions.get(sid)
+            if session is not None:
+                call.session = session
+                call.login = Login(session.owner, session.permissions, "session")
+        if call.login is None:
+            username = call.params.get("username", "")
+            password = call.params.get("password", "")
+            if username and password:
+                call.login = await self.auth.check(username, password)
+                if call.login is None:
+                    log.info("http conn=%s addr=%s user=%r: authentication failed",
+                             request.conn_id, request.client_host, username[:64])
+                else:
+                    # Keeps the caller's implicit session (if any) alive.
+                    self.sessions.implicit(call.login.owner, request.client_host,
+                                           call.login.permissions, create=False)
+        if call.login is None or grants_nothing(call.login.permissions):
+            call.login = None
+            return text_response(401, "Authentication failed")
+        if not permitted(call.login.permissions, route.rights):
+            log.info("%s: %s %s refused, insufficient rights", call.context(), route.method,
+                     route.path)
+            return text_response(403, "Insufficient rights")
+        return None
+
+
+def _preflight(request: Request) -> Response:
+    """CORS preflight for browser apps: any origin, our methods, the headers they ask for."""
+    asked = request.headers.get(b"access-control-request-headers", b"content-type")
+    return Response(204, b"", b"text/plain",
+                    (*_PREFLIGHT_HEADERS, (b"access-control-allow-headers", asked[:200])))
+
+
+_apis: weakref.WeakKeyDictionary[Services, HttpApi] = weakref.WeakKeyDictionary()
+
+
+def api_for(services: Services) -> HttpApi:
+    """The relay's one HttpApi (created on first use)."""
+    api = _apis.get(services)
+    if api is None:
+        api = _apis[services] = HttpApi(services)
+    return api
+
+
+__all__ = ["HttpApi", "api_for", "json_response"]

@@ -1,0 +1,249 @@
+"""Vehicle control: the endpoints the public server answers 501, done for real.
+
+Each sends the car a v2 command (``C<number>,<params>``) through the hub's
+command queue, exactly as an app would, and waits (bounded by
+``command_timeout``) for the car's ``c`` answer. The list commands (1 features,
+3 parameters) answer in several lines, collected until the last.
+
+Outcomes: answered with result 0: 200 with JSON; car not connected, or gone
+before answering: 409; no answer in time: 504; car answers 1 (failed): 422 with
+its text; 2 (unsupported) or 3 (unimplemented): 400 with its text.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import re
+
+import attrs
+import trio
+
+from protocol import SERVER_COMMANDS, CommandResponse, Message, RemoteProtocolError
+from relay.http.call import Call
+from relay.http.messages import BadRequest, HttpError, Response, json_response
+from relay.hub import CommandWaiter
+
+log = logging.getLogger("relay.http.control")
+
+# Answer lines one request may collect: more than any car's feature/parameter list.
+MAX_LINES = 256
+CHARGE_MODES = {"standard": 0, "storage": 1, "range": 3, "performance": 4}
+_RESULT_TEXT = {
+    1: (422, "Command failed"),
+    2: (400, "Command not supported by the vehicle"),
+    3: (400, "Command not implemented by the vehicle module"),
+}
+# A value that becomes one field of the command line: no separators, no line breaks.
+_FIELD_RE = re.compile(r"[^,\x00-\x1f\x7f]{1,64}")
+_waiter_ids = itertools.count(1)
+
+
+@attrs.frozen
+class Answer:
+    command: int
+    lines: tuple[CommandResponse, ...]
+
+    @property
+    def result(self) -> int:
+        return self.lines[-1].result if self.lines else 0
+
+
+def _parse(msg: Message) -> CommandResponse:
+    try:
+        return CommandResponse.parse(msg.data)
+    except (ValueError, RemoteProtocolError):
+        # An answer we cannot read still ends the wait: report it as a failure.
+        return CommandResponse(-1, 1, (msg.data,))
+
+
+async def send_command(call: Call, vehicleid: str, number: int, args: str = "") -> Answer:
+    """Send ``C<number>[,args]`` and wait for the whole answer; raises HttpError otherwise."""
+    data = str(number) if not args else f"{number},{args}"
+    ctx = call.context(vehicleid)
+    services = call.api.services
+    if number in SERVER_COMMANDS:
+        replies = await services.router.server_command(vehicleid, number, data)
+        return Answer(number, tuple(_parse(m) for m in replies))
+    send, receive = trio.open_memory_channel[Message](MAX_LINES)
+    waiter = CommandWaiter(f"{call.request.conn_id}/c{next(_waiter_ids)}", send)
+    if not services.hub.send_waiter_command(vehicleid, waiter, number, Message("C", data)):
+        log.info("%s: command %d refused, vehicle not connected", ctx, number)
+        raise HttpError(409, "Vehicle not connected")
+    log.info("%s: command %d sent to the car", ctx, number)
+    lines: list[CommandResponse] = []
+    timeout = call.api.config.command_timeout
+    try:
+        with trio.move_on_after(timeout):
+            async with receive:
+                async for msg in receive:
+                    line = _parse(msg)
+                    lines.append(line)
+                    if line.is_last_line():
+                        log.info("%s: command %d answered, result %d", ctx, number, line.result)
+                        return Answer(number, tuple(lines))
+        # The channel was closed (car gone) or the time ran out.
+        if not services.hub.car_connected(vehicleid):
+            log.info("%s: command %d unanswered, the car disconnected", ctx, number)
+            raise HttpError(409, "Vehicle disconnected before answering")
+        log.info("%s: command %d unanswered after %.0f s", ctx, number, timeout)
+        raise HttpError(504, f"No answer from the vehicle within {timeout:g} s")
+    finally:
+        # From now on an answer for this request is discarded, as for a departed app.
+        waiter.gone = True
+
+
+def _check(answer: Answer) -> Answer:
+    failed = next((line for line in answer.lines if line.result != 0), None)
+    if failed is None:
+        return answer
+    status, default = _RESULT_TEXT.get(failed.result, (422, "Command failed"))
+    text = ",".join(failed.rest).strip()
+    raise HttpError(status, text or default)
+
+
+def _single(answer: Answer) -> Response:
+    text = ",".join(answer.lines[-1].rest) if answer.lines else ""
+    return json_response({"command": answer.command, "result": answer.result, "text": text})
+
+
+async def run(call: Call, number: int, args: str = "") -> Response:
+    vehicleid = await call.vehicle()
+    return _single(_check(await send_command(call, vehicleid, number, args)))
+
+
+# --- parameters ---------------------------------------------------------------------------
+
+
+def field(call: Call, name: str, *, required: bool = True, default: str | None = None) -> str:
+    value = call.param(name, default)
+    if value is None or value == "":
+        if required:
+            raise BadRequest(f"parameter {name} is required")
+        return ""
+    if not _FIELD_RE.fullmatch(value):
+        raise BadRequest(f"parameter {name}: 1-64 characters, no commas or control characters")
+    return value
+
+
+def number(call: Call, name: str, low: int, high: int, *, required: bool = True) -> int | None:
+    text = call.param(name)
+    if text is None or text == "":
+        if required:
+            raise BadRequest(f"parameter {name} is required")
+        return None
+    text = text.strip()
+    if not (text.isascii() and text.isdigit() and len(text) <= 9) or not low <= int(text) <= high:
+        raise BadRequest(f"parameter {name} must be a whole number from {low} to {high}")
+    return int(text)
+
+
+def free_text(call: Call, name: str, *, required: bool) -> str:
+    """A trailing value that may hold commas (a parameter value, a text command)."""
+    value = call.param(name)
+    if value is None or value == "":
+        if required:
+            raise BadRequest(f"parameter {name} is required")
+        return ""
+    if len(value) > 1000 or any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise BadRequest(f"parameter {name}: at most 1000 characters, no control characters")
+    return value
+
+
+# --- endpoints --------------------------------------------------------------------------------
+
+
+async def charge_put(call: Call) -> Response:
+    """Start charging; or set the mode and/or current; or ``action=stop``."""
+    action = call.param("action", "start")
+    mode_text = call.param("mode")
+    current = number(call, "current", 1, 999, required=False)
+    mode: int | None = None
+    if mode_text:
+        mode = CHARGE_MODES.get(mode_text.lower())
+        if mode is None and mode_text in ("0", "1", "3", "4"):
+            mode = int(mode_text)
+        if mode is None:
+            raise BadRequest("parameter mode must be standard, storage, range or performance")
+    if mode is not None and current is not None:
+        return await run(call, 16, f"{mode},{current}")
+    if mode is not None:
+        return await run(call, 10, str(mode))
+    if current is not None:
+        return await run(call, 15, str(current))
+    if action == "start":
+        return await run(call, 11)
+    if action == "stop":
+        return await run(call, 12)
+    raise BadRequest("parameter action must be start or stop")
+
+
+async def charge_delete(call: Call) -> Response:
+    return await run(call, 12)
+
+
+async def lock(call: Call) -> Response:
+    return await run(call, 20, field(call, "pin"))
+
+
+async def unlock(call: Call) -> Response:
+    return await run(call, 22, field(call, "pin"))
+
+
+async def valet_on(call: Call) -> Response:
+    return await run(call, 21, field(call, "pin"))
+
+
+async def valet_off(call: Call) -> Response:
+    return await run(call, 23, field(call, "pin"))
+
+
+async def homelink(call: Call) -> Response:
+    return await run(call, 24, str(number(call, "button", 0, 2)))
+
+
+async def reset(call: Call) -> Response:
+    return await run(call, 5)
+
+
+async def _list(call: Call, command: int, key: str) -> Response:
+    vehicleid = await call.vehicle()
+    answer = _check(await send_command(call, vehicleid, command))
+    items = []
+    for line in answer.lines:
+        # c<cmd>,0,<index>,<count>,<value...>
+        if len(line.rest) >= 2 and line.rest[0].isdigit():
+            items.append({key: int(line.rest[0]), "value": ",".join(line.rest[2:])})
+    return json_response(items)
+
+
+async def features_get(call: Call) -> Response:
+    return await _list(call, 1, "feature")
+
+
+async def features_put(call: Call) -> Response:
+    feature = number(call, "feature", 0, 99)
+    return await run(call, 2, f"{feature},{free_text(call, 'value', required=True)}")
+
+
+async def parameters_get(call: Call) -> Response:
+    return await _list(call, 3, "parameter")
+
+
+async def parameters_put(call: Call) -> Response:
+    parameter = number(call, "parameter", 0, 99)
+    return await run(call, 4, f"{parameter},{free_text(call, 'value', required=True)}")
+
+
+async def command(call: Call) -> Response:
+    """Any command number with raw parameters; every answer line in ``lines``."""
+    vehicleid = await call.vehicle()
+    code = number(call, "command", 0, 999_999)
+    assert code is not None
+    args = free_text(call, "parameters", required=False)
+    answer = _check(await send_command(call, vehicleid, code, args))
+    return json_response({
+        "command": code,
+        "result": answer.result,
+        "lines": [",".join(line.rest) for line in answer.lines],
+    })

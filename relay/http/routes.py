@@ -1,0 +1,195 @@
+"""Every endpoint in one table: path, method, rights, handler and its documentation.
+
+The dispatcher and the OpenAPI document are both built from this table, so
+they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from urllib.parse import unquote
+
+import attrs
+
+from relay.http import control, mqapi, tokens, views
+from relay.http.call import Call
+from relay.http.messages import Response
+
+Handler = Callable[[Call], Awaitable[Response]]
+
+# What a command to the car can end in besides success (relay.http.control).
+CONTROL_ERRORS = (409, 422, 504)
+# Rights of the control endpoints: they move real hardware (locks, charging).
+CONTROL = ("control", "admin")
+TOKEN_ADMIN = ("token.admin", "admin")
+
+
+@attrs.frozen
+class Param:
+    name: str
+    description: str
+    type: str = "string"  # JSON schema type
+    required: bool = False
+    enum: tuple[str, ...] = ()
+    minimum: int | None = None
+    maximum: int | None = None
+
+
+@attrs.frozen
+class Route:
+    method: str
+    path: str  # template, e.g. /api/status/{vehicleid}
+    handler: Handler
+    summary: str
+    rights: tuple[str, ...] = ()
+    auth: bool = True  # False: public, or authenticated by its own form fields (mqapi)
+    params: tuple[Param, ...] = ()
+    answer: str = "json"  # json, text or empty (status code only)
+    errors: tuple[int, ...] = ()  # statuses beyond the common 400/401/403/429
+    schema: str = ""  # name of the response schema in the OpenAPI document
+    tag: str = "read"
+
+    @property
+    def segments(self) -> tuple[str, ...]:
+        return tuple(self.path.strip("/").split("/"))
+
+    @property
+    def statuses(self) -> tuple[int, ...]:
+        """Documented answers besides 200/201 and the common 400/401/403/404/429."""
+        return self.errors + (CONTROL_ERRORS if self.tag == "control" else ())
+
+
+_PIN = Param("pin", "PIN the car module expects for this command", required=True)
+
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/api/cookie", views.cookie_login, "Log in: new session cookie",
+          rights=("session",), answer="text", tag="session"),
+    Route("DELETE", "/api/cookie", views.cookie_logout,
+          "Log out: end the session and its vehicle registrations",
+          rights=("session",), answer="text", tag="session"),
+    Route("GET", "/api/token", tokens.token_list, "List the owner's API tokens",
+          rights=TOKEN_ADMIN, schema="TokenList", tag="tokens"),
+    Route("POST", "/api/token", tokens.token_create, "Create an API token (shown once)",
+          rights=TOKEN_ADMIN, schema="NewToken", tag="tokens", params=(
+              Param("application", "what uses the token"),
+              Param("purpose", "why"),
+              Param("permit", "comma-separated rights (default auth)"))),
+    Route("DELETE", "/api/token/{token}", tokens.token_delete,
+          "Delete an API token (the token or its listed digest)",
+          rights=TOKEN_ADMIN, schema="DeletedToken", tag="tokens"),
+    Route("GET", "/api/vehicles", views.vehicles, "The owner's vehicles and who is connected",
+          schema="VehicleList"),
+    Route("GET", "/api/vehicle/{vehicleid}", views.vehicle_connect,
+          "Connect to the vehicle as an app (the car switches to fast reporting)",
+          schema="VehicleConnect"),
+    Route("DELETE", "/api/vehicle/{vehicleid}", views.vehicle_disconnect,
+          "Drop this session's connection to the vehicle", answer="text"),
+    Route("GET", "/api/protocol/{vehicleid}", views.protocol,
+          "The vehicle's stored latest messages, raw", schema="ProtocolList"),
+    Route("GET", "/api/status/{vehicleid}", views.status, "Vehicle status (from S and D)",
+          schema="Status", errors=(502,)),
+    Route("GET", "/api/charge/{vehicleid}", views.charge, "Charge status (from S and D)",
+          schema="Charge", errors=(502,)),
+    Route("GET", "/api/location/{vehicleid}", views.location, "Location (from L)",
+          schema="Location", errors=(502,)),
+    Route("GET", "/api/tpms/{vehicleid}", views.tpms, "Tyre pressures (from Y, else W)",
+          schema="Tpms", errors=(502,)),
+    Route("GET", "/api/historical/{vehicleid}", views.historical_summary,
+          "Historical data summary per record type", schema="HistoricalSummary",
+          params=(Param("since", "only records after this UTC time or unix second"),)),
+    Route("GET", "/api/historical/{vehicleid}/{type}", views.historical_records,
+          "Historical records of one type", schema="HistoricalRecords",
+          params=(Param("since", "only records after this UTC time or unix second"),)),
+    Route("GET", "/api/lock/{vehicleid}", views.lock_state, "Lock state (from D)",
+          schema="Flags", errors=(502,)),
+    Route("GET", "/api/valet/{vehicleid}", views.valet_state, "Valet mode state (from D)",
+          schema="Flags", errors=(502,)),
+    # --- control: a command to the car, answered by the car -------------------------------
+    Route("PUT", "/api/charge/{vehicleid}", control.charge_put,
+          "Start charging (11), stop (12, action=stop), set mode (10), current (15) or both (16)",
+          rights=CONTROL, tag="control", schema="CommandResult", params=(
+              Param("action", "start (default) or stop", enum=("start", "stop")),
+              Param("mode", "charge mode",
+                    enum=("standard", "storage", "range", "performance")),
+              Param("current", "charge current in A", type="integer", minimum=1, maximum=999))),
+    Route("DELETE", "/api/charge/{vehicleid}", control.charge_delete, "Stop charging (12)",
+          rights=CONTROL, tag="control", schema="CommandResult"),
+    Route("PUT", "/api/lock/{vehicleid}", control.lock, "Lock the car (20)",
+          rights=CONTROL, tag="control", schema="CommandResult", params=(_PIN,)),
+    Route("DELETE", "/api/lock/{vehicleid}", control.unlock, "Unlock the car (22)",
+          rights=CONTROL, tag="control", schema="CommandResult", params=(_PIN,)),
+    Route("PUT", "/api/valet/{vehicleid}", control.valet_on, "Valet mode on (21)",
+          rights=CONTROL, tag="control", schema="CommandResult", params=(_PIN,)),
+    Route("DELETE", "/api/valet/{vehicleid}", control.valet_off, "Valet mode off (23)",
+          rights=CONTROL, tag="control", schema="CommandResult", params=(_PIN,)),
+    Route("PUT", "/api/homelink/{vehicleid}", control.homelink, "Activate homelink (24)",
+          rights=CONTROL, tag="control", schema="CommandResult", params=(
+              Param("button", "homelink button", type="integer", required=True, minimum=0,
+                    maximum=2),)),
+    Route("PUT", "/api/reset/{vehicleid}", control.reset, "Reboot the car module (5)",
+          rights=CONTROL, tag="control", schema="CommandResult"),
+    Route("GET", "/api/features/{vehicleid}", control.features_get,
+          "The module's feature list (1)", rights=CONTROL, tag="control",
+          schema="FeatureList"),
+    Route("PUT", "/api/features/{vehicleid}", control.features_put, "Set a feature (2)",
+          rights=CONTROL, tag="control", schema="CommandResult", params=(
+              Param("feature", "feature number", type="integer", required=True, minimum=0,
+                    maximum=99),
+              Param("value", "new value", required=True))),
+    Route("GET", "/api/parameters/{vehicleid}", control.parameters_get,
+          "The module's parameter list (3)", rights=CONTROL, tag="control",
+          schema="ParameterList"),
+    Route("PUT", "/api/parameters/{vehicleid}", control.parameters_put, "Set a parameter (4)",
+          rights=CONTROL, tag="control", schema="CommandResult", params=(
+              Param("parameter", "parameter number", type="integer", required=True, minimum=0,
+                    maximum=99),
+              Param("value", "new value", required=True))),
+    Route("POST", "/api/command/{vehicleid}", control.command,
+          "Any v2 command; 30-32 are answered by the server", rights=CONTROL, tag="control",
+          schema="CommandLines", params=(
+              Param("command", "command number", type="integer", required=True, minimum=0,
+                    maximum=999999),
+              Param("parameters", "the command's comma-separated parameters"))),
+    # --- Mosquitto auth backend -------------------------------------------------------------
+    Route("POST", "/mqapi/auth", mqapi.auth, "MQTT login check (v3 or mqtt right)",
+          auth=False, answer="empty", tag="mqapi", params=(
+              Param("username", "account name"), Param("password", "password or API token"))),
+    Route("POST", "/mqapi/superuser", mqapi.superuser, "Is this the MQTT superuser?",
+          auth=False, answer="empty", tag="mqapi", errors=(404,),
+          params=(Param("username", "account name"),)),
+    Route("POST", "/mqapi/acl", mqapi.acl, "May this user use this topic?",
+          auth=False, answer="empty", tag="mqapi", params=(
+              Param("username", "account name"), Param("topic", "MQTT topic"),
+              Param("clientid", "MQTT client id"), Param("acc", "access type"))),
+)
+
+@attrs.frozen
+class Match:
+    route: Route
+    args: dict[str, str]
+
+
+class Router:
+    """Path matching: literal segments must equal, ``{name}`` segments capture one segment."""
+
+    def __init__(self, routes: tuple[Route, ...]) -> None:
+        self.routes = routes
+        self._by_shape: dict[tuple[str, int], list[Route]] = {}
+        for route in routes:
+            self._by_shape.setdefault((route.method, len(route.segments)), []).append(route)
+
+    def match(self, method: str, path: str) -> Match | None:
+        raw = path.strip("/").split("/") if path.strip("/") else []
+        for route in self._by_shape.get((method, len(raw)), ()):
+            args: dict[str, str] = {}
+            for pattern, segment in zip(route.segments, raw, strict=True):
+                if pattern[0] == "{":
+                    value = unquote(segment, errors="replace")
+                    if not value:
+                        break
+                    args[pattern[1:-1]] = value
+                elif pattern != segment:
+                    break
+            else:
+                return Match(route, args)
+        return None

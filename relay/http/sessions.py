@@ -1,0 +1,151 @@
+"""API sessions and the vehicle "connections" they hold (PROTOCOL.md sections 3, 8, 9).
+
+A session is either a cookie session (``GET /api/cookie``) or, for a client that
+sends ``username`` + ``password`` on every call, an implicit one per (owner,
+client address), created by its first ``GET /api/vehicle/<id>``. Either kind
+ends after ``idle_timeout`` without a request, and its registrations end with
+it, so the car is told (``Z``) that the watcher has gone: the public server
+shares one never-ending pseudo-session between all cookie-less callers, which
+keeps cars in their fast reporting mode forever.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+
+import attrs
+
+from relay.hub import Hub
+
+log = logging.getLogger("relay.http.sessions")
+
+# Live sessions at most; a flood of logins ends the oldest sessions, not the process.
+MAX_SESSIONS = 100_000
+
+
+@attrs.define(eq=False)
+class Session:
+    sid: str
+    owner: str
+    permissions: str
+    last_used: float
+    cookie: bool
+    host: str = ""
+    vehicles: set[str] = attrs.field(factory=set)
+
+    @property
+    def hub_key(self) -> str:
+        return f"http:{self.sid}"
+
+    def context(self) -> str:
+        kind = "cookie" if self.cookie else "implicit"
+        return f"http session={self.sid} ({kind}) owner={self.owner}"
+
+
+class SessionTable:
+    def __init__(
+        self, hub: Hub, idle_timeout: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._hub = hub
+        self.idle_timeout = idle_timeout
+        self._clock = clock
+        self._cookies: dict[str, Session] = {}
+        # Implicit sessions are never reachable by cookie: their ids are not secrets.
+        self._implicit: dict[tuple[str, str], Session] = {}
+
+    def __len__(self) -> int:
+        return len(self._cookies) + len(self._implicit)
+
+    def _expired(self, session: Session, now: float) -> bool:
+        return now - session.last_used > self.idle_timeout
+
+    def create(self, owner: str, permissions: str, host: str) -> Session:
+        now = self._clock()
+        if len(self) >= MAX_SESSIONS:
+            self.expire()
+            while len(self._cookies) >= MAX_SESSIONS:
+                self.end(next(iter(self._cookies.values())), "too many sessions")
+        session = Session(str(uuid.uuid4()).upper(), owner, permissions, now, True, host)
+        self._cookies[session.sid] = session
+        log.info("%s addr=%s: session created", session.context(), host)
+        return session
+
+    def get(self, sid: str) -> Session | None:
+        """The live cookie session ``sid`` (now used again), or None."""
+        session = self._cookies.get(sid)
+        if session is None:
+            return None
+        now = self._clock()
+        if self._expired(session, now):
+            self.end(session, "idle timeout")
+            return None
+        session.last_used = now
+        return session
+
+    def implicit(self, owner: str, host: str, permissions: str, *, create: bool
+                 ) -> Session | None:
+        """The implicit session of ``owner`` calling from ``host`` (touched), optionally new."""
+        key = (owner, host)
+        session = self._implicit.get(key)
+        now = self._clock()
+        if session is not None and self._expired(session, now):
+            self.end(session, "idle timeout")
+            session = None
+        if session is None:
+            if not create:
+                return None
+            if len(self) >= MAX_SESSIONS:
+                self.expire()
+            session = Session("auto-" + uuid.uuid4().hex[:12], owner, permissions, now,
+                              False, host)
+            self._implicit[key] = session
+            log.info("%s addr=%s: implicit session created", session.context(), host)
+        session.last_used = now
+        session.permissions = permissions
+        return session
+
+    def connect(self, session: Session, vehicleid: str) -> bool:
+        """Register the session as an app of the vehicle; True if it is the first app."""
+        first = self._hub.add_api_session(vehicleid, session.hub_key)
+        if vehicleid not in session.vehicles:
+            session.vehicles.add(vehicleid)
+            log.info("%s vehicle=%s type=http: connected", session.context(), vehicleid)
+        return first
+
+    def disconnect(self, session: Session, vehicleid: str) -> None:
+        if vehicleid in session.vehicles:
+            session.vehicles.discard(vehicleid)
+            self._hub.remove_api_session(vehicleid, session.hub_key)
+            log.info("%s vehicle=%s type=http: disconnected", session.context(), vehicleid)
+
+    def end(self, session: Session, reason: str) -> None:
+        if session.cookie:
+            if self._cookies.get(session.sid) is not session:
+                return
+            del self._cookies[session.sid]
+        else:
+            key = (session.owner, session.host)
+            if self._implicit.get(key) is not session:
+                return
+            del self._implicit[key]
+        for vehicleid in sorted(session.vehicles):
+            self._hub.remove_api_session(vehicleid, session.hub_key)
+        log.info("%s: session ended (%s), %d vehicle registration(s) dropped",
+                 session.context(), reason, len(session.vehicles))
+        session.vehicles.clear()
+
+    def expire(self) -> int:
+        """End every session idle for longer than the timeout; returns how many."""
+        now = self._clock()
+        stale = [s for s in (*self._cookies.values(), *self._implicit.values())
+                 if self._expired(s, now)]
+        for session in stale:
+            self.end(session, "idle timeout")
+        return len(stale)
+
+    def end_all(self, reason: str) -> None:
+        for session in [*self._cookies.values(), *self._implicit.values()]:
+            self.end(session, reason)

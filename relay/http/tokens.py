@@ -1,0 +1,68 @@
+"""API token administration: list, create, delete (needs ``token.admin`` or ``admin``).
+
+Tokens are 64 random hex characters, shown once when created. Only their
+SHA-256 digest is stored: a token is a random 256-bit secret, so a fast hash
+is as good as a KDF against guessing and keeps each token-authenticated call to
+one indexed lookup. The list therefore names each token by its digest, which
+``DELETE /api/token/<digest>`` accepts as well as the token itself.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from relay.http.auth import permission_set
+from relay.http.call import Call
+from relay.http.control import free_text
+from relay.http.formatting import time_text
+from relay.http.messages import HttpError, Response, json_response
+
+log = logging.getLogger("relay.http.tokens")
+
+
+async def token_list(call: Call) -> Response:
+    records = await call.api.services.store.list_tokens(call.owner)
+    return json_response([
+        {
+            "owner": r.owner,
+            "token": r.token_hash,
+            "application": r.application,
+            "purpose": r.purpose,
+            "permit": r.permit,
+            "created": time_text(r.created),
+            "lastused": None if r.lastused is None else time_text(r.lastused),
+        }
+        for r in records
+    ])
+
+
+async def token_create(call: Call) -> Response:
+    assert call.login is not None
+    application = free_text(call, "application", required=False) or "notspecified"
+    purpose = free_text(call, "purpose", required=False) or "notspecified"
+    permit = free_text(call, "permit", required=False) or "auth"
+    held = permission_set(call.login.permissions)
+    wanted = permission_set(permit)
+    # No escalation: a token can only carry rights its creator holds.
+    if "*" not in held and not wanted <= held | {"auth", "none"}:
+        log.info("%s: token with permit %r refused (more than the caller's rights)",
+                 call.context(), permit)
+        raise HttpError(403, "Insufficient rights")
+    token, _record = await call.api.services.store.create_token(
+        call.owner, application, purpose, permit)
+    log.info("%s: token created for application %r, permit %r", call.context(), application,
+             permit)
+    return json_response({"owner": call.owner, "token": token, "application": application,
+                          "purpose": purpose, "permit": permit}, status=201)
+
+
+async def token_delete(call: Call) -> Response:
+    token = call.args["token"]
+    if len(token) > 200:
+        raise HttpError(404, "Token not found")
+    deleted = await call.api.services.store.delete_token(call.owner, token)
+    # Cached logins of this owner may rest on the token: they must not outlive it.
+    call.api.auth.forget(call.owner)
+    log.info("%s: token %s", call.context(), "deleted" if deleted else "to delete not found")
+    # 200 either way, as the public server: deleting is idempotent.
+    return json_response({"owner": call.owner, "token": token})

@@ -1,0 +1,147 @@
+"""ovms-app as a subprocess against a relay started as a subprocess, with a simulated car."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import trio
+
+from protocol import CommandResponse, Message
+from tests.conftest import make_db
+from tools.app_client import as_json, describe, fields_of, is_last_answer
+from tools.car import CarConfig, SimCar
+
+S_MSG = ("30,K,0,0,done,standard,105,85,13,0,0,0,7,13,0,0,0,1,160,0,0,80,80,0,31,60,0,0,0,"
+         "105,,7.2,12.0,80,7.2,95,1,0,0,0,0,0")
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[int]:
+    db_path = tmp_path / "app.db"
+    make_db(db_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "relay", "serve", "--db", str(db_path), "--host", "127.0.0.1",
+         "--v2-port", "0", "--http-port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert proc.stdout is not None
+    line = await trio.to_thread.run_sync(proc.stdout.readline)
+    match = re.search(r"v2 protocol on [\d.]+:(\d+)", line)
+    assert match, line
+    try:
+        yield int(match.group(1))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)
+        proc.stdout.close()
+
+
+async def app(port: int, *args: str) -> subprocess.CompletedProcess[bytes]:
+    return await trio.run_process(
+        [sys.executable, "-m", "tools.app_client", "--port", str(port), *args],
+        capture_stdout=True, capture_stderr=True, check=False)
+
+
+async def start_car(port: int, nursery: trio.Nursery) -> SimCar:
+    car = SimCar(CarConfig(host="127.0.0.1", port=port, vehicleid="DEMO", carpass="DEMO",
+                           idle_interval=30.0, connected_interval=30.0))
+    await nursery.start(car.run)
+    return car
+
+
+async def test_prints_decoded_messages(server: int, nursery: trio.Nursery) -> None:
+    await start_car(server, nursery)
+    result = await app(server, "--vehicle", "DEMO", "--carpass", "DEMO", "--count", "6")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.decode().splitlines()
+    assert len(lines) == 6
+    assert lines[0] == "Z  car connected"
+    assert lines[1].startswith("F  firmware: 3.3.004-sim, VIN SIMVIN00000000000")
+    assert lines[2].startswith("S  status: SOC ")
+
+
+async def test_json_lines(server: int, nursery: trio.Nursery) -> None:
+    await start_car(server, nursery)
+    result = await app(server, "--vehicle", "DEMO", "--carpass", "DEMO", "--count", "4",
+                       "--json")
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.decode().splitlines()]
+    assert [r["code"] for r in records] == ["Z", "F", "S", "D"]
+    assert records[0]["fields"] == {"count": 1}
+    assert records[2]["kind"] == "status" and records[2]["fields"]["units"] == "K"
+
+
+async def test_command_and_exit_codes(server: int, nursery: trio.Nursery) -> None:
+    car = await start_car(server, nursery)
+    base = ["--vehicle", "DEMO", "--carpass", "DEMO"]
+    result = await app(server, *base, "--command", "22,1234")
+    assert result.returncode == 0
+    assert result.stdout.decode() == "c  command 22 (unlock): ok\n"
+    assert not car.state.locked
+    assert (await app(server, *base, "--command", "15,99")).returncode == 3
+    assert (await app(server, *base, "--command", "25")).returncode == 4
+    result = await app(server, *base, "--command", "1", "--json")
+    assert [json.loads(x)["fields"]["rest"][0] for x in result.stdout.decode().splitlines()] \
+        == [str(k) for k in range(16)]
+
+
+async def test_connection_and_usage_errors(server: int) -> None:
+    result = await app(server, "--vehicle", "DEMO", "--carpass", "WRONG", "--count", "1")
+    assert result.returncode == 1
+    assert result.stderr.decode().strip() == "ovms-app: error: login refused for vehicle DEMO"
+    # No car: the relay answers the command itself (result 1).
+    result = await app(server, "--vehicle", "DEMO", "--carpass", "DEMO", "--command", "20")
+    assert result.returncode == 3
+    assert "Vehicle is not connected" in result.stdout.decode()
+    result = await app(server, "--vehicle", "DEMO")
+    assert result.returncode == 2 and result.stderr.decode().startswith("ovms-app: error:")
+    result = await app(1, "--vehicle", "DEMO", "--carpass", "DEMO")
+    assert result.returncode == 1 and "cannot connect" in result.stderr.decode()
+
+
+async def test_push_and_group_subscriptions(
+    server: int, nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    car = await start_car(server, nursery)
+    results: list[subprocess.CompletedProcess[bytes]] = []
+
+    async def watch() -> None:
+        results.append(await app(server, "--vehicle", "TESTCAR", "--carpass", "NETPASS",
+                                 "--group", "fleet", "--push",
+                                 "app1,ntfy,production,https://ntfy.example/t",
+                                 "--duration", "2.5"))
+
+    async with trio.open_nursery() as inner:
+        inner.start_soon(watch)
+        await trio.sleep(1.5)
+        await car._send([Message("g", "fleet,22.28,114.16")])
+    assert results[0].returncode == 0, results[0].stderr
+    assert "g  group fleet: DEMO 22.28,114.16" in results[0].stdout.decode().splitlines()
+    rows = sqlite3.connect(tmp_path / "app.db").execute(
+        "SELECT appid, vehicleid FROM push_subscriptions").fetchall()
+    assert rows == [("app1", "TESTCAR")]
+
+
+def test_decoding() -> None:
+    s = Message("S", S_MSG)
+    assert describe(s).startswith("S  status: SOC 30%, ideal range 105 km, estimated 85 km")
+    assert fields_of(s)["soc"] == "30" and fields_of(s)["chargestate"] == "done"
+    assert describe(Message("Z", "0")) == "Z  car not connected"
+    assert describe(Message("T", "5")) == "T  last car message 5 s ago"
+    assert describe(Message("c", "20,1,Bad pin")) == "c  command 20 (lock): failed: Bad pin"
+    assert describe(Message("P", "ACharging stopped")) == \
+        "P  push notification (A): Charging stopped"
+    assert describe(Message("Q", "future,code")) == "Q  future,code"
+    record = json.loads(as_json(Message("Y", "4,FL,FR,RL,RR,4,200,200,276,276,1")))
+    assert record["fields"]["wheels"] == ["FL", "FR", "RL", "RR"]
+    assert record["fields"]["pressure"] == ["200", "200", "276", "276"]
+    assert is_last_answer(CommandResponse.parse("31,0,1,2,x"))
+    assert not is_last_answer(CommandResponse.parse("32,0,0,2,x"))
+    assert is_last_answer(CommandResponse.parse("20,0"))
