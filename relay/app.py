@@ -18,6 +18,7 @@ from relay.push import PushDispatcher
 from relay.router import Router
 from relay.store import Store, open_store
 from relay.tls import context_from_config, serve_v2_tls
+from relay.usage import flush_usage
 from relay.v2conn import Services
 from relay.websocket import serve_v2_connection
 
@@ -61,7 +62,7 @@ async def serve_v2(
     await trio.serve_listeners(handler, listeners)
 
 
-async def sweep_forever(hub: Hub, config: Config) -> None:
+async def sweep_forever(hub: Hub, store: Store, config: Config) -> None:
     timeouts = {
         ClientType.CAR: config.car_timeout,
         ClientType.APP: config.app_timeout,
@@ -72,6 +73,7 @@ async def sweep_forever(hub: Hub, config: Config) -> None:
         await trio.sleep(config.sweep_interval)
         hub.sweep(time.monotonic(), timeouts=timeouts,
                   ping_after=config.car_ping_after, ping_every=config.car_ping_every)
+        flush_usage(hub.peers(), store)
 
 
 async def run_relay(
@@ -85,7 +87,7 @@ async def run_relay(
         services = Services(config, hub, store, router)
         async with trio.open_nursery() as nursery:
             services.nursery = nursery
-            nursery.start_soon(sweep_forever, hub, config)
+            nursery.start_soon(sweep_forever, hub, store, config)
             # Before the listeners: the router hands it P messages and subscriptions.
             router.push = await nursery.start(PushDispatcher(config, store).run)
             listeners = await nursery.start(serve_v2, services, config.host, config.v2_port)

@@ -44,6 +44,9 @@ class Peer:
     last_tx: float = attrs.field(factory=time.monotonic)
     last_ping: float = 0.0
     close_reason: str | None = None
+    # Bytes read and written since the usage counters were last handed to the store.
+    rx_bytes: int = 0
+    tx_bytes: int = 0
     # Created on the first ``h`` record: most connections never send one.
     pending_acks: trio.Semaphore | None = None
     groups: set[str] = attrs.field(factory=set)
@@ -128,6 +131,13 @@ class Hub:
 
     def peers(self) -> Iterable[Peer]:
         return list(self._peers)
+
+    def vehicle_peers(self, vehicleid: str) -> list[Peer]:
+        links = self._vehicles.get(vehicleid)
+        if links is None:
+            return []
+        car = [links.car] if links.car is not None else []
+        return car + list(links.clients())
 
     def car_connected(self, vehicleid: str) -> bool:
         links = self._vehicles.get(vehicleid)

@@ -18,6 +18,7 @@ from relay.hub import Hub, Peer
 from relay.push import PushDispatcher
 from relay.store import PushSubscription, Store, StoredMessage, StoreError
 from relay.timefmt import parse_since, utc_text
+from relay.usage import flush_usage
 
 log = logging.getLogger("relay.router")
 
@@ -185,6 +186,7 @@ class Router:
         """Commands 30, 31 and 32, answered from the store."""
         args = data.split(",")[1:]
         if number == 30:
+            flush_usage(self.hub.vehicle_peers(vehicleid), self.store)
             days = await self.store.usage(vehicleid, USAGE_DAYS)
             if not days:
                 return [Message("c", "30,1,No GPRS utilisation data available")]

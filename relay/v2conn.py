@@ -30,6 +30,7 @@ from relay.hub import Hub, Peer
 from relay.outbox import Outbox
 from relay.router import Router
 from relay.store import Store
+from relay.usage import flush_usage
 
 log = logging.getLogger("relay.v2")
 
@@ -104,11 +105,20 @@ class Services:
 class V2Connection:
     __slots__ = ("address", "conn_id", "peer", "s", "session", "stream", "tls")
 
-    def __init__(self, stream: trio.abc.Stream, services: Services, *, tls: bool = False) -> None:
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        services: Services,
+        *,
+        tls: bool = False,
+        initial: bytes = b"",
+    ) -> None:
         self.stream = stream
         self.s = services
         self.tls = tls
         self.session = ServerSession()
+        # Bytes already read from the stream (the listener sniffs for WebSocket upgrades).
+        self.session.receive_data(initial)
         self.conn_id = f"v2-{next(_conn_ids)}"
         self.address = _peer_address(stream)
         self.peer: Peer | None = None
@@ -220,12 +230,12 @@ class V2Connection:
                 await self._reader(peer)
         finally:
             outbox.close()
+            flush_usage([peer], self.s.store)
             hub.unregister(peer)
             log.info("%s: disconnected (%s)", peer.context(), peer.close_reason or "closed by peer")
 
     async def _reader(self, peer: Peer) -> None:
         router = self.s.router
-        store = self.s.store
         stream = self.stream
         session = self.session
         is_car = peer.is_car
@@ -238,10 +248,7 @@ class V2Connection:
                 peer.close_reason = peer.close_reason or "closed by peer"
                 return
             peer.last_rx = time.monotonic()
-            if is_car:
-                store.add_usage(peer.vehicleid, car_rx=len(data))
-            else:
-                store.add_usage(peer.vehicleid, app_rx=len(data))
+            peer.rx_bytes += len(data)
             session.receive_data(data)
             while True:
                 try:
@@ -273,10 +280,7 @@ class V2Connection:
             peer.close("connection lost while sending")
             return
         peer.last_tx = time.monotonic()
-        if peer.is_car:
-            self.s.store.add_usage(peer.vehicleid, car_tx=len(data))
-        else:
-            self.s.store.add_usage(peer.vehicleid, app_tx=len(data))
+        peer.tx_bytes += len(data)
 
 
 def _peer_address(stream: trio.abc.Stream) -> str:

@@ -6,7 +6,7 @@ frame. Both kinds of client arrive on one socket, so each connection is sniffed:
 ``GET `` first means an HTTP upgrade request, anything else is a v2 welcome line.
 
 V2Connection itself knows none of this: it is handed a trio Stream of CRLF lines.
-``PrefixedStream`` gives back the sniffed bytes first; ``WebSocketLineStream``
+A plain v2 connection gets the sniffed bytes handed to its session; ``WebSocketLineStream``
 turns frames into lines and lines into frames (wsproto does the WebSocket and
 HTTP/1.1 parsing, sans-IO). See docs/websocket.md.
 """
@@ -72,31 +72,6 @@ async def sniff(stream: trio.abc.Stream) -> bytes:
     return data
 
 
-class PrefixedStream(trio.abc.Stream):
-    """``transport_stream`` with the bytes the sniffer already read put back in front."""
-
-    def __init__(self, transport_stream: trio.abc.Stream, prefix: bytes) -> None:
-        self.transport_stream = transport_stream
-        self._prefix = prefix
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        if self._prefix:
-            await trio.lowlevel.checkpoint()
-            size = len(self._prefix) if max_bytes is None else max_bytes
-            data, self._prefix = self._prefix[:size], self._prefix[size:]
-            return data
-        return await self.transport_stream.receive_some(max_bytes)
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self.transport_stream.send_all(data)
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await self.transport_stream.wait_send_all_might_not_block()
-
-    async def aclose(self) -> None:
-        await self.transport_stream.aclose()
-
-
 # --------------------------------------------------------------------------- the adapter
 
 
@@ -127,8 +102,12 @@ class WebSocketLineStream(trio.abc.Stream):
             if self._incoming or self._eof:
                 break
             data = await self.transport_stream.receive_some(RECEIVE_SIZE)
-            # None tells wsproto the TCP stream ended (without a close frame).
-            self._ws.receive_data(data or None)
+            try:
+                # None tells wsproto the TCP stream ended (without a close frame).
+                self._ws.receive_data(data or None)
+            except WSLocalProtocolError:
+                # Data after the close handshake: for the connection, just the end.
+                raise trio.BrokenResourceError("data after WebSocket close") from None
             if not data:
                 await self._handle_events()
                 self._eof = True
@@ -154,7 +133,11 @@ class WebSocketLineStream(trio.abc.Stream):
                 await self._send_event(event.response())
             elif isinstance(event, CloseConnection):
                 if self._ws.state is ConnectionState.REMOTE_CLOSING:
-                    await self._send_event(event.response())
+                    await self._send_event(event.response())  # the peer's close: confirm it
+                elif self._ws.state is ConnectionState.OPEN:
+                    # wsproto reports a frame it could not parse (bad UTF-8, bad opcode) as
+                    # this event; tell the peer why with the code it chose (1002/1007/...).
+                    await self._send_event(CloseConnection(code=event.code, reason=event.reason))
                 self._eof = True
                 return
             # Pong, and anything else: nothing to do.
@@ -276,6 +259,7 @@ async def serve_v2_connection(stream: trio.abc.Stream, services: Services, *, tl
     address = peer_address(stream)
     timeout = services.config.welcome_timeout
     lines: trio.abc.Stream | None = None
+    first = b""
     try:
         with trio.move_on_after(timeout) as scope:
             first = await sniff(stream)
@@ -287,7 +271,9 @@ async def serve_v2_connection(stream: trio.abc.Stream, services: Services, *, tl
                     log.info("addr=%s client=%s: WebSocket %s upgrade accepted",
                              address, transport, PATH)
             else:
-                lines = PrefixedStream(stream, first)
+                # Plain v2: the session gets the sniffed bytes first, on the raw stream
+                # itself (a wrapper here would cost every idle car a frame and an object).
+                lines = stream
         if scope.cancelled_caught:
             log.info("addr=%s: no welcome within %.0f s, closing", address, timeout)
     except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -295,7 +281,8 @@ async def serve_v2_connection(stream: trio.abc.Stream, services: Services, *, tl
     if lines is None:
         await trio.aclose_forcefully(stream)
         return
-    await V2Connection(lines, services, tls=tls).run()
+    initial = b"" if lines is not stream else first
+    await V2Connection(lines, services, tls=tls, initial=initial).run()
 
 
 def peer_address(stream: trio.abc.Stream) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import ssl
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from protocol import ClientType, Message
 from relay.cli import build_parser, make_config
 from relay.config import Config, ConfigError
 from relay.tls import client_context, context_from_config, server_context
-from tests.conftest import OWNER, PASSWORD, VEHICLES, RelayUnderTest, StartRelay
+from tests.conftest import OWNER, PASSWORD, VEHICLES, RelayUnderTest, StartRelay, make_db
 from tools import admin
 from tools.v2client import LoginRefused, V2Client
 
@@ -35,6 +36,26 @@ def make_cert(directory: Path, *hosts: str) -> CertFiles:
     return files
 
 
+@pytest.fixture(scope="session")
+def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "relay.db"
+    make_db(path)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def prebuilt_db(tmp_path: Path, template_db: Path) -> None:
+    """conftest's database, built once: start_relay uses an existing relay.db as is.
+
+    make_db hashes passwords with Argon2 (deliberately slow, ~1 s under load); every
+    test here starts its own relay, so copying saves most of the suite's time.
+    """
+    for suffix in ("", "-wal"):
+        source = template_db.with_name(template_db.name + suffix)
+        if source.exists():
+            shutil.copyfile(source, tmp_path / f"relay.db{suffix}")
+
+
 def subdir(path: Path, name: str) -> Path:
     (path / name).mkdir()
     return path / name
@@ -47,6 +68,11 @@ def cert_files(tmp_path: Path) -> CertFiles:
 
 def texts(msgs: list[Message]) -> list[str]:
     return [m.text() for m in msgs]
+
+
+async def expect(client: V2Client, *lines: str) -> None:
+    """The next messages are exactly ``lines`` (without drain's quiet wait: faster)."""
+    assert [(await client.receive()).text() for _ in lines] == list(lines)
 
 
 @attrs.define
@@ -94,14 +120,14 @@ async def tls_relay(start_relay: StartRelay, cert_files: CertFiles) -> TLSRelay:
 async def settled_pair(tls_relay: TLSRelay) -> tuple[V2Client, V2Client]:
     car = await tls_relay.car()
     app = await tls_relay.app()
-    assert texts(await car.drain()) == ["Z0", "Z1"]
-    assert texts(await app.drain()) == ["Z1"]
+    await expect(car, "Z0", "Z1")
+    await expect(app, "Z1")
     return car, app
 
 
 async def assert_still_relaying(car: V2Client, app: V2Client) -> None:
     await car.send("S", "80,K")
-    assert texts(await app.drain()) == ["S80,K", "T0"]
+    await expect(app, "S80,K", "T0")
     await app.send("C", "20,1234")
     assert (await car.receive()).text() == "C20,1234"
     await car.send("c", "20,0")
@@ -115,23 +141,23 @@ async def test_car_and_app_over_tls(tls_relay: TLSRelay) -> None:
     car, app = await settled_pair(tls_relay)
     await assert_still_relaying(car, app)
     await app.aclose()
-    assert texts(await car.drain()) == ["Z0"]
+    await expect(car, "Z0")
     await car.aclose()
 
 
 async def test_tls_and_plain_clients_share_one_vehicle(tls_relay: TLSRelay) -> None:
     car = await tls_relay.car()
     plain_app = await tls_relay.relay.app()
-    assert texts(await plain_app.drain()) == ["Z1"]
-    assert texts(await car.drain()) == ["Z0", "Z1"]
+    await expect(plain_app, "Z1")
+    await expect(car, "Z0", "Z1")
     await car.send("S", "55,M")
-    assert texts(await plain_app.drain()) == ["S55,M", "T0"]
+    await expect(plain_app, "S55,M", "T0")
 
 
 async def test_scheme1_welcome_on_tls_refused_on_plain(tls_relay: TLSRelay) -> None:
     app = await tls_relay.app(username=OWNER, password=PASSWORD)
     assert app.welcome is not None and app.welcome.scheme == 1
-    assert texts(await app.drain()) == ["Z0"]
+    await expect(app, "Z0")
     with pytest.raises(LoginRefused):
         await tls_relay.relay.app(username=OWNER, password=PASSWORD)
 
@@ -199,11 +225,11 @@ async def test_silent_client_times_out_in_handshake(
 async def test_client_vanishing_without_close_notify(tls_relay: TLSRelay) -> None:
     car, app = await settled_pair(tls_relay)
     other = await tls_relay.app()
-    assert texts(await car.drain()) == ["Z2"]
+    await expect(car, "Z2")
     # Drop the TCP connection under the TLS session: no close_notify is ever sent.
     assert isinstance(other.stream, trio.SSLStream)
     await other.stream.transport_stream.aclose()
-    assert texts(await car.drain()) == ["Z1"]
+    await expect(car, "Z1")
     await assert_still_relaying(car, app)
 
 

@@ -6,9 +6,17 @@ import httpx
 import trio
 
 from tests.conftest import OWNER, PASSWORD, StartRelay
-from tests.test_tls import CertFiles, TLSRelay, cert_files, client_hello, start_tls_relay
+from tests.test_tls import (
+    CertFiles,
+    TLSRelay,
+    cert_files,
+    client_hello,
+    prebuilt_db,
+    start_tls_relay,
+    template_db,
+)
 
-__all__ = ["cert_files"]  # a fixture, imported for use here
+__all__ = ["cert_files", "prebuilt_db", "template_db"]  # fixtures, imported for use here
 
 
 def https(tls_relay: TLSRelay) -> httpx.AsyncClient:

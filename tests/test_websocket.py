@@ -26,10 +26,19 @@ from wsproto.events import (
 from protocol import ClientSession, ClientType
 from protocol import Message as V2Message
 from tests.conftest import OWNER, PASSWORD, VEHICLES, RelayUnderTest, StartRelay
-from tests.test_tls import CertFiles, TLSRelay, cert_files, start_tls_relay, texts
+from tests.test_tls import (
+    CertFiles,
+    TLSRelay,
+    cert_files,
+    expect,
+    prebuilt_db,
+    start_tls_relay,
+    template_db,
+    texts,
+)
 from tools.v2client import LoginRefused, V2Client
 
-__all__ = ["cert_files"]  # a fixture, imported for use here
+__all__ = ["cert_files", "prebuilt_db", "template_db"]  # fixtures, imported for use here
 
 S_MSG = "80,K,0,0,done"
 D_MSG = "160,8,4"
@@ -81,31 +90,31 @@ async def ports(request: pytest.FixtureRequest, start_relay: StartRelay,
 
 async def test_app_over_websocket_gets_z_replay_relays_and_commands(ports: Ports) -> None:
     car = await ports.relay.car()
-    assert texts(await car.drain()) == ["Z0"]
+    await expect(car, "Z0")
     await car.send("S", S_MSG)
     await car.send("D", D_MSG)
     app = await ports.ws_client()
     replay = texts(await app.drain())
     assert replay[:3] == ["Z1", "S" + S_MSG, "D" + D_MSG]
     assert replay[3] in ("T0", "T1") and len(replay) == 4
-    assert texts(await car.drain()) == ["Z1"]  # a WebSocket app is a peer like any other
+    await expect(car, "Z1")  # a WebSocket app is a peer like any other
     await car.send("L", "22.27,114.18")
-    assert texts(await app.drain()) == ["L22.27,114.18", "T0"]
+    await expect(app, "L22.27,114.18", "T0")
     await app.send("C", "20,1234")
     assert (await car.receive()).text() == "C20,1234"
     await car.send("c", "20,0")
     assert (await app.receive()).text() == "c20,0"
     await app.aclose()
-    assert texts(await car.drain()) == ["Z0"]
+    await expect(car, "Z0")
 
 
 async def test_car_over_websocket(ports: Ports) -> None:
     car = await ports.ws_client(client_type=ClientType.CAR)
     app = await ports.relay.app()
-    assert texts(await app.drain()) == ["Z1"]
-    assert texts(await car.drain()) == ["Z0", "Z1"]
+    await expect(app, "Z1")
+    await expect(car, "Z0", "Z1")
     await car.send("S", S_MSG)
-    assert texts(await app.drain()) == ["S" + S_MSG, "T0"]
+    await expect(app, "S" + S_MSG, "T0")
 
 
 async def test_scheme1_over_websocket_only_with_tls(ports: Ports) -> None:
@@ -115,7 +124,7 @@ async def test_scheme1_over_websocket_only_with_tls(ports: Ports) -> None:
         return
     app = await ports.ws_client(username=OWNER, password=PASSWORD)
     assert app.welcome is not None and app.welcome.vehicleids == ("DEMO", "TESTCAR")
-    assert texts(await app.drain()) == ["Z0"]
+    await expect(app, "Z0")
 
 
 # --------------------------------------------------------------------------- raw frames
@@ -180,9 +189,9 @@ async def logged_in(ports: Ports, **request: Any) -> tuple[RawWebSocket, ClientS
 
 async def test_one_line_per_text_frame_and_lines_in_binary_or_fragments(ports: Ports) -> None:
     car = await ports.relay.car()
-    await car.drain()
+    await expect(car, "Z0")
     raw, session = await logged_in(ports)
-    await car.drain()
+    await expect(car, "Z1")
     command = session.send(V2Message("C", "20,1")).strip()
     # The same line protocol: one line per frame, text or binary, whole or fragmented.
     await raw.send(TextMessage(data=command.decode()))
@@ -205,15 +214,15 @@ async def test_one_line_per_text_frame_and_lines_in_binary_or_fragments(ports: P
 
 async def test_ping_pong_and_clean_close(ports: Ports) -> None:
     car = await ports.relay.car()
-    await car.drain()
+    await expect(car, "Z0")
     raw, _ = await logged_in(ports)
-    assert texts(await car.drain()) == ["Z1"]
+    await expect(car, "Z1")
     await raw.send(Ping(payload=b"hello"))
     assert await raw.event() == Pong(payload=b"hello")
     await raw.send(CloseConnection(code=1000))
     event = await raw.event()
     assert isinstance(event, CloseConnection) and event.code == 1000
-    assert texts(await car.drain()) == ["Z0"]
+    await expect(car, "Z0")
 
 
 async def test_refused_login_closes_with_a_close_frame(ports: Ports) -> None:
@@ -243,8 +252,8 @@ async def test_unknown_path_gets_404(ports: Ports) -> None:
 async def test_plain_http_get_gets_400_and_others_carry_on(ports: Ports) -> None:
     car = await ports.relay.car()
     app = await ports.ws_client()
-    for c in (car, app):
-        await c.drain()
+    await expect(car, "Z0", "Z1")
+    await expect(app, "Z1")
     stream = await ports.tcp()
     await stream.send_all(b"GET /apiv2 HTTP/1.1\r\nHost: x\r\n\r\n")
     answer = b""
@@ -253,16 +262,16 @@ async def test_plain_http_get_gets_400_and_others_carry_on(ports: Ports) -> None
             answer += chunk
     assert answer.startswith(b"HTTP/1.1 400")
     await car.send("S", S_MSG)
-    assert texts(await app.drain()) == ["S" + S_MSG, "T0"]
+    await expect(app, "S" + S_MSG, "T0")
 
 
 async def test_overlong_line_closes_only_that_websocket(ports: Ports) -> None:
     car = await ports.relay.car()
     app = await ports.ws_client()
-    for c in (car, app):
-        await c.drain()
+    await expect(car, "Z0", "Z1")
+    await expect(app, "Z1")
     raw, _ = await logged_in(ports)
-    await car.drain()
+    await expect(car, "Z2")
     # A frame far beyond the 32 KiB line bound, in pieces as a sender would stream it.
     chunk = base64.b64encode(os.urandom(3 * 1024)).decode()
     try:
@@ -274,9 +283,9 @@ async def test_overlong_line_closes_only_that_websocket(ports: Ports) -> None:
         event = await raw.event()
         if event is None or isinstance(event, CloseConnection):
             break
-    assert texts(await car.drain()) == ["Z1"]
+    await expect(car, "Z1")
     await car.send("S", S_MSG)
-    assert texts(await app.drain()) == ["S" + S_MSG, "T0"]
+    await expect(app, "S" + S_MSG, "T0")
 
 
 async def test_incomplete_upgrade_times_out(start_relay: StartRelay) -> None:
@@ -285,3 +294,17 @@ async def test_incomplete_upgrade_times_out(start_relay: StartRelay) -> None:
     await stream.send_all(b"GET /apiv2 HTTP/1.1\r\nHost: x\r\n")  # headers never end
     with trio.fail_after(10):
         assert await stream.receive_some(65536) == b""
+
+
+async def test_invalid_utf8_text_frame_closes_with_1007(ports: Ports) -> None:
+    car = await ports.relay.car()
+    await expect(car, "Z0")
+    raw, _ = await logged_in(ports)
+    await expect(car, "Z1")
+    # A masked text frame (as a client must send) whose payload is not UTF-8.
+    payload, mask = b"\xff\xfe", b"\x01\x02\x03\x04"
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    await raw.stream.send_all(bytes([0x81, 0x80 | len(payload)]) + mask + masked)
+    event = await raw.event()
+    assert isinstance(event, CloseConnection) and event.code == 1007
+    await expect(car, "Z0")

@@ -100,13 +100,14 @@ class HttpApi:
             return await match.route.handler(call)
         except HttpError as exc:
             return text_response(exc.status, exc.text)
+        # The route's template is logged, not the path: a path may hold a token.
         except StoreError as exc:
             log.error("http conn=%s: %s %s: store unavailable: %s", request.conn_id,
-                      request.method, request.path[:100], exc)
+                      request.method, match.route.path, exc)
             return text_response(503, "Service unavailable")
         except Exception:
             log.exception("http conn=%s: %s %s failed", request.conn_id, request.method,
-                          request.path[:100])
+                          match.route.path)
             return text_response(500, "Internal server error")
 
     async def _authenticate(self, call: Call, route: Route) -> Response | None:

@@ -98,7 +98,7 @@ class HttpConnection:
             data = await self.stream.receive_some(RECEIVE_SIZE)
         except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError):
             raise _Closed from None
-        self.conn.receive_data(data)
+        self.conn.receive_data(bytes(data))  # a no-op for bytes, which trio returns
 
     async def _read_request(self, idle: float, request_timeout: float) -> Request:
         """The next complete request; raises _Closed when there is none to answer."""
@@ -211,6 +211,20 @@ def _peer_host(stream: trio.abc.Stream) -> str:
     return host
 
 
+async def _handshake(stream: trio.SSLStream[trio.SocketStream], timeout: float) -> bool:
+    """The TLS handshake, bounded: scanners and plain-HTTP clients end here, quietly."""
+    with trio.move_on_after(timeout):
+        try:
+            await stream.do_handshake()
+            return True
+        except trio.BrokenResourceError as exc:
+            log.debug("https addr=%s: TLS handshake failed: %s", _peer_host(stream),
+                      exc.__cause__ or exc)
+            return False
+    log.debug("https addr=%s: no TLS handshake within %.0f s", _peer_host(stream), timeout)
+    return False
+
+
 async def serve_http(
     services: Services,
     host: str,
@@ -230,6 +244,9 @@ async def serve_http(
         wrapped: trio.abc.Stream = stream
         if ssl_context is not None:
             wrapped = trio.SSLStream(stream, ssl_context, server_side=True)
+            if not await _handshake(wrapped, api.config.tls_handshake_timeout):
+                await trio.aclose_forcefully(stream)
+                return
         await HttpConnection(wrapped, api, tls=tls).run()
 
     listeners = await trio.open_tcp_listeners(port, host=host)

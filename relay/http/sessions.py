@@ -41,8 +41,9 @@ class Session:
         return f"http:{self.sid}"
 
     def context(self) -> str:
+        # A cookie's id is a bearer secret: log only enough of it to follow one session.
         kind = "cookie" if self.cookie else "implicit"
-        return f"http session={self.sid} ({kind}) owner={self.owner}"
+        return f"http session={self.sid[:8]} ({kind}) owner={self.owner}"
 
 
 class SessionTable:
