@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -68,14 +69,32 @@ class RelayUnderTest:
 StartRelay = Callable[..., Any]
 
 
+@pytest.fixture(scope="session")
+def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The test accounts' database, made once: each owner costs a (deliberately slow)
+    Argon2 hash, and nearly every test starts its own relay."""
+    path = tmp_path_factory.mktemp("template") / "relay.db"
+    make_db(path)
+    return path
+
+
+def copy_db(template: Path, target: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        source = template.with_name(template.name + suffix)
+        if source.exists():
+            shutil.copyfile(source, target.with_name(target.name + suffix))
+
+
 @pytest.fixture
-async def start_relay(tmp_path: Path, nursery: trio.Nursery) -> AsyncIterator[StartRelay]:
+async def start_relay(
+    tmp_path: Path, nursery: trio.Nursery, template_db: Path
+) -> AsyncIterator[StartRelay]:
     """Start a relay with optional config overrides; stopped when the test ends."""
 
     async def start(**overrides: Any) -> RelayUnderTest:
         path = tmp_path / "relay.db"
         if not path.exists():
-            make_db(path)
+            copy_db(template_db, path)
         config = Config(db=str(path), host="127.0.0.1", v2_port=0, http_port=0,
                         sweep_interval=0.05)
         config = attrs.evolve(config, **overrides)

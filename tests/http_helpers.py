@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import AsyncIterator, Iterable
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import OWNER, PASSWORD, RelayUnderTest, make_db
+from tests.conftest import OWNER, PASSWORD, RelayUnderTest
 from tools.v2client import V2Client
 
 CREDS = {"username": OWNER, "password": PASSWORD}
@@ -28,23 +26,6 @@ Y_MSG = "4,FL,FR,RL,RR,4,200.0,200.0,276.0,276.0,4,27,27,31,31,1,4,100,100,100,1
 F_MSG = "1.5.0,VIN123456789012345,5,1,TRDM,DNET,25000,86400,DEMO-HW,Wifi-online"
 TESTCAR_S = "80,K,220,70,charging,standard,280,270"
 TESTCAR_L = "22.274165,114.185715"
-
-
-@pytest.fixture(scope="session")
-def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The test accounts' database, made once: each owner costs an argon2 hash."""
-    path = tmp_path_factory.mktemp("http-template") / "relay.db"
-    make_db(path)
-    return path
-
-
-@pytest.fixture
-def seeded_db(template_db: Path, tmp_path: Path) -> None:
-    """Put a copy where ``start_relay`` looks first (use with pytest.mark.usefixtures)."""
-    for suffix in ("", "-wal", "-shm"):
-        source = template_db.with_name(template_db.name + suffix)
-        if source.exists():
-            shutil.copy(source, tmp_path / ("relay.db" + suffix))
 
 
 def base_url(relay: RelayUnderTest) -> str:

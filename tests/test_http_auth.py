@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 
 import httpx
-import pytest
 import trio
 
 from tests.conftest import RelayUnderTest, StartRelay
@@ -17,13 +16,10 @@ from tests.http_helpers import (
     assert_text,
     client,
     scripted_car,
-    seeded_db,
     sync,
-    template_db,
 )
 
-__all__ = ["api", "seeded_db", "template_db"]  # fixtures
-pytestmark = pytest.mark.usefixtures("seeded_db")
+__all__ = ["api"]  # fixtures
 
 
 async def test_missing_or_wrong_credentials_are_401(

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-import pytest
 import trio
 
 from tests.conftest import RelayUnderTest, StartRelay
@@ -16,14 +15,11 @@ from tests.http_helpers import (
     assert_text,
     client,
     scripted_car,
-    seeded_db,
     sync,
-    template_db,
 )
 from tools.v2client import V2Client
 
-__all__ = ["api", "seeded_db", "template_db"]  # fixtures
-pytestmark = pytest.mark.usefixtures("seeded_db")
+__all__ = ["api"]  # fixtures
 
 
 class Pending:

@@ -12,7 +12,6 @@ import time
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.conftest import RelayUnderTest
 from tests.http_helpers import (
@@ -29,14 +28,11 @@ from tests.http_helpers import (
     assert_json,
     assert_text,
     scripted_car,
-    seeded_db,
     sync,
-    template_db,
     without_ages,
 )
 
-__all__ = ["api", "seeded_db", "template_db"]  # fixtures
-pytestmark = pytest.mark.usefixtures("seeded_db")
+__all__ = ["api"]  # fixtures
 
 DEMO_MESSAGES = (("F", F_MSG), ("S", S_MSG), ("D", D_MSG), ("L", L_MSG), ("W", W_MSG),
                  ("Y", Y_MSG))

@@ -6,7 +6,6 @@ from functools import partial
 from pathlib import Path
 
 import httpx
-import pytest
 import trio
 
 from relay.http import serve_http
@@ -19,13 +18,10 @@ from tests.http_helpers import (
     assert_text,
     base_url,
     client,
-    seeded_db,
-    template_db,
 )
 from tools import admin
 
-__all__ = ["api", "seeded_db", "template_db"]  # fixtures
-pytestmark = pytest.mark.usefixtures("seeded_db")
+__all__ = ["api"]  # fixtures
 
 
 async def raw_exchange(relay: RelayUnderTest, data: bytes, *, until_closed: bool = False

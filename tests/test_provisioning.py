@@ -22,10 +22,7 @@ from protocol.provisioning import (
     record_key,
 )
 from tests.conftest import StartRelay
-from tests.test_tls import prebuilt_db, template_db
 from tools import admin
-
-__all__ = ["prebuilt_db", "template_db"]  # fixtures, imported for use here
 
 VIN = "5YJSA1H21EFP12345"
 ICCID = "89445012345678901234"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import ssl
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from protocol import ClientType, Message
 from relay.cli import build_parser, make_config
 from relay.config import Config, ConfigError
 from relay.tls import client_context, context_from_config, server_context
-from tests.conftest import OWNER, PASSWORD, VEHICLES, RelayUnderTest, StartRelay, make_db
+from tests.conftest import OWNER, PASSWORD, VEHICLES, RelayUnderTest, StartRelay
 from tools import admin
 from tools.v2client import LoginRefused, V2Client
 
@@ -34,26 +33,6 @@ def make_cert(directory: Path, *hosts: str) -> CertFiles:
                         *host_args])
     assert status == 0
     return files
-
-
-@pytest.fixture(scope="session")
-def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("template") / "relay.db"
-    make_db(path)
-    return path
-
-
-@pytest.fixture(autouse=True)
-def prebuilt_db(tmp_path: Path, template_db: Path) -> None:
-    """conftest's database, built once: start_relay uses an existing relay.db as is.
-
-    make_db hashes passwords with Argon2 (deliberately slow, ~1 s under load); every
-    test here starts its own relay, so copying saves most of the suite's time.
-    """
-    for suffix in ("", "-wal"):
-        source = template_db.with_name(template_db.name + suffix)
-        if source.exists():
-            shutil.copyfile(source, tmp_path / f"relay.db{suffix}")
 
 
 def subdir(path: Path, name: str) -> Path:

@@ -11,12 +11,10 @@ from tests.test_tls import (
     TLSRelay,
     cert_files,
     client_hello,
-    prebuilt_db,
     start_tls_relay,
-    template_db,
 )
 
-__all__ = ["cert_files", "prebuilt_db", "template_db"]  # fixtures, imported for use here
+__all__ = ["cert_files"]  # fixtures, imported for use here
 
 
 def https(tls_relay: TLSRelay) -> httpx.AsyncClient:

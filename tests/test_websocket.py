@@ -31,14 +31,12 @@ from tests.test_tls import (
     TLSRelay,
     cert_files,
     expect,
-    prebuilt_db,
     start_tls_relay,
-    template_db,
     texts,
 )
 from tools.v2client import LoginRefused, V2Client
 
-__all__ = ["cert_files", "prebuilt_db", "template_db"]  # fixtures, imported for use here
+__all__ = ["cert_files"]  # fixtures, imported for use here
 
 S_MSG = "80,K,0,0,done"
 D_MSG = "160,8,4"
