@@ -14,6 +14,7 @@ import trio
 from relay import __version__, db
 from relay.app import RelayHandle, run_relay
 from relay.config import Config, ConfigError, load_toml
+from relay.gctune import tune_gc
 
 log = logging.getLogger("relay")
 
@@ -103,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             level=config.log_level.upper(),
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
+        tune_gc()
         if config.demo:
             ensure_demo(config.db)
         else:

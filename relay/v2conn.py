@@ -232,6 +232,10 @@ class V2Connection:
             outbox.close()
             flush_usage([peer], self.s.store)
             hub.unregister(peer)
+            # connection -> peer -> outbox -> bound _write -> connection is a cycle;
+            # breaking it lets reference counting free the connection at once
+            # instead of leaving it to a (rare, see relay.gctune) full GC pass.
+            self.peer = None
             log.info("%s: disconnected (%s)", peer.context(), peer.close_reason or "closed by peer")
 
     async def _reader(self, peer: Peer) -> None:

@@ -473,6 +473,7 @@ def _prepare(args: argparse.Namespace) -> tuple[srv.OwnServer | None, int | None
             raise UsageError("--carpass is needed (or --start-server)")
         return None, args.server_pid
     out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     if args.db is None:
         args.db = str(out.with_suffix(".db"))
     args.carpass = args.carpass or secrets.token_urlsafe(9)
