@@ -113,6 +113,9 @@ def _scheme0_framer(carpass: str, server_token: str, client_token: str) -> _Fram
 
 
 class _LineSession:
+    # Slots: a relay keeps one session per connection, tens of thousands at once.
+    __slots__ = ("_framer", "_lines", "state")
+
     def __init__(self, max_line_length: int) -> None:
         self._lines = LineBuffer(max_line_length)
         self._framer: _Framer | None = None
@@ -145,6 +148,8 @@ class _LineSession:
 
 class ServerSession(_LineSession):
     """The server's view of one client connection."""
+
+    __slots__ = ("_provision_answered", "login")
 
     def __init__(self, max_line_length: int = MAX_LINE_LENGTH) -> None:
         super().__init__(max_line_length)
