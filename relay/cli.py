@@ -86,8 +86,15 @@ def ensure_demo(path: str) -> None:
 async def _serve(config: Config) -> None:
     async with trio.open_nursery() as nursery:
         handle: RelayHandle = await nursery.start(run_relay, config)
-        print(f"ovms-relay {__version__}: v2 protocol on {config.host}:{handle.v2_port}, "
-              f"database {config.db}", flush=True)
+        extra = "".join(
+            f", {label} on port {port}"
+            for label, port in (("REST API", handle.http_port),
+                                ("v2 over TLS", handle.v2_tls_port),
+                                ("REST API over TLS", handle.https_port))
+            if port is not None
+        )
+        print(f"ovms-relay {__version__}: v2 protocol on {config.host}:{handle.v2_port}"
+              f"{extra}, database {config.db}", flush=True)
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async for signum in signals:
                 log.info("received %s, shutting down", signal.Signals(signum).name)

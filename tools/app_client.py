@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import signal
 import sys
 import time
@@ -371,6 +372,11 @@ def run(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         status = _fail(str(first_leaf(group)), EXIT_CONNECTION)
     except* KeyboardInterrupt:
         pass
+    except* BrokenPipeError:
+        # The reader went away (``ovms-app ... | head``): stop quietly, like other
+        # filters, and keep Python from complaining again when it flushes stdout.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
     return status
 
 
