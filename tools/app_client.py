@@ -41,7 +41,14 @@ from protocol import (
 )
 from tools.car import first_leaf
 from tools.simulation import COMMAND_NAMES
-from tools.v2client import LoginRefused, V2Client, describe_oserror
+from tools.v2client import (
+    LoginRefused,
+    V2Client,
+    add_tls_arguments,
+    client_ssl_context,
+    describe_oserror,
+    describe_tls_failure,
+)
 
 PROG = "ovms-app"
 EXIT_OK, EXIT_CONNECTION, EXIT_USAGE, EXIT_FAILED, EXIT_UNSUPPORTED, EXIT_TIMEOUT = range(6)
@@ -223,7 +230,8 @@ async def connect(args: argparse.Namespace) -> V2Client:
     try:
         return await V2Client.connect(
             args.host, args.port, args.vehicle, client_type=ctype, carpass=args.carpass,
-            username=args.username, password=args.password, timeout=args.timeout)
+            username=args.username, password=args.password, timeout=args.timeout,
+            ssl_context=client_ssl_context(args.tls, args.cafile, args.insecure))
     except LoginRefused:
         raise AppError(f"login refused for vehicle {args.vehicle}") from None
     except trio.TooSlowError:
@@ -231,6 +239,9 @@ async def connect(args: argparse.Namespace) -> V2Client:
     except OSError as exc:
         raise AppError(f"cannot connect to {args.host}:{args.port}: "
                        f"{describe_oserror(exc)}") from None
+    except trio.BrokenResourceError as exc:
+        raise AppError(f"TLS with {args.host}:{args.port} failed: "
+                       f"{describe_tls_failure(exc)}") from None
 
 
 async def receive(client: V2Client, timeout: float = math.inf) -> Message:
@@ -320,6 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--username", help="account name (scheme 1; needs TLS or a server "
                                       "run with --allow-plain-login)")
     p.add_argument("--password", help="account password or API token (scheme 1)")
+    add_tls_arguments(p)
     p.add_argument("--batch", action="store_true",
                    help="log in as a batch client (not counted as a watching app)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")

@@ -25,6 +25,7 @@ import itertools
 import logging
 import math
 import signal
+import ssl
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -34,7 +35,14 @@ import trio
 
 from protocol import ClientType, Message
 from tools import simulation as sim
-from tools.v2client import LoginRefused, V2Client, describe_oserror
+from tools.v2client import (
+    LoginRefused,
+    V2Client,
+    add_tls_arguments,
+    client_ssl_context,
+    describe_oserror,
+    describe_tls_failure,
+)
 
 log = logging.getLogger("ovms.car")
 PROG = "ovms-car"
@@ -65,6 +73,7 @@ class CarConfig:
     # None: a lost connection is an error instead of a reason to reconnect.
     reconnect_delay: float | None = 10.0
     login_timeout: float = 30.0
+    ssl_context: ssl.SSLContext | None = None
 
 
 @attrs.define
@@ -167,7 +176,7 @@ class SimCar:
                     client = await V2Client.connect(
                         c.host, c.port, c.vehicleid, client_type=ClientType.CAR,
                         carpass=c.carpass, username=c.username, password=c.password,
-                        timeout=c.login_timeout)
+                        timeout=c.login_timeout, ssl_context=c.ssl_context)
             except LoginRefused:
                 raise CarError(f"{c.vehicleid}: login refused (unknown vehicle, wrong "
                                "password, or scheme 1 not allowed)") from None
@@ -177,6 +186,9 @@ class SimCar:
             except OSError as exc:
                 raise CarError(f"cannot connect to {c.host}:{c.port}: "
                                f"{describe_oserror(exc)}") from None
+            except trio.BrokenResourceError as exc:
+                raise CarError(f"TLS with {c.host}:{c.port} failed: "
+                               f"{describe_tls_failure(exc)}") from None
         self.stats.logins += 1
         log.info("%s: logged in", self.vehicleid)
         return client
@@ -438,6 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-reconnect", action="store_true",
                    help="exit with status 1 when a connection is lost")
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
+    add_tls_arguments(p)
     return p
 
 
@@ -463,6 +476,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     limiter = trio.CapacityLimiter(MAX_CONCURRENT_LOGINS)
+    ssl_context = client_ssl_context(args.tls, args.cafile, args.insecure)
     cars = [
         SimCar(CarConfig(
             host=args.host, port=args.port, vehicleid=vid, carpass=args.carpass,
@@ -470,6 +484,7 @@ def run(argv: Sequence[str] | None = None) -> int:
             idle_interval=args.idle_interval, connected_interval=args.connected_interval,
             ack_timeout=args.ack_timeout, time_scale=args.time_scale,
             reconnect_delay=None if args.no_reconnect else args.reconnect_delay,
+            ssl_context=ssl_context,
         ), index=args.first + i, login_limiter=limiter)
         for i, vid in enumerate(ids)
     ]

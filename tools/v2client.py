@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import ssl
 from types import TracebackType
+from typing import Any
 
 import trio
 
@@ -152,3 +153,40 @@ class V2Client:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+def client_ssl_context(
+    tls: bool, cafile: str | None = None, insecure: bool = False
+) -> ssl.SSLContext | None:
+    """The TLS settings the command-line tools offer: ``--tls``, ``--cafile``, ``--insecure``.
+
+    ``cafile`` trusts a private CA or a self-signed certificate (``ovms-admin
+    selfsigned``); ``insecure`` skips verification altogether, for trials only.
+    """
+    if not (tls or cafile or insecure):
+        return None
+    context = ssl.create_default_context(cafile=cafile)
+    if insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def add_tls_arguments(parser: Any) -> None:
+    """The TLS flags shared by ovms-car and ovms-app."""
+    parser.add_argument("--tls", action="store_true",
+                        help="connect with TLS (the server's v2 TLS port, 6870)")
+    parser.add_argument("--cafile", metavar="FILE",
+                        help="trust this CA or self-signed certificate (implies --tls)")
+    parser.add_argument("--insecure", action="store_true",
+                        help="do not verify the server's certificate (implies --tls)")
+
+
+def describe_tls_failure(exc: BaseException) -> str:
+    """One line for a failed TLS handshake (trio wraps the ssl error it met)."""
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        return f"certificate not trusted ({cause.verify_message}); try --cafile FILE"
+    if isinstance(cause, ssl.SSLError):
+        return cause.reason or str(cause)
+    return str(cause or exc) or "connection closed during the handshake"
