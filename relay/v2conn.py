@@ -120,7 +120,7 @@ class V2Connection:
         # Bytes already read from the stream (the listener sniffs for WebSocket upgrades).
         self.session.receive_data(initial)
         self.conn_id = f"v2-{next(_conn_ids)}"
-        self.address = _peer_address(stream)
+        self.address = peer_address(stream)
         self.peer: Peer | None = None
 
     def _ctx(self) -> str:
@@ -287,7 +287,8 @@ class V2Connection:
         peer.tx_bytes += len(data)
 
 
-def _peer_address(stream: trio.abc.Stream) -> str:
+def peer_address(stream: trio.abc.Stream) -> str:
+    """``host:port`` of the peer under any of our stream wrappers, for log lines."""
     sock = stream_socket(stream)
     try:
         host, port = sock.getpeername()[:2] if sock is not None else ("?", 0)

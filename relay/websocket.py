@@ -32,7 +32,7 @@ from wsproto.events import (
 from wsproto.utilities import LocalProtocolError as WSLocalProtocolError
 from wsproto.utilities import RemoteProtocolError as WSRemoteProtocolError
 
-from relay.v2conn import RECEIVE_SIZE, V2Connection, stream_socket
+from relay.v2conn import RECEIVE_SIZE, V2Connection, peer_address
 
 if TYPE_CHECKING:
     from relay.v2conn import Services
@@ -283,13 +283,3 @@ async def serve_v2_connection(stream: trio.abc.Stream, services: Services, *, tl
         return
     initial = b"" if lines is not stream else first
     await V2Connection(lines, services, tls=tls, initial=initial).run()
-
-
-def peer_address(stream: trio.abc.Stream) -> str:
-    """``host:port`` of the peer under any of our stream wrappers, for log lines."""
-    sock = stream_socket(stream)
-    try:
-        host, port = sock.getpeername()[:2] if sock is not None else ("?", 0)
-    except OSError:
-        return "?"
-    return f"{host}:{port}"
