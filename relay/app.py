@@ -20,6 +20,7 @@ from relay.store import Store, open_store
 from relay.tls import context_from_config, serve_v2_tls
 from relay.usage import flush_usage
 from relay.v2conn import Services
+from relay.v4.engine import V4Engine
 from relay.websocket import serve_v2_connection
 
 log = logging.getLogger("relay")
@@ -90,6 +91,8 @@ async def run_relay(
             nursery.start_soon(sweep_forever, hub, store, config)
             # Before the listeners: the router hands it P messages and subscriptions.
             router.push = await nursery.start(PushDispatcher(config, store).run)
+            # API v4: trips, telemetry, monitors and their callbacks, remote actions.
+            router.v4 = await nursery.start(V4Engine(config, store, router.push.policy).run)
             listeners = await nursery.start(serve_v2, services, config.host, config.v2_port)
             ports: dict[str, int] = {"v2_port": bound_port(listeners)}
             log.info("v2 protocol listening on %s:%d", config.host, ports["v2_port"])

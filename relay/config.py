@@ -98,6 +98,19 @@ class Config:
     smtp_password: str = attrs.field(default="", repr=False)
     smtp_from: str = "ovms-relay@localhost"
     smtp_starttls: bool = False
+    # --- API v4 (docs/api-v4.md) ---
+    trip_end_after: float = 300.0  # a trip ends once the ignition has been off this long
+    trip_max_silence: float = 3600.0  # ... or the car silent this long with the ignition on
+    telemetry_interval: float = 60.0  # at most one telemetry sample per vehicle this often
+    telemetry_retention: float = 30 * 86400.0  # samples older than this are purged
+    monitor_tick: float = 60.0  # monitors are also evaluated this often (time windows)
+    monitor_max: int = 50  # monitors per vehicle
+    callback_timeout: float = 10.0  # one monitor callback attempt
+    callback_queue_size: int = 1000  # callbacks waiting for a worker; beyond: dropped (logged)
+    callback_workers: int = 4
+    v4_queue_size: int = 10000  # car messages waiting for the v4 engine; beyond: dropped
+    remote_action_ttl: float = 3600.0  # a finished remote action stays pollable this long
+    remote_action_max: int = 10000  # remote actions kept in memory at most
 
     @classmethod
     def field_names(cls) -> list[str]:

@@ -24,7 +24,7 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import Argon2Error, InvalidHashError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 VEHICLE_TYPES = ("CAR", "SERVER")
 _VEHICLE_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")
@@ -129,8 +129,46 @@ CREATE TABLE IF NOT EXISTS push_pending (
 );
 """
 
+# Version 3: API v4 (relay.v4.persist): monitors with their evaluation state and
+# waiting batch, finished trips and each vehicle's trip builder state, and compact
+# telemetry samples (one row per vehicle, time and data path; purged by age).
+_SCHEMA_V3 = """
+CREATE TABLE IF NOT EXISTS v4_monitors (
+    monitorid  TEXT PRIMARY KEY,
+    vehicleid  TEXT NOT NULL,
+    owner      TEXT NOT NULL,
+    definition TEXT NOT NULL,
+    state      TEXT NOT NULL DEFAULT '{}',
+    batch      TEXT NOT NULL DEFAULT '{}',
+    created    REAL NOT NULL,
+    updated    REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS v4_monitors_vehicle ON v4_monitors(vehicleid);
+CREATE TABLE IF NOT EXISTS v4_trips (
+    vehicleid TEXT NOT NULL,
+    started   REAL NOT NULL,
+    ended     REAL NOT NULL,
+    trip      TEXT NOT NULL,
+    PRIMARY KEY (vehicleid, started)
+);
+CREATE TABLE IF NOT EXISTS v4_trip_state (
+    vehicleid TEXT PRIMARY KEY,
+    state     TEXT NOT NULL,
+    updated   REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS v4_telemetry (
+    vehicleid TEXT NOT NULL,
+    ts        INTEGER NOT NULL,
+    metric    TEXT NOT NULL,
+    value     REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS v4_telemetry_series ON v4_telemetry(vehicleid, metric, ts);
+CREATE INDEX IF NOT EXISTS v4_telemetry_ts ON v4_telemetry(ts);
+"""
+
 # Tables holding per-vehicle data, deleted together with the vehicle.
-_VEHICLE_DATA_TABLES = ("latest", "historical", "usage", "push_subscriptions", "push_pending")
+_VEHICLE_DATA_TABLES = ("latest", "historical", "usage", "push_subscriptions", "push_pending",
+                        "v4_monitors", "v4_trips", "v4_trip_state", "v4_telemetry")
 
 
 class DatabaseError(Exception):
@@ -182,13 +220,20 @@ def _ensure_schema(conn: sqlite3.Connection) -> None:
         # Re-check under the write lock: another process may have just done it.
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version == 0:
-            for statement in (_SCHEMA + _SCHEMA_V2).split(";"):
+            for statement in (_SCHEMA + _SCHEMA_V2 + _SCHEMA_V3).split(";"):
                 if statement.strip():
                     conn.execute(statement)
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        elif version == 1:
-            conn.execute(_SCHEMA_V2)
-            conn.execute("PRAGMA user_version=2")
+        else:
+            if version == 1:
+                conn.execute(_SCHEMA_V2)
+                version = 2
+            if version == 2:
+                for statement in _SCHEMA_V3.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                version = 3
+            conn.execute(f"PRAGMA user_version={version}")
         # Future migrations: ``if version == 1: ...; version = 2`` and so on.
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -19,6 +20,9 @@ from relay.push import PushDispatcher
 from relay.store import PushSubscription, Store, StoredMessage, StoreError
 from relay.timefmt import parse_since, utc_text
 from relay.usage import flush_usage
+
+if TYPE_CHECKING:
+    from relay.v4.engine import V4Engine
 
 log = logging.getLogger("relay.router")
 
@@ -35,6 +39,8 @@ class Router:
         self.config = config
         # Set by run_relay once push delivery runs; None: P is only relayed.
         self.push: PushDispatcher | None = None
+        # Set by run_relay once API v4 runs; None: stored messages only.
+        self.v4: V4Engine | None = None
 
     # --- login replay ------------------------------------------------------------------
 
@@ -91,6 +97,8 @@ class Router:
                 self.hub.group_update(peer, group, data)
         else:
             await self.store.put_latest(peer.vehicleid, code, msg.data)
+            if self.v4 is not None:
+                self.v4.car_message(peer.vehicleid, code, msg.data)
             if code == "F":
                 version = Message("f", self.config.server_version)
                 self.hub.to_clients(peer.vehicleid, msg, version, T0)

@@ -480,6 +480,13 @@ def _read_token_permit(conn: sqlite3.Connection, owner: str, digest: str) -> str
     return row[0] if row is not None else None
 
 
+def _read_token_owner(conn: sqlite3.Connection, digest: str) -> tuple[str, str] | None:
+    row = conn.execute(
+        "SELECT owner, permit FROM tokens WHERE token_hash=?", (digest,)
+    ).fetchone()
+    return (row[0], row[1]) if row is not None else None
+
+
 def _read_tokens(conn: sqlite3.Connection, owner: str) -> list[TokenRecord]:
     rows = conn.execute(
         "SELECT token_hash, owner, application, purpose, permit, created, lastused "
@@ -644,6 +651,8 @@ class Store:
         self._token_lastused: dict[str, float] = {}
         self._hash_limiter = trio.CapacityLimiter(4)
         self._dummy_hash: str | None = None
+        # Further bounded purges (name -> round), run after the historical one.
+        self._purges: dict[str, Callable[..., int]] = {}
 
     # ----------------------------------------------------------------- queueing
 
@@ -933,6 +942,15 @@ class Store:
         )
         return ok
 
+    async def token_owner(self, token: str) -> tuple[str, str] | None:
+        """(owner, permit) of an API token presented alone (``Authorization: Bearer``)."""
+        digest = db.token_hash(token)
+        found: tuple[str, str] | None = await self._read(
+            partial(_read_token_owner, digest=digest))
+        if found is not None:
+            self._token_lastused[digest] = time.time()  # written with the next batch
+        return found
+
     async def check_token(self, name: str, token: str) -> str | None:
         """The permit of ``token`` if it is one of ``name``'s API tokens, else None."""
         digest = db.token_hash(token)
@@ -1118,7 +1136,40 @@ class Store:
             await trio.sleep(0)
         if total:
             log.info("purged %d expired historical records", total)
+        for name, purge in self._purges.items():
+            count = 0
+            while True:
+                deleted = await self._call(
+                    name, partial(purge, now=cutoff, limit=self._purge_batch))
+                self.stats.purge_batches += 1
+                count += deleted
+                if deleted < self._purge_batch:
+                    break
+                await trio.sleep(0)
+            if count:
+                log.info("purged %d expired %s rows", count, name)
+            total += count
         return total
+
+    # ----------------------------------------------------------------- extensions
+    # Optional components (relay.v4) keep their SQL next to their code and run it
+    # through the one writer, so they share its group commit and FIFO ordering.
+
+    def add_purge(self, name: str, fn: Callable[..., int]) -> None:
+        """Run ``fn(conn, now=..., limit=...) -> rows deleted`` in every purge, in rounds."""
+        self._purges[name] = fn
+
+    async def query(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run a read in the writer's thread after everything queued so far."""
+        return await self._read(fn)
+
+    async def write(self, table: str, sql: str, params: tuple[Any, ...]) -> None:
+        """Queue one statement; group-committed, not waited for (like ``put_latest``)."""
+        await self._submit(_Write(table, sql, params))
+
+    async def write_call(self, table: str, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run ``fn`` inside the next batch's transaction; returns once committed."""
+        return await self._call(table, fn)
 
     # ----------------------------------------------------------------- usage
 

@@ -20,6 +20,7 @@ from relay.http.messages import (
     Response,
     encode_json,
     json_response,
+    parse_params,
     text_response,
 )
 from relay.http.openapi import build as build_openapi
@@ -80,6 +81,8 @@ class HttpApi:
 
     async def handle(self, request: Request) -> Response:
         if not self.limiter.allow(request.client_host):
+            if request.path.startswith("/api/v4/"):  # v4 errors are JSON (relay.v4.web)
+                return json_response({"code": 429, "message": "Too many requests"}, 429)
             return text_response(429, "Too many requests")
         if request.method == "OPTIONS":
             return _preflight(request)
@@ -92,7 +95,10 @@ class HttpApi:
                 return text_response(404, "Unrecognised API call")
             return text_response(404, "not found")
         try:
-            call = Call(self, request, match.args, request.params())
+            # A v4 body is a JSON document its handler parses, not flat parameters.
+            params = (parse_params(request.query) if match.route.tag == "v4"
+                      else request.params())
+            call = Call(self, request, match.args, params)
             if match.route.auth:
                 refusal = await self._authenticate(call, match.route)
                 if refusal is not None:

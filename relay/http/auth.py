@@ -53,6 +53,16 @@ def permitted(permissions: str, rights: tuple[str, ...]) -> bool:
     return "*" in granted or any(r.lower() in granted for r in rights)
 
 
+def bearer_token(authorization: bytes | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header value, else None."""
+    if not authorization:
+        return None
+    scheme, _, token = authorization.decode("latin-1").strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
 def grants_nothing(permissions: str) -> bool:
     """A token with permit ``none`` authenticates nobody (as on the public server)."""
     return permission_set(permissions) <= {"none"}
@@ -102,6 +112,30 @@ class Authenticator:
         if owner is None or owner.status != 1:
             return None
         return Login(owner.name, owner.permissions or "*", "password")
+
+    async def check_bearer(self, token: str) -> Login | None:
+        """The login for ``Authorization: Bearer <API token>`` (no user name), or None."""
+        if not _TOKEN_RE.fullmatch(token):
+            return None
+        # Cached under the empty user name, which no owner can have.
+        key = self._cache_key("", token)
+        hit = self._cache.get(key)
+        if hit is not None:
+            if hit[1] > self._clock():
+                return hit[0]
+            del self._cache[key]
+        found = await self._store.token_owner(token)
+        if found is None:
+            return None
+        owner = await self._store.get_owner(found[0])
+        if owner is None or owner.status != 1:
+            return None
+        login = Login(owner.name, found[1], "token")
+        if self._ttl > 0:
+            if len(self._cache) >= MAX_CACHED:
+                self._cache.clear()
+            self._cache[key] = (login, self._clock() + self._ttl)
+        return login
 
     def forget(self, owner: str) -> None:
         """Drop cached logins of ``owner`` (a token of theirs was revoked)."""

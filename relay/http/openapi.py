@@ -63,7 +63,23 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "command": _INT, "result": _INT, "lines": {"type": "array", "items": _STR}}},
     "FeatureList": _list_of({"feature": _INT, "value": _STR}),
     "ParameterList": _list_of({"parameter": _INT, "value": _STR}),
+    # API v4 (docs/api-v4.md): HAL objects and pages; clients must ignore unknown members.
+    "HalObject": {"type": "object", "required": ["_links", "createdAt", "updatedAt",
+                                                 "_embedded"],
+                  "properties": {"_links": {"type": "object"}, "createdAt": _STR,
+                                 "updatedAt": _STR, "_embedded": {"type": "object"}}},
+    "HalCollection": {"type": "object", "required": ["_links", "total", "currentPage",
+                                                     "totalPage", "_embedded"],
+                      "properties": {"_links": {"type": "object"}, "total": _INT,
+                                     "currentPage": _INT, "totalPage": _INT,
+                                     "_embedded": {"type": "object"}}},
+    "GeoFeature": {"type": "object", "description": "GeoJSON Feature (RFC 7946), Point "
+                   "[longitude, latitude, altitude?], plus the HAL members",
+                   "properties": {"type": {"const": "Feature"}, "geometry": {"type": "object"},
+                                  "properties": {"type": "object"}}},
+    "V4Error": {"type": "object", "properties": {"code": _INT, "message": _STR}},
 }
+_V4_TYPES = {"GeoFeature": "application/vnd.geo+json"}
 
 _ERRORS = {
     400: "Bad request (the text says which parameter)",
@@ -95,8 +111,17 @@ def _operation(route: Route) -> dict[str, Any]:
         params.append({"name": p.name, "in": "query", "required": p.required,
                        "description": p.description, "schema": schema})
     ok = 201 if route.method == "POST" and route.path == "/api/token" else 200
+    v4 = route.tag == "v4"
+    if v4 and route.method in ("POST", "DELETE"):
+        ok = {"POST": 202 if route.path.endswith("/remote") else 201, "DELETE": 204}[
+            route.method]
     responses: dict[str, Any] = {}
-    if route.answer == "json":
+    if v4:
+        media = _V4_TYPES.get(route.schema, "application/hal+json")
+        responses[str(ok)] = {"description": "OK"} if not route.schema else {
+            "description": "OK",
+            "content": {media: {"schema": {"$ref": f"#/components/schemas/{route.schema}"}}}}
+    elif route.answer == "json":
         schema_ref = ({"$ref": f"#/components/schemas/{route.schema}"} if route.schema
                       else {"type": "object"})
         responses[str(ok)] = {"description": "OK",
@@ -106,9 +131,13 @@ def _operation(route: Route) -> dict[str, Any]:
     else:
         responses[str(ok)] = {"description": "Allowed (empty body)"}
     statuses = set(route.statuses) | {400, 429}
-    if route.auth:
+    if route.auth or v4:
         statuses |= {401, 403}
     for status in sorted(statuses):
+        if v4:
+            responses[str(status)] = {"description": _ERRORS.get(status, "Error"), "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/V4Error"}}}}
+            continue
         text = _ERRORS.get(status, "Error")
         if route.answer == "empty" and status == 403:
             text = "Refused (empty body)"
@@ -120,13 +149,20 @@ def _operation(route: Route) -> dict[str, Any]:
         "parameters": params,
         "responses": responses,
     }
-    if route.auth:
+    if v4:
+        op["security"] = [{"bearer": []}, {"cookie": []}, {"username": [], "password": []}]
+        op["description"] = ("API v4 (docs/api-v4.md): needs the v4 right (or *). "
+                             "Errors are JSON {code, message}.")
+    elif route.auth:
         op["security"] = [{"cookie": []}, {"username": [], "password": []}]
     else:
         op["security"] = []
     if route.rights:
         op["description"] = "Needs one of the rights: " + ", ".join(route.rights) + " (or *)."
-    if route.method in ("PUT", "POST") and route.params:
+    if route.method in ("PUT", "POST") and v4:
+        op["requestBody"] = {"required": True, "content": {"application/json": {
+            "schema": {"type": "object"}}}}
+    elif route.method in ("PUT", "POST") and route.params:
         op["description"] = (op.get("description", "") + " Parameters may also be sent as "
                              "a form (application/x-www-form-urlencoded) or JSON object "
                              "body.").strip()
@@ -157,6 +193,8 @@ def build(routes: tuple[Route, ...]) -> dict[str, Any]:
             "schemas": SCHEMAS,
             "securitySchemes": {
                 "cookie": {"type": "apiKey", "in": "cookie", "name": "ovmsapisession"},
+                "bearer": {"type": "http", "scheme": "bearer",
+                           "description": "an API token (API v4 only)"},
                 "username": {"type": "apiKey", "in": "query", "name": "username"},
                 "password": {"type": "apiKey", "in": "query", "name": "password",
                              "description": "the account password or an API token"},

@@ -14,6 +14,7 @@ import attrs
 from relay.http import control, mqapi, tokens, views
 from relay.http.call import Call
 from relay.http.messages import Response
+from relay.v4.routes import v4_routes
 
 Handler = Callable[[Call], Awaitable[Response]]
 
@@ -162,6 +163,8 @@ ROUTES: tuple[Route, ...] = (
               Param("username", "account name"), Param("topic", "MQTT topic"),
               Param("clientid", "MQTT client id"), Param("acc", "access type"))),
 )
+# API v4 (docs/api-v4.md), built by relay.v4 from the classes above.
+ROUTES = (*ROUTES, *v4_routes(Route, Param))
 
 @attrs.frozen
 class Match:

@@ -8,7 +8,13 @@
 - ``trips``: trips derived from the ignition/position stream.
 - ``hal``: HAL objects and pages, RFC 3339 times, GeoJSON, status, actions, alerts.
 
-Nothing here imports trio or touches sockets, files or the clock.
+Those modules (and ``alerts``, ``actions``) import no trio and touch no sockets, files
+or clock. The rest wires them into the server:
+
+- ``web``: authentication (Bearer, cookie, password), JSON errors, HAL answers.
+- ``resources``, ``remote``: the route handlers; ``routes``: their route table.
+- ``engine``: the background component (trips, telemetry, monitors, remote actions),
+  fed by the router; ``callbacks``: monitor callback delivery; ``persist``: the SQL.
 """
 
 from relay.v4.jsonparse import ApiError, DuplicateKey, InvalidRequest, NotSupported

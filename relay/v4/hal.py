@@ -18,7 +18,7 @@ from typing import Any
 
 import attrs
 
-from protocol.messages import Location
+from protocol.messages import Firmware, Location
 from relay.v4 import datapaths
 from relay.v4.jsonparse import InvalidRequest, NotSupported, loads_strict
 
@@ -514,3 +514,53 @@ def parse_bool_param(value: str | None, *, field: str, default: bool = False) ->
     if lowered in ("false", "0"):
         return False
     raise InvalidRequest(f"{field}: expected true or false, got {value!r}")
+
+
+# --- vehicle and maintenance (from F) ---------------------------------------------------
+
+# OVMS vehicle type codes (the F message's vehicle_type, first letters) -> brand, model.
+# Longest prefix wins; unknown codes keep only the code itself.
+VEHICLE_TYPES: dict[str, tuple[str, str]] = {
+    "TR": ("Tesla", "Roadster"), "TS": ("Tesla", "Model S"), "NL": ("Nissan", "Leaf"),
+    "RT": ("Renault", "Twizy"), "RZ": ("Renault", "Zoe"), "KS": ("Kia", "Soul EV"),
+    "KN": ("Kia", "e-Niro"), "VA": ("Chevrolet", "Volt / Ampera"), "SE": ("Smart", "ED"),
+    "SQ": ("Smart", "EQ"), "MI": ("Mitsubishi", "i-MiEV"), "BMWI3": ("BMW", "i3"),
+    "HIONVFL": ("Hyundai", "Ioniq"), "VWUP": ("Volkswagen", "e-Up"),
+    "ME": ("Mercedes-Benz", "B250e"), "MPL60S": ("Maple", "60S"), "ZOM": ("Renault", "Zoe"),
+}
+
+
+def vehicle_type_info(code: str | None) -> dict[str, str]:
+    """``{"typeCode", "brand", "model"}`` for an F vehicle type; only known members."""
+    if not code:
+        return {}
+    code = code.strip()
+    out = {"typeCode": code}
+    for prefix in sorted(VEHICLE_TYPES, key=len, reverse=True):
+        if code.upper().startswith(prefix):
+            out["brand"], out["model"] = VEHICLE_TYPES[prefix]
+            break
+    return out
+
+
+def maintenance_resource(firmware: str, *, received_at: float) -> dict[str, Any]:
+    """``/maintenance`` from an F message: distance and time to the next service.
+
+    The car sends the distance in km and the time in seconds from when it sent the
+    message; negative values mean unknown (omitted). A value above 10^9 is taken as the
+    unix time of the service itself, which some modules send.
+    """
+    view = Firmware.from_data(firmware)
+    out: dict[str, Any] = {}
+    km = datapaths.parse_number(view.service_km.strip() if view.service_km else None)
+    if km is not None and km >= 0:
+        out["distanceToService"] = {"value": json_number(km), "unit": "km"}
+    seconds = datapaths.parse_number(
+        view.service_seconds.strip() if view.service_seconds else None)
+    if seconds is not None and seconds >= 0:
+        due = seconds if seconds > 1e9 else received_at + seconds
+        remaining = due - received_at
+        out["timeToService"] = {"value": json_number(round(remaining / 86400, 1)),
+                                "unit": "d"}
+        out["serviceDueAt"] = rfc3339(due)
+    return out

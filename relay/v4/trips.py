@@ -213,6 +213,8 @@ def feed(state: TripState, sample: Sample, config: TripConfig = DEFAULT
             off_since = trip.off_since if trip.off_since is not None else sample.at
         trip = attrs.evolve(
             trip,
+            # A trip that started before any position was known starts at the first one.
+            start_place=trip.start_place if trip.start_place is not None else sample.place,
             last_place=sample.place if sample.place is not None else (trip.last_place or place),
             last_at=sample.at, distance_km=distance,
             used=trip.used.feed(sample.energy_used_kwh),
