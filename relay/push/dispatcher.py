@@ -17,7 +17,6 @@ safety net for restarts, not on the delivery path.
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import logging
 import random
@@ -35,6 +34,7 @@ from relay.push.ntfy import TOPIC_RE, is_url
 from relay.push.outcome import Dead, Delivered, Failed, Outcome, Retry
 from relay.push.services import open_senders
 from relay.push.ssrf import Unresolvable, UrlPolicy, UrlRefused, describe
+from relay.retryqueue import RetryQueue
 from relay.store import PendingPush, Store, StoreClosed
 
 log = logging.getLogger("relay.push")
@@ -85,9 +85,7 @@ class PushDispatcher:
         self._jobs_send, self._jobs_recv = trio.open_memory_channel[PendingPush](
             max(1, config.push_workers)
         )
-        self._heap: list[tuple[float, int, PendingPush]] = []
-        self._heap_seq = itertools.count()
-        self._wakeup = trio.Event()
+        self._retries: RetryQueue[PendingPush] = RetryQueue()
         self._history_seq = itertools.count()
         self._auth_failed: set[str] = set()
 
@@ -147,7 +145,7 @@ class PushDispatcher:
             async with trio.open_nursery() as nursery:
                 await self._load_pending()
                 nursery.start_soon(self._intake)
-                nursery.start_soon(self._retry_loop)
+                nursery.start_soon(self._retries.release_into, self._jobs_send)
                 for _ in range(max(1, self.config.push_workers)):
                     nursery.start_soon(self._worker)
                 log.info("push delivery running (%s)", ", ".join(sorted(self.senders)) or "none")
@@ -204,24 +202,8 @@ class PushDispatcher:
             except StoreClosed:
                 return
 
-    async def _retry_loop(self) -> None:
-        while True:
-            if not self._heap:
-                await self._wakeup.wait()
-                self._wakeup = trio.Event()
-                continue
-            due = self._heap[0][0]
-            if due > trio.current_time():
-                with trio.move_on_at(due):
-                    await self._wakeup.wait()
-                self._wakeup = trio.Event()
-                continue
-            _, _, item = heapq.heappop(self._heap)
-            await self._jobs_send.send(item)
-
     def _schedule(self, item: PendingPush, due: float) -> None:
-        heapq.heappush(self._heap, (due, next(self._heap_seq), item))
-        self._wakeup.set()
+        self._retries.schedule(item, due)
 
     # ----------------------------------------------------------------- one attempt
 

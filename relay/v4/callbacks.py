@@ -15,8 +15,6 @@ nor the URL past its host.
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -28,6 +26,7 @@ import trio
 
 from relay.push.base import USER_AGENT
 from relay.push.ssrf import Unresolvable, UrlPolicy, UrlRefused, describe
+from relay.retryqueue import RetryQueue
 from relay.v4 import datapaths, monitors
 
 
@@ -71,9 +70,7 @@ class CallbackSender:
         self._gave_up = gave_up
         self._transport = transport
         self._send, self._recv = trio.open_memory_channel[CallbackJob](self.queue_size)
-        self._heap: list[tuple[float, int, CallbackJob]] = []
-        self._seq = itertools.count()
-        self._wakeup = trio.Event()
+        self._retries: RetryQueue[CallbackJob] = RetryQueue()
         self._busy = 0
 
     def submit(self, job: CallbackJob) -> None:
@@ -87,7 +84,7 @@ class CallbackSender:
 
     def idle(self) -> bool:
         """Nothing queued, being sent or waiting for a retry (for tests and shutdown logs)."""
-        return self._busy == 0 and not self._heap and \
+        return self._busy == 0 and not self._retries and \
             self._recv.statistics().current_buffer_used == 0
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -97,7 +94,7 @@ class CallbackSender:
             async with trio.open_nursery() as nursery:
                 for _ in range(self.workers):
                     nursery.start_soon(self._worker, client)
-                nursery.start_soon(self._retry_loop)
+                nursery.start_soon(self._retries.release_into, self._send)
                 task_status.started()
 
     async def _worker(self, client: httpx.AsyncClient) -> None:
@@ -110,22 +107,6 @@ class CallbackSender:
                               job.monitorid)
             finally:
                 self._busy -= 1
-
-    async def _retry_loop(self) -> None:
-        while True:
-            if not self._heap:
-                await self._wakeup.wait()
-                self._wakeup = trio.Event()
-                continue
-            due = self._heap[0][0]
-            if due > trio.current_time():
-                with trio.move_on_at(due):
-                    await self._wakeup.wait()
-                self._wakeup = trio.Event()
-                continue
-            _, _, job = heapq.heappop(self._heap)
-            # Waits for room: retries are few, and waiting here delays only retries.
-            await self._send.send(job)
 
     async def _attempt(self, client: httpx.AsyncClient, job: CallbackJob) -> None:
         alerts: Sequence[Mapping[str, Any]] = ()
@@ -178,15 +159,14 @@ class CallbackSender:
                         reason)
             await self._give_up(job, reason)
             return
-        if len(self._heap) >= self.queue_size:
+        if len(self._retries) >= self.queue_size:
             log.warning("%s: callback retry queue full, given up: %s", ctx, reason)
             await self._give_up(job, reason)
             return
         self.stats.retries += 1
         log.info("%s: callback attempt %d failed (%s), retry in %g s", ctx, job.failures,
                  reason, delay)
-        heapq.heappush(self._heap, (trio.current_time() + delay, next(self._seq), job))
-        self._wakeup.set()
+        self._retries.schedule(job, trio.current_time() + delay)
 
     async def _give_up(self, job: CallbackJob, reason: str) -> None:
         self.stats.failed += 1
