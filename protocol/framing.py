@@ -22,7 +22,7 @@ class LineBuffer:
         self._max = max_line_length
         self._scan_from = 0
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | bytearray) -> None:
         self._buf += data
 
     def next_line(self) -> bytes | None:

@@ -121,7 +121,7 @@ class _LineSession:
         self._framer: _Framer | None = None
         self.state = State.AWAIT_WELCOME
 
-    def receive_data(self, data: bytes) -> None:
+    def receive_data(self, data: bytes | bytearray) -> None:
         self._lines.feed(data)
 
     def send(self, msg: Message) -> bytes:

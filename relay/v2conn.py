@@ -149,7 +149,7 @@ class V2Connection:
 
     # --- before login ---------------------------------------------------------------------
 
-    async def _receive(self) -> bytes:
+    async def _receive(self) -> bytes | bytearray:
         data = await self.stream.receive_some(RECEIVE_SIZE)
         if not data:
             raise trio.BrokenResourceError("peer closed the connection")
@@ -188,7 +188,6 @@ class V2Connection:
                 elif result.wrong_secret:
                     push.auth_failed(login.vehicleid, host)
         elif not (self.tls or self.s.config.allow_plain_login):
-            result = None
             log.info("%s: refused %s scheme 1 login for %s: password login needs TLS "
                      "(or --allow-plain-login)", self._ctx(), ctype, login.vehicleid)
             self.session.reject()

@@ -104,7 +104,7 @@ class WebSocketLineStream(trio.abc.Stream):
             data = await self.transport_stream.receive_some(RECEIVE_SIZE)
             try:
                 # None tells wsproto the TCP stream ended (without a close frame).
-                self._ws.receive_data(data or None)
+                self._ws.receive_data(bytes(data) if data else None)
             except WSLocalProtocolError:
                 # Data after the close handshake: for the connection, just the end.
                 raise trio.BrokenResourceError("data after WebSocket close") from None
@@ -205,7 +205,7 @@ async def accept_websocket(
             return None
         if request is not None:
             break
-        data = await stream.receive_some(RECEIVE_SIZE)
+        data = bytes(await stream.receive_some(RECEIVE_SIZE))
         if not data:
             return None
     if request.target.split("?", 1)[0] != PATH:
@@ -242,7 +242,7 @@ async def connect_websocket(
         data = await stream.receive_some(RECEIVE_SIZE)
         if not data:
             raise WebSocketRejected("connection closed during the upgrade")
-        ws.receive_data(data)
+        ws.receive_data(bytes(data))
 
 
 # --------------------------------------------------------------------------- entry point

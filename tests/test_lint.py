@@ -1,4 +1,4 @@
-"""Static checks as tests: ruff over the code base, mypy --strict over protocol/."""
+"""Static checks as tests: ruff over the code base, mypy --strict over protocol/ and relay/."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,
         check=False,
     )
 
@@ -27,4 +27,9 @@ def test_ruff() -> None:
 
 def test_mypy_strict_protocol() -> None:
     result = run("mypy", "--strict", "protocol")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mypy_strict_relay() -> None:
+    result = run("mypy", "--strict", "relay")
     assert result.returncode == 0, result.stdout + result.stderr
