@@ -180,12 +180,29 @@ class Hub:
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
 
-    def to_car(self, vehicleid: str, msg: Message) -> bool:
+    def to_car(self, vehicleid: str, msg: Message, sender: Peer | None = None) -> bool:
+        """Deliver to the vehicle's car; ``sender`` is the client it comes from, if any."""
         links = self._vehicles.get(vehicleid)
         if links is None or links.car is None:
             return False
+        if sender is not None and not self._room_for_client(links.car, sender):
+            return False
         self.deliver(links.car, msg)
         return True
+
+    def _room_for_client(self, car: Peer, sender: Peer) -> bool:
+        """Clients may fill the car's queue only halfway.
+
+        The other half stays free for the server's own messages to the car (Z, h
+        acks, pings): an app flooding commands is disconnected itself, rather than
+        getting the car disconnected for a full queue.
+        """
+        limit = getattr(car.outbox, "limit", None)
+        if limit is None or len(car.outbox) < limit // 2:
+            return True
+        log.warning("%s: sending faster than the car reads, disconnecting", sender.context())
+        sender.close("flooding the car")
+        return False
 
     def to_clients(self, vehicleid: str, *msgs: Message) -> None:
         """To every app and batch client of the vehicle."""
@@ -298,6 +315,8 @@ class Hub:
                 "vehicle=%s: car left %d commands unanswered, forgetting command %d of %s",
                 vehicleid, MAX_WAITING, dropped.command, dropped.peer.conn_id,
             )
+        if isinstance(sender, Peer) and not self._room_for_client(links.car, sender):
+            return False
         links.waiting.append(Waiting(sender, command))
         self.deliver(links.car, msg)
         return True

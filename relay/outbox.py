@@ -60,6 +60,10 @@ class Outbox:
     def __len__(self) -> int:
         return len(self._items)
 
+    @property
+    def limit(self) -> int:
+        return self._limit
+
     async def _drain(self) -> None:
         # Runs in the server-wide nursery: an unexpected error must end this
         # connection's writing, never the server.

@@ -169,7 +169,7 @@ class Router:
         elif code == "C":
             await self._client_command(peer, msg)
         elif code == "E":
-            self.hub.to_car(peer.vehicleid, msg)
+            self.hub.to_car(peer.vehicleid, msg, sender=peer)
         elif code == "p":
             await self._push_subscription(peer, msg)
         elif code == "G":

@@ -163,3 +163,22 @@ async def test_ap_c_unknown_key_answers_ap_x(relay: RelayUnderTest) -> None:
     await stream.send_all(b"AP-C 0 nosuchkey\r\n")
     with trio.fail_after(5):
         assert await stream.receive_some(100) == b"AP-X\r\n"
+
+
+async def test_app_flooding_a_stalled_car_is_dropped_not_the_car(
+    start_relay: StartRelay,
+) -> None:
+    relay = await start_relay(outbox_size=20)
+    car = await relay.car()  # never reads from here on: its socket buffers fill up
+    app = await relay.app()
+    await app.drain()
+    payload = "x" * 16_000
+    with trio.move_on_after(20):
+        try:
+            for _ in range(2_000):  # ~32 MB: far more than the kernel buffers hold
+                await app.send("C", f"7,{payload}")
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+    assert await app.closed_by_server(10)
+    assert relay.handle.hub.car_connected("DEMO")
+    await car.aclose()
