@@ -103,7 +103,9 @@ class Services:
 
 
 class V2Connection:
-    __slots__ = ("address", "conn_id", "peer", "s", "session", "stream", "tls")
+    __slots__ = (
+        "address", "conn_id", "peer", "s", "session", "stream", "tls", "welcome_deadline",
+    )
 
     def __init__(
         self,
@@ -112,8 +114,16 @@ class V2Connection:
         *,
         tls: bool = False,
         initial: bytes = b"",
+        welcome_deadline: float | None = None,
     ) -> None:
         self.stream = stream
+        # When the first line must be complete (trio time): the listener's sniffing
+        # and this connection share one welcome timeout, so a client trickling bytes
+        # cannot stretch it.
+        self.welcome_deadline = (
+            welcome_deadline if welcome_deadline is not None
+            else trio.current_time() + services.config.welcome_timeout
+        )
         self.s = services
         self.tls = tls
         self.session = ServerSession()
@@ -156,7 +166,7 @@ class V2Connection:
         return data
 
     async def _welcome(self) -> Granted | None:
-        with trio.move_on_after(self.s.config.welcome_timeout):
+        with trio.move_on_at(self.welcome_deadline):
             while True:
                 event = self.session.next_event()
                 if event is NEED_DATA:

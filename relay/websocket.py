@@ -260,8 +260,9 @@ async def serve_v2_connection(stream: trio.abc.Stream, services: Services, *, tl
     timeout = services.config.welcome_timeout
     lines: trio.abc.Stream | None = None
     first = b""
+    deadline = trio.current_time() + timeout
     try:
-        with trio.move_on_after(timeout) as scope:
+        with trio.move_on_at(deadline) as scope:
             first = await sniff(stream)
             if not first:
                 log.info("addr=%s: closed before sending anything", address)
@@ -282,4 +283,8 @@ async def serve_v2_connection(stream: trio.abc.Stream, services: Services, *, tl
         await trio.aclose_forcefully(stream)
         return
     initial = b"" if lines is not stream else first
-    await V2Connection(lines, services, tls=tls, initial=initial).run()
+    # A WebSocket client gets a fresh welcome timeout once upgraded; a plain one
+    # continues the deadline the sniffing started.
+    welcome_deadline = deadline if lines is stream else None
+    await V2Connection(lines, services, tls=tls, initial=initial,
+                       welcome_deadline=welcome_deadline).run()

@@ -182,3 +182,21 @@ async def test_app_flooding_a_stalled_car_is_dropped_not_the_car(
     assert await app.closed_by_server(10)
     assert relay.handle.hub.car_connected("DEMO")
     await car.aclose()
+
+
+async def test_trickled_welcome_shares_one_timeout(start_relay: StartRelay) -> None:
+    """Sniffing (for WebSocket) and the v2 welcome share one deadline."""
+    relay = await start_relay(welcome_timeout=1.0)
+    stream = await relay.raw()
+    closed = False
+    with trio.move_on_after(10):
+        try:
+            # Enough bytes for the sniffer at once, then one byte every 0.1 s: a
+            # welcome line that would complete only after 30 s.
+            await stream.send_all(b"MP-C 0 ")
+            for _ in range(300):
+                await trio.sleep(0.1)
+                await stream.send_all(b"a")
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            closed = True
+    assert closed or await closed_without_answer(stream, timeout=1)
