@@ -9,6 +9,7 @@ listeners and the router do not change.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Iterable, Iterator
@@ -123,11 +124,16 @@ class VehicleLinks:
 
 class Hub:
     def __init__(self) -> None:
+        self._ids = itertools.count(1)
         self._vehicles: dict[str, VehicleLinks] = {}
         self._peers: set[Peer] = set()
         # group name -> vehicle id -> latest group data from that car
         self._group_data: dict[str, dict[str, str]] = {}
         self._group_members: dict[str, set[Peer]] = {}
+
+    def new_id(self, prefix: str) -> str:
+        """A process-unique id for a connection or request, for log lines."""
+        return f"{prefix}{next(self._ids)}"
 
     # --- queries -------------------------------------------------------------------
 

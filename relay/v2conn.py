@@ -7,7 +7,6 @@ that app's ``Outbox`` -> ``V2Connection._write``.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import socket
 import time
@@ -36,7 +35,6 @@ log = logging.getLogger("relay.v2")
 
 RECEIVE_SIZE = 65536
 
-_conn_ids = itertools.count(1)
 
 
 def stream_socket(stream: trio.abc.Stream) -> trio.socket.SocketType | None:
@@ -129,7 +127,7 @@ class V2Connection:
         self.session = ServerSession()
         # Bytes already read from the stream (the listener sniffs for WebSocket upgrades).
         self.session.receive_data(initial)
-        self.conn_id = f"v2-{next(_conn_ids)}"
+        self.conn_id = services.hub.new_id("v2-")
         self.address = peer_address(stream)
         self.peer: Peer | None = None
 

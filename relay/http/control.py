@@ -12,7 +12,6 @@ its text; 2 (unsupported) or 3 (unimplemented): 400 with its text.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import re
 
@@ -36,7 +35,6 @@ _RESULT_TEXT = {
 }
 # A value that becomes one field of the command line: no separators, no line breaks.
 _FIELD_RE = re.compile(r"[^,\x00-\x1f\x7f]{1,64}")
-_waiter_ids = itertools.count(1)
 
 
 @attrs.frozen
@@ -66,7 +64,7 @@ async def send_command(call: Call, vehicleid: str, number: int, args: str = "") 
         replies = await services.router.server_command(vehicleid, number, data)
         return Answer(number, tuple(_parse(m) for m in replies))
     send, receive = trio.open_memory_channel[Message](MAX_LINES)
-    waiter = CommandWaiter(f"{call.request.conn_id}/c{next(_waiter_ids)}", send)
+    waiter = CommandWaiter(services.hub.new_id(f"{call.request.conn_id}/c"), send)
     if not services.hub.send_waiter_command(vehicleid, waiter, number, Message("C", data)):
         log.info("%s: command %d refused, vehicle not connected", ctx, number)
         raise HttpError(409, "Vehicle not connected")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import email.utils
 import http
-import itertools
 import logging
 import ssl
 import time
@@ -30,7 +29,6 @@ RECEIVE_SIZE = 65536
 MAX_HEAD = 16 * 1024
 MAX_BODY = 64 * 1024
 
-_conn_ids = itertools.count(1)
 _REASONS = {s.value: s.phrase.encode("ascii") for s in http.HTTPStatus}
 _STATIC_HEADERS = (
     (b"access-control-allow-origin", b"*"),
@@ -66,7 +64,7 @@ class HttpConnection:
         self.api = api
         self.tls = tls
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
-        self.conn_id = f"h{next(_conn_ids)}"
+        self.conn_id = api.services.hub.new_id("h")
         self.host = _peer_host(stream)
 
     async def run(self) -> None:
