@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -30,6 +31,9 @@ from relay.outbox import Outbox
 from relay.router import Router
 from relay.store import Store
 from relay.usage import flush_usage
+
+if TYPE_CHECKING:
+    from relay.http.api import HttpApi
 
 log = logging.getLogger("relay.v2")
 
@@ -84,6 +88,9 @@ class Services:
         self.hub = hub
         self.store = store
         self.router = router
+        # The REST API's state (sessions, rate limits), shared by the HTTP and HTTPS
+        # listeners; created by relay.http.api.api_for.
+        self.http_api: HttpApi | None = None
         # The server-wide nursery that owns connections' short-lived helper tasks
         # (on-demand writers, h acks). One per server rather than one per connection:
         # a nursery costs ~1.8 KB, and a relay holds ~19,000 mostly idle cars.

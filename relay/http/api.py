@@ -7,7 +7,6 @@ so a session made over HTTPS works over HTTP and one address has one quota.
 from __future__ import annotations
 
 import logging
-import weakref
 
 import trio
 
@@ -154,15 +153,11 @@ def _preflight(request: Request) -> Response:
                     (*_PREFLIGHT_HEADERS, (b"access-control-allow-headers", asked[:200])))
 
 
-_apis: weakref.WeakKeyDictionary[Services, HttpApi] = weakref.WeakKeyDictionary()
-
-
 def api_for(services: Services) -> HttpApi:
-    """The relay's one HttpApi (created on first use)."""
-    api = _apis.get(services)
-    if api is None:
-        api = _apis[services] = HttpApi(services)
-    return api
+    """The relay's one HttpApi (created on first use, kept on the relay's Services)."""
+    if services.http_api is None:
+        services.http_api = HttpApi(services)
+    return services.http_api
 
 
 __all__ = ["HttpApi", "api_for", "json_response"]
