@@ -1080,18 +1080,24 @@ class Store:
         timestamp: int,
         expires: int,
         durable: bool = False,
+        from_car: bool = True,
     ) -> None:
-        """Upsert a historical record; with ``durable=True`` return once committed."""
+        """Upsert a historical record; with ``durable=True`` return once committed.
+
+        ``from_car=False`` marks a record the server writes itself (alert logs): it
+        does not move the vehicle's last-update time, which apps see as ``T``.
+        """
         now = time.time()
         waiter = _Waiter() if durable else None
         write = _Write(
             "historical",
             _UPSERT_HISTORICAL,
             (vehicleid, htype, int(recordnumber), int(timestamp), int(expires), _enc(data)),
-            lastupdate=(vehicleid, now),
+            lastupdate=(vehicleid, now) if from_car else None,
             waiter=waiter,
         )
-        self._lastupdate[vehicleid] = now
+        if from_car:
+            self._lastupdate[vehicleid] = now
         await self._submit(write)
         if waiter is not None:
             await waiter.wait()

@@ -200,3 +200,15 @@ async def test_trickled_welcome_shares_one_timeout(start_relay: StartRelay) -> N
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             closed = True
     assert closed or await closed_without_answer(stream, timeout=1)
+
+
+async def test_server_written_alert_is_not_car_activity(relay: RelayUnderTest) -> None:
+    """The "authentication failed" notice is logged as a historical record, but the
+    car sent nothing: an app still gets no ``T`` (time since the car's last message)."""
+    with pytest.raises(LoginRefused):
+        await relay.connect("TESTCAR", ClientType.CAR, carpass="wrong")
+    with trio.fail_after(10):
+        while not await relay.handle.store.historical_summary("TESTCAR"):
+            await trio.sleep(0.05)
+    app = await relay.app("TESTCAR")
+    assert [m.text() for m in await app.drain()] == ["Z0"]

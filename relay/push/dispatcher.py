@@ -178,7 +178,7 @@ class PushDispatcher:
             await self.store.add_historical(
                 alert.vehicleid, HISTORY_TYPE, next(self._history_seq) % _HISTORY_WRAP,
                 f"{alert.alerttype},{alert.text}",
-                timestamp=int(now), expires=int(now + config.push_history),
+                timestamp=int(now), expires=int(now + config.push_history), from_car=False,
             )
         nid = secrets.token_hex(8)
         for sub in await self.store.push_subscriptions(alert.vehicleid):

@@ -72,6 +72,9 @@ class CarMessage:
     at: float
 
 
+_Item = CarMessage | trio.Event
+
+
 @attrs.define(eq=False)
 class MonitorEntry:
     monitorid: str
@@ -114,7 +117,7 @@ class V4Engine:
             gave_up=self._callback_failed)
         self.trip_config = trips.TripConfig(end_after=config.trip_end_after,
                                             max_silence=config.trip_max_silence)
-        self._send, self._recv = trio.open_memory_channel[CarMessage | trio.Event](
+        self._send, self._recv = trio.open_memory_channel[_Item](
             max(1, config.v4_queue_size))
         self._snapshots: dict[str, dict[str, str]] = {}
         self._location_at: dict[str, float] = {}
@@ -212,7 +215,7 @@ class V4Engine:
     async def _loop(self) -> None:
         self._next_tick = trio.current_time() + self.config.monitor_tick
         while True:
-            items: list[CarMessage | trio.Event] = []
+            items: list[_Item] = []
             with trio.move_on_at(self._deadline()):
                 items.append(await self._recv.receive())
             # Take whatever else is already queued: under a burst, a vehicle's messages
@@ -232,7 +235,7 @@ class V4Engine:
             except Exception:  # one bad message must not stop the engine
                 log.exception("v4 engine: processing failed")
 
-    async def _process_batch(self, items: list[CarMessage | trio.Event]) -> None:
+    async def _process_batch(self, items: list[_Item]) -> None:
         """Apply each message to its vehicle's snapshot, then react once per vehicle.
 
         At normal rates a batch holds one message per vehicle and this is exactly
@@ -455,7 +458,7 @@ class V4Engine:
         await self.store.add_historical(
             vehicleid, alerts.SERVER_TYPE, next(self._alert_seq) % _ALERT_WRAP,
             alerts.server_record(key, **params), timestamp=now,
-            expires=now + int(self.config.push_history))
+            expires=now + int(self.config.push_history), from_car=False)
 
     async def alert_records(self, vehicleid: str) -> list[tuple[str, int, int, str]]:
         """(htype, ts, recordnumber, data) of the vehicle's alerts, newest first."""
