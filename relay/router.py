@@ -153,6 +153,11 @@ class Router:
                 # Not stored, so not acked: the car keeps the record and resends it.
                 log.warning("%s: h record %s not stored: %s", peer.context(), ackcode, exc)
                 return
+            except Exception:
+                # This task runs in the server-wide nursery: a bug here must cost one
+                # ack (the car resends), never the server.
+                log.exception("%s: h record %s failed", peer.context(), ackcode)
+                return
             # Only now is the record committed: a crash after this point loses nothing.
             self.hub.deliver(peer, Message("h", ackcode))
         finally:

@@ -40,13 +40,12 @@ log = logging.getLogger("relay.v2")
 RECEIVE_SIZE = 65536
 
 
-
 def stream_socket(stream: trio.abc.Stream) -> trio.socket.SocketType | None:
     """The TCP socket under ``stream``.
 
     A connection's stream is a SocketStream (plain v2), or wrappers around one that
     name their inner stream ``transport_stream``: trio.SSLStream (TLS port), and
-    relay.websocket's line adapters (sniffed prefix, WebSocket frames <-> lines).
+    relay.websocket's line adapter (WebSocket frames <-> lines).
     V2Connection only needs "a stream of CRLF lines", so it runs unchanged over all of them;
     this walk is the one place that needs to see through the wrappers.
     """
