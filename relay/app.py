@@ -52,14 +52,15 @@ async def serve_v2(
     *,
     task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """The plain-TCP v2 listener (nursery start protocol: started with the listeners)."""
+    """The plain-TCP v2 listener (nursery start protocol: started with the listeners).
 
-    async def handler(stream: trio.SocketStream) -> None:
-        # v2 line protocol or a WebSocket upgrade on /apiv2, told apart by the first bytes.
-        await serve_v2_connection(stream, services, tls=False)
-
+    Each connection is the v2 line protocol or a WebSocket upgrade on /apiv2, told
+    apart by its first bytes. A partial rather than a wrapper coroutine: every idle
+    connection would keep the wrapper's frame alive.
+    """
     listeners = await trio.open_tcp_listeners(port, host=host)
     task_status.started(listeners)
+    handler = functools.partial(serve_v2_connection, services=services, tls=False)
     await trio.serve_listeners(handler, listeners)
 
 
