@@ -62,6 +62,8 @@ class Config:
     api_rate_burst: int = 120
     api_rate_per_minute: int = 60
     api_rate_max: int = 240
+    # Comma-separated reverse-proxy addresses whose X-Forwarded-For names the client.
+    api_trusted_proxies: str = ""
     api_rate_exempt: str = ""  # comma-separated client addresses never limited (a local broker)
     # Successful password checks are remembered this long: argon2 costs ~50 ms per check.
     api_auth_cache_ttl: float = 60.0

@@ -52,13 +52,19 @@ async def login_phase(p: dict[str, Any], coord: Coordinator) -> dict[str, Any]:
     coord.stage("ready")
     await coord.wait("go")
     started = time.perf_counter()
+    concurrency = max(1, p["concurrency"])
 
-    async def slot() -> None:
+    async def slot(k: int) -> None:
         nonlocal errors
-        while (i := next(numbers)) < count:
+        # Each slot logs in its own vehicles: two slots logging in one vehicle at once
+        # would be a duplicate car login, which closes the earlier connection.
+        mine = vehicles[k::concurrency] or vehicles
+        for j in itertools.count():
+            if next(numbers) >= count:
+                return
             t0 = time.perf_counter()
             try:
-                client = await _connect(p, vehicles[i % len(vehicles)], ClientType.CAR)
+                client = await _connect(p, mine[j % len(mine)], ClientType.CAR)
                 try:
                     await client.receive(30.0)
                 finally:
@@ -70,8 +76,8 @@ async def login_phase(p: dict[str, Any], coord: Coordinator) -> dict[str, Any]:
             coord.progress(len(latencies) + errors)
 
     async with trio.open_nursery() as nursery:
-        for _ in range(max(1, p["concurrency"])):
-            nursery.start_soon(slot)
+        for k in range(concurrency):
+            nursery.start_soon(slot, k)
     elapsed = time.perf_counter() - started
     coord.progress(len(latencies) + errors, force=True)
     return {"latencies": latencies, "errors": errors, "elapsed": elapsed}

@@ -23,6 +23,7 @@ from relay.http.messages import (
     text_response,
 )
 from relay.http.openapi import build as build_openapi
+from relay.http.proxy import parse_trusted
 from relay.http.ratelimit import RateLimiter
 from relay.http.routes import ROUTES, Route, Router
 from relay.http.sessions import SessionTable
@@ -63,6 +64,7 @@ class HttpApi:
             exempt=config.api_rate_exempt.split(","),
         )
         self.router = Router(ALL_ROUTES)
+        self.trusted_proxies = parse_trusted(config.api_trusted_proxies)
         self._openapi: bytes | None = None
 
     def openapi_response(self) -> Response:

@@ -20,6 +20,7 @@ import trio
 
 from relay.http.api import HttpApi, api_for
 from relay.http.messages import Request, Response, text_response
+from relay.http.proxy import client_address
 from relay.v2conn import Services
 
 log = logging.getLogger("relay.http.server")
@@ -163,7 +164,7 @@ class HttpConnection:
             query=query,
             headers=headers,
             body=body,
-            client_host=self.host,
+            client_host=client_address(self.host, headers, self.api.trusted_proxies),
             conn_id=self.conn_id,
             tls=self.tls,
         )
