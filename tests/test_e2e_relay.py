@@ -8,6 +8,7 @@ import trio
 
 from protocol import Message
 from tests.conftest import RelayUnderTest, StartRelay
+from tools.v2client import V2Client
 
 S_MSG = (
     "30,K,0,0,done,standard,105,85,13,0,0,0,7,13,0,0,0,1,160,0,0,80,80,0,31,60,0,0,0,105,,"
@@ -23,6 +24,16 @@ Y_MSG = "4,FL,FR,RL,RR,4,200.0,200.0,276.0,276.0,4,27,27,31,31,1,4,100,100,100,1
 
 def texts(msgs: list[Message]) -> list[str]:
     return [m.text() for m in msgs]
+
+
+async def car_and_clients(relay: RelayUnderTest, *kinds: str) -> list[V2Client]:
+    """DEMO's car, then one client per kind ("app" or "batch"), their logins settled."""
+    clients = [await relay.car()]
+    for kind in kinds:
+        clients.append(await (relay.app() if kind == "app" else relay.batch()))
+    for client in clients:
+        await client.drain()
+    return clients
 
 
 async def test_car_alone_gets_z0_and_ping_ack(relay: RelayUnderTest) -> None:
@@ -98,11 +109,7 @@ async def test_replay_survives_restart(start_relay: StartRelay, nursery: trio.Nu
 
 
 async def test_command_answered_only_to_its_sender(relay: RelayUnderTest) -> None:
-    car = await relay.car()
-    app1 = await relay.app()
-    app2 = await relay.app()
-    for c in (car, app1, app2):
-        await c.drain()
+    car, app1, app2 = await car_and_clients(relay, "app", "app")
     await app1.send("C", "20,1234")
     assert (await car.receive()).text() == "C20,1234"
     await car.send("c", "20,0")
@@ -111,11 +118,7 @@ async def test_command_answered_only_to_its_sender(relay: RelayUnderTest) -> Non
 
 
 async def test_multiline_command_3_goes_to_one_sender(relay: RelayUnderTest) -> None:
-    car = await relay.car()
-    app1 = await relay.app()
-    app2 = await relay.app()
-    for c in (car, app1, app2):
-        await c.drain()
+    car, app1, app2 = await car_and_clients(relay, "app", "app")
     await app1.send("C", "3")
     await app2.send("C", "1")
     assert texts(await car.drain()) == ["C3", "C1"]
@@ -128,22 +131,14 @@ async def test_multiline_command_3_goes_to_one_sender(relay: RelayUnderTest) -> 
 
 
 async def test_unsolicited_answer_goes_to_all_clients(relay: RelayUnderTest) -> None:
-    car = await relay.car()
-    app = await relay.app()
-    batch = await relay.batch()
-    for c in (car, app, batch):
-        await c.drain()
+    car, app, batch = await car_and_clients(relay, "app", "batch")
     await car.send("c", "5,0")
     assert texts(await app.drain()) == ["c5,0"]
     assert texts(await batch.drain()) == ["c5,0"]
 
 
 async def test_answer_for_departed_sender_is_discarded(relay: RelayUnderTest) -> None:
-    car = await relay.car()
-    app1 = await relay.app()
-    app2 = await relay.app()
-    for c in (car, app1, app2):
-        await c.drain()
+    car, app1, app2 = await car_and_clients(relay, "app", "app")
     await app1.send("C", "20,1234")
     assert (await car.receive()).text() == "C20,1234"
     await app1.aclose()
@@ -213,10 +208,7 @@ async def test_usage_command_30(relay: RelayUnderTest) -> None:
 
 
 async def test_paranoid_messages(relay: RelayUnderTest) -> None:
-    car = await relay.car()
-    app = await relay.app()
-    await car.drain()
-    await app.drain()
+    car, app = await car_and_clients(relay, "app")
     await car.send("E", "Ttoken1")
     await car.send("E", "MSsecretstatus")
     assert texts(await app.drain()) == ["ETtoken1", "EMSsecretstatus", "T0"]
@@ -256,10 +248,7 @@ async def test_push_subscription_stored(relay: RelayUnderTest) -> None:
 
 
 async def test_push_notification_relayed(relay: RelayUnderTest) -> None:
-    car = await relay.car()
-    app = await relay.app()
-    await car.drain()
-    await app.drain()
+    car, app = await car_and_clients(relay, "app")
     await car.send("P", "ACharging stopped")
     assert texts(await app.drain()) == ["PACharging stopped"]
 
@@ -279,9 +268,6 @@ async def test_duplicate_car_login_closes_the_first(relay: RelayUnderTest) -> No
 
 
 async def test_unknown_code_stored_and_relayed(relay: RelayUnderTest) -> None:
-    car = await relay.car()
-    app = await relay.app()
-    await car.drain()
-    await app.drain()
+    car, app = await car_and_clients(relay, "app")
     await car.send("Q", "something,new")
     assert texts(await app.drain()) == ["Qsomething,new", "T0"]

@@ -44,7 +44,7 @@ from tools.simulation import COMMAND_NAMES
 from tools.v2client import (
     LoginRefused,
     V2Client,
-    add_tls_arguments,
+    add_login_arguments,
     client_ssl_context,
     describe_oserror,
     describe_tls_failure,
@@ -323,15 +323,9 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog=PROG, description="Watch and command an OVMS vehicle over the v2 protocol.")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=6867, help="v2 port (default %(default)s)")
-    p.add_argument("--vehicle", required=True, metavar="ID",
-                   help="vehicle id ('*' for the account's first with scheme 1)")
-    p.add_argument("--carpass", help="the vehicle password (scheme 0, as the phone app)")
-    p.add_argument("--username", help="account name (scheme 1; needs TLS or a server "
-                                      "run with --allow-plain-login)")
-    p.add_argument("--password", help="account password or API token (scheme 1)")
-    add_tls_arguments(p)
+    add_login_arguments(
+        p, vehicle_help="vehicle id ('*' for the account's first with scheme 1)",
+        carpass_help="the vehicle password (scheme 0, as the phone app)")
     p.add_argument("--batch", action="store_true",
                    help="log in as a batch client (not counted as a watching app)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")

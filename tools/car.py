@@ -38,7 +38,7 @@ from tools import simulation as sim
 from tools.v2client import (
     LoginRefused,
     V2Client,
-    add_tls_arguments,
+    add_login_arguments,
     client_ssl_context,
     describe_oserror,
     describe_tls_failure,
@@ -426,14 +426,9 @@ def first_leaf(exc: BaseException) -> BaseException:
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog=PROG, description="Simulated OVMS car modules (v2).")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=6867, help="v2 port (default %(default)s)")
-    p.add_argument("--vehicle", required=True, metavar="ID",
-                   help="vehicle id, or a pattern like 'SIM{n:04d}' with --cars")
-    p.add_argument("--carpass", help="the vehicle's server password (scheme 0)")
-    p.add_argument("--username", help="account name (scheme 1; needs TLS or a server "
-                                      "run with --allow-plain-login)")
-    p.add_argument("--password", help="account password or API token (scheme 1)")
+    add_login_arguments(
+        p, vehicle_help="vehicle id, or a pattern like 'SIM{n:04d}' with --cars",
+        carpass_help="the vehicle's server password (scheme 0)")
     p.add_argument("--cars", type=int, default=1, metavar="N", help="cars in this process")
     p.add_argument("--first", type=int, default=0, metavar="N",
                    help="number of the first car with --cars (default 0)")
@@ -450,7 +445,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-reconnect", action="store_true",
                    help="exit with status 1 when a connection is lost")
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
-    add_tls_arguments(p)
     return p
 
 

@@ -172,6 +172,18 @@ def client_ssl_context(
     return context
 
 
+def add_login_arguments(parser: Any, *, vehicle_help: str, carpass_help: str) -> None:
+    """Where to connect and how to log in: the flags ovms-car and ovms-app share."""
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=6867, help="v2 port (default %(default)s)")
+    parser.add_argument("--vehicle", required=True, metavar="ID", help=vehicle_help)
+    parser.add_argument("--carpass", help=carpass_help)
+    parser.add_argument("--username", help="account name (scheme 1; needs TLS or a server "
+                                            "run with --allow-plain-login)")
+    parser.add_argument("--password", help="account password or API token (scheme 1)")
+    add_tls_arguments(parser)
+
+
 def add_tls_arguments(parser: Any) -> None:
     """The TLS flags shared by ovms-car and ovms-app."""
     parser.add_argument("--tls", action="store_true",
