@@ -16,10 +16,10 @@ from relay.http import serve_http
 from relay.hub import Hub
 from relay.push import PushDispatcher
 from relay.router import Router
+from relay.services import Services
 from relay.store import Store, open_store
 from relay.tls import context_from_config, serve_v2_tls
 from relay.usage import flush_usage
-from relay.v2conn import Services
 from relay.v4.engine import V4Engine
 from relay.websocket import serve_v2_connection
 

@@ -21,7 +21,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from relay.config import Config, ConfigError
-from relay.v2conn import Services, peer_address
+from relay.services import Services
+from relay.v2conn import peer_address
 from relay.websocket import serve_v2_connection
 
 log = logging.getLogger("relay.tls")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from typing import TYPE_CHECKING
 
 import trio
 
@@ -25,15 +24,10 @@ from protocol import (
     ServerSession,
 )
 from relay.auth import Granted, check_scheme0, check_scheme1
-from relay.config import Config
-from relay.hub import Hub, Peer
+from relay.hub import Peer
 from relay.outbox import Outbox
-from relay.router import Router
-from relay.store import Store
+from relay.services import Services
 from relay.usage import flush_usage
-
-if TYPE_CHECKING:
-    from relay.http.api import HttpApi
 
 log = logging.getLogger("relay.v2")
 
@@ -70,40 +64,6 @@ def set_keepalive(stream: trio.abc.Stream) -> None:
         opt = getattr(socket, name, None)
         if opt is not None:
             sock.setsockopt(socket.IPPROTO_TCP, opt, value)
-
-
-class Services:
-    """What a connection needs from the rest of the server."""
-
-    def __init__(
-        self,
-        config: Config,
-        hub: Hub,
-        store: Store,
-        router: Router,
-        nursery: trio.Nursery | None = None,
-    ) -> None:
-        self.config = config
-        self.hub = hub
-        self.store = store
-        self.router = router
-        # The REST API's state (sessions, rate limits), shared by the HTTP and HTTPS
-        # listeners; created by relay.http.api.api_for.
-        self.http_api: HttpApi | None = None
-        # The server-wide nursery that owns connections' short-lived helper tasks
-        # (on-demand writers, h acks). One per server rather than one per connection:
-        # a nursery costs ~1.8 KB, and a relay holds ~19,000 mostly idle cars.
-        self._nursery = nursery
-
-    @property
-    def nursery(self) -> trio.Nursery:
-        if self._nursery is None:
-            raise RuntimeError("Services.nursery used before the server started")
-        return self._nursery
-
-    @nursery.setter
-    def nursery(self, value: trio.Nursery) -> None:
-        self._nursery = value
 
 
 class V2Connection:
@@ -310,4 +270,4 @@ def peer_address(stream: trio.abc.Stream) -> str:
     return f"{host}:{port}"
 
 
-__all__ = ["ClientType", "Services", "V2Connection"]
+__all__ = ["ClientType", "V2Connection", "peer_address", "stream_socket"]

@@ -35,7 +35,7 @@ from wsproto.utilities import RemoteProtocolError as WSRemoteProtocolError
 from relay.v2conn import RECEIVE_SIZE, V2Connection, peer_address
 
 if TYPE_CHECKING:
-    from relay.v2conn import Services
+    from relay.services import Services
 
 log = logging.getLogger("relay.ws")
 

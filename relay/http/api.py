@@ -28,8 +28,8 @@ from relay.http.ratelimit import RateLimiter
 from relay.http.routes import ROUTES, Route, Router
 from relay.http.sessions import SessionTable
 from relay.http.views import COOKIE_NAME
+from relay.services import Services
 from relay.store import StoreError
-from relay.v2conn import Services
 
 log = logging.getLogger("relay.http")
 

@@ -21,7 +21,7 @@ import trio
 from relay.http.api import HttpApi, api_for
 from relay.http.messages import Request, Response, text_response
 from relay.http.proxy import client_address
-from relay.v2conn import Services
+from relay.services import Services
 
 log = logging.getLogger("relay.http.server")
 
