@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import attrs
 import trio
@@ -64,6 +64,19 @@ async def serve_v2(
     await trio.serve_listeners(handler, listeners)
 
 
+async def start_listener(
+    nursery: trio.Nursery, label: str, serve: Callable[..., Awaitable[None]],
+    services: Services, host: str, port: int,
+) -> list[trio.SocketListener]:
+    """Start one listener; a port that cannot be bound fails naming the port and its use."""
+    try:
+        listeners: list[trio.SocketListener] = await nursery.start(serve, services, host, port)
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot listen for {label} on {host}:{port}: "
+                                 f"{exc.strerror or exc}") from None
+    return listeners
+
+
 async def sweep_forever(hub: Hub, store: Store, config: Config) -> None:
     timeouts = {
         ClientType.CAR: config.car_timeout,
@@ -94,23 +107,27 @@ async def run_relay(
             router.push = await nursery.start(PushDispatcher(config, store).run)
             # API v4: trips, telemetry, monitors and their callbacks, remote actions.
             router.v4 = await nursery.start(V4Engine(config, store, router.push.policy).run)
-            listeners = await nursery.start(serve_v2, services, config.host, config.v2_port)
+            listeners = await start_listener(
+                nursery, "the v2 protocol", serve_v2, services, config.host, config.v2_port)
             ports: dict[str, int] = {"v2_port": bound_port(listeners)}
             log.info("v2 protocol listening on %s:%d", config.host, ports["v2_port"])
             if ssl_context is not None:
-                tls_listeners = await nursery.start(
-                    serve_v2_tls, services, config.host, config.v2_tls_port, ssl_context)
+                tls = functools.partial(serve_v2_tls, ssl_context=ssl_context)
+                tls_listeners = await start_listener(
+                    nursery, "v2 over TLS", tls, services, config.host, config.v2_tls_port)
                 ports["v2_tls_port"] = bound_port(tls_listeners)
                 log.info("v2 protocol over TLS listening on %s:%d",
                          config.host, ports["v2_tls_port"])
             http_host = config.http_host or config.host
-            http_listeners = await nursery.start(serve_http, services, http_host, config.http_port)
+            http_listeners = await start_listener(
+                nursery, "the REST API", serve_http, services, http_host, config.http_port)
             ports["http_port"] = bound_port(http_listeners)
             log.info("REST API listening on %s:%d", http_host, ports["http_port"])
             if ssl_context is not None:
                 https = functools.partial(serve_http, ssl_context=ssl_context)
-                https_listeners = await nursery.start(
-                    https, services, http_host, config.https_port)
+                https_listeners = await start_listener(
+                    nursery, "the REST API over TLS", https, services, http_host,
+                    config.https_port)
                 ports["https_port"] = bound_port(https_listeners)
                 log.info("REST API over TLS listening on %s:%d", http_host, ports["https_port"])
             # Each further listener is started here and adds its bound port to ``ports``.

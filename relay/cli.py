@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import secrets
 import signal
 import sys
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import trio
@@ -14,9 +17,12 @@ import trio
 from relay import __version__, db
 from relay.app import RelayHandle, run_relay
 from relay.config import Config, ConfigError, load_toml
+from relay.dblock import DatabaseInUse, DatabaseLock
 from relay.gctune import tune_gc
 
 log = logging.getLogger("relay")
+
+DB_ENV = "OVMS_RELAY_DB"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the server")
     serve.add_argument("--config", metavar="FILE", help="TOML configuration file")
-    serve.add_argument("--db", metavar="PATH", help="SQLite database file (default ovms-relay.db)")
+    serve.add_argument("--db", metavar="PATH",
+                       help="SQLite database file (default: $OVMS_RELAY_DB or ovms-relay.db)")
     serve.add_argument("--host", help="address to listen on (default 0.0.0.0)")
     serve.add_argument("--v2-port", type=int, metavar="N", help="v2 protocol port (default 6867)")
     serve.add_argument("--http-port", type=int, metavar="N", help="REST API port (default 6868)")
@@ -54,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def make_config(args: argparse.Namespace) -> Config:
     config = Config()
+    # The same default as ovms-admin's, below the config file and --db.
+    if os.environ.get(DB_ENV):
+        config = config.updated({"db": os.environ[DB_ENV]})
     if args.config:
         config = config.updated(load_toml(args.config))
     overrides: dict[str, Any] = {
@@ -64,28 +74,33 @@ def make_config(args: argparse.Namespace) -> Config:
     return config.updated(overrides)
 
 
-def ensure_demo(path: str) -> None:
-    """Create the demo owner and vehicle in an empty database and print their credentials."""
+def ensure_demo(path: str) -> list[str]:
+    """Create the demo owner and vehicle in an empty database; lines telling their credentials.
+
+    The lines are printed only once the server is listening: a start that fails
+    must not show passwords of an account that is then removed with its database.
+    """
     conn = db.connect(path)
     try:
         if db.list_owners(conn):
-            print("ovms-relay: --demo: database already has accounts; nothing created")
-            return
+            return ["ovms-relay: --demo: database already has accounts; nothing created "
+                    "(ovms-admin owner passwd demo resets the demo password, "
+                    "ovms-admin vehicle show DEMO shows the carpass)"]
         password = secrets.token_urlsafe(9)
         carpass = secrets.token_urlsafe(9)
         db.add_owner(conn, "demo", password)
         db.add_vehicle(conn, "DEMO", "demo", carpass)
     finally:
         conn.close()
-    print("ovms-relay: demo account created")
-    print(f"  owner: demo   password: {password}")
-    print(f"  vehicle: DEMO   carpass (server password / module password): {carpass}")
-    sys.stdout.flush()
+    return ["ovms-relay: demo account created",
+            f"  owner: demo   password: {password}",
+            f"  vehicle: DEMO   carpass (server password / module password): {carpass}"]
 
 
-async def _serve(config: Config) -> None:
+async def _serve(config: Config, notices: list[str], listening: Callable[[], None]) -> None:
     async with trio.open_nursery() as nursery:
         handle: RelayHandle = await nursery.start(run_relay, config)
+        listening()
         extra = "".join(
             f", {label} on port {port}"
             for label, port in (("REST API", handle.http_port),
@@ -93,6 +108,8 @@ async def _serve(config: Config) -> None:
                                 ("REST API over TLS", handle.https_port))
             if port is not None
         )
+        for line in notices:
+            print(line)
         print(f"ovms-relay {__version__}: v2 protocol on {config.host}:{handle.v2_port}"
               f"{extra}, database {config.db}", flush=True)
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
@@ -100,6 +117,12 @@ async def _serve(config: Config) -> None:
                 log.info("received %s, shutting down", signal.Signals(signum).name)
                 nursery.cancel_scope.cancel()
                 break
+
+
+def _remove_database(path: str) -> None:
+    """Undo a start that failed: the database file it created, with WAL and lock files."""
+    for suffix in ("", "-wal", "-shm", "-journal", ".lock"):
+        Path(path + suffix).unlink(missing_ok=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,18 +135,39 @@ def main(argv: list[str] | None = None) -> int:
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
         tune_gc()
-        if config.demo:
-            ensure_demo(config.db)
-        else:
-            db.connect(config.db).close()  # fail fast, with one line, on a bad database
-        trio.run(_serve, config)
+        return _start(config)
+    except (ConfigError, db.DatabaseError, db.AdminError, DatabaseInUse) as exc:
+        print(f"ovms-relay: error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _start(config: Config) -> int:
+    is_new = config.db != ":memory:" and not Path(config.db).exists()
+    started = False
+
+    def listening() -> None:
+        nonlocal started
+        started = True
+
+    try:
+        with DatabaseLock(config.db):
+            try:
+                notices: list[str] = []
+                if config.demo:
+                    notices = ensure_demo(config.db)
+                else:
+                    db.connect(config.db).close()  # fail fast, with one line, on a bad database
+                trio.run(_serve, config, notices, listening)
+            finally:
+                if is_new and not started:
+                    _remove_database(config.db)
     except BaseExceptionGroup as group:
         leaf = _first_leaf(group)
         if isinstance(leaf, (ConfigError, db.DatabaseError, db.AdminError, OSError, ValueError)):
             print(f"ovms-relay: error: {_describe(leaf)}", file=sys.stderr)
             return 1
         raise
-    except (ConfigError, db.DatabaseError, db.AdminError) as exc:
+    except (ConfigError, db.DatabaseError, db.AdminError, DatabaseInUse) as exc:
         print(f"ovms-relay: error: {exc}", file=sys.stderr)
         return 1
     except (OSError, ValueError) as exc:

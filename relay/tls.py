@@ -13,6 +13,7 @@ import ipaddress
 import logging
 import ssl
 from collections.abc import Sequence
+from pathlib import Path
 
 import trio
 from cryptography import x509
@@ -37,10 +38,12 @@ def server_context(cert_file: str, key_file: str) -> ssl.SSLContext:
     # OVMS v3 modules (mbedTLS) and every current phone/browser speak TLS 1.2+;
     # 1.0/1.1 are deprecated (RFC 8996), so nothing legitimate needs them.
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    # ssl's own FileNotFoundError does not say which of the two files is missing.
+    for what, path in (("certificate", cert_file), ("key", key_file)):
+        if not Path(path).is_file():
+            raise ConfigError(f"TLS {what} file not found: {path}")
     try:
         context.load_cert_chain(cert_file, key_file)
-    except FileNotFoundError as exc:
-        raise ConfigError(f"TLS certificate or key not found: {exc.filename}") from None
     except ssl.SSLError as exc:
         raise ConfigError(
             f"cannot use TLS certificate {cert_file} with key {key_file}: {exc.reason or exc}"

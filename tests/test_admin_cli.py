@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import sqlite3
 import subprocess
@@ -11,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from relay import db
+from tools.admin import run as admin_run
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -18,22 +21,28 @@ ROOT = Path(__file__).resolve().parent.parent
 def admin(
     *args: str, db_path: Path | None = None, env: dict[str, str] | None = None, stdin: str = ""
 ) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "tools.admin"]
-    if db_path is not None:
-        command += ["--db", str(db_path)]
-    full_env = dict(os.environ)
-    full_env.pop("OVMS_RELAY_DB", None)
-    full_env["PYTHONPATH"] = str(ROOT) + os.pathsep + full_env.get("PYTHONPATH", "")
-    full_env.update(env or {})
-    return subprocess.run(
-        [*command, *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=full_env,
-        input=stdin,
-        timeout=60,
-    )
+    """Run ``ovms-admin`` in this process (an interpreter per call cost most of this file's
+    time); ``test_entry_point_runs_as_a_program`` runs the real program."""
+    argv = [] if db_path is None else ["--db", str(db_path)]
+    argv += args
+    out, err = io.StringIO(), io.StringIO()
+    saved_env = dict(os.environ)
+    saved_stdin = sys.stdin
+    os.environ.pop("OVMS_RELAY_DB", None)
+    os.environ.update(env or {})
+    sys.stdin = io.StringIO(stdin)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                status = admin_run(argv)
+            except SystemExit as exc:  # argparse's --help
+                status = int(exc.code or 0)
+    finally:
+        sys.stdin = saved_stdin
+        os.environ.clear()
+        os.environ.update(saved_env)
+    return subprocess.CompletedProcess(["ovms-admin", *argv], status, out.getvalue(),
+                                       err.getvalue())
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> str:
@@ -324,3 +333,40 @@ def test_default_db_name(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "ovms-relay.db").exists()
+
+
+def test_owner_passwd_from_flag_and_stdin(dbp: Path) -> None:
+    """Issue 10 item 12: an owner's password can be reset (flag, or stdin when not a tty)."""
+
+    def works(password: str) -> bool:
+        conn = db.connect(str(dbp))
+        try:
+            row = conn.execute("SELECT password_hash FROM owners WHERE name='alice'").fetchone()
+            return db.verify_password(row[0], password)
+        finally:
+            conn.close()
+
+    assert ok(admin("owner", "passwd", "alice", "--password", "new-1", db_path=dbp)) == \
+        "owner alice password changed\n"
+    assert works("new-1") and not works("pw-alice")
+    ok(admin("owner", "passwd", "alice", db_path=dbp, stdin="new-2\n"))
+    assert works("new-2") and not works("new-1")
+    assert "nobody" in failed(admin("owner", "passwd", "nobody", "--password", "x", db_path=dbp))
+    failed(admin("owner", "passwd", "alice", "--password", "", db_path=dbp))
+
+
+def test_vehicle_show_prints_the_carpass(dbp: Path) -> None:
+    ok(admin("vehicle", "add", "car1", "--owner", "alice", "--carpass", "module-pw", db_path=dbp))
+    fields = ok(admin("vehicle", "show", "car1", db_path=dbp)).rstrip("\n").split("\t")
+    assert fields[:4] == ["CAR1", "alice", "CAR", "module-pw"]
+    assert "CAR2" in failed(admin("vehicle", "show", "car2", db_path=dbp))
+
+
+def test_token_add_accepts_only_known_permits(dbp: Path) -> None:
+    """Issue 10 item 15: a typo in --permit is refused with the list of permits."""
+    line = failed(admin("token", "add", "--owner", "alice", "--permit", "v2,contrl",
+                        db_path=dbp))
+    assert "unknown permit contrl" in line and "control" in line and "token.admin" in line
+    token = ok(admin("token", "add", "--owner", "alice", "--permit", "V2, control",
+                     db_path=dbp)).strip()
+    assert len(token) == 64

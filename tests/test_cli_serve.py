@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -75,7 +76,8 @@ def test_unreadable_database_is_one_line_error(tmp_path: Path, make_bad: str) ->
     assert len(err.strip().splitlines()) == 1
 
 
-def test_port_in_use_is_one_line_error(tmp_path: Path) -> None:
+def test_port_in_use_names_the_port_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    """Issue 10 item 13: the error names the port; no new database, no demo passwords."""
     import socket
 
     with socket.socket() as taken:
@@ -83,14 +85,50 @@ def test_port_in_use_is_one_line_error(tmp_path: Path) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         proc = subprocess.run(
-            [sys.executable, "-m", "relay", "serve", "--db", str(tmp_path / "x.db"),
+            [sys.executable, "-m", "relay", "serve", "--db", str(tmp_path / "x.db"), "--demo",
              "--host", "127.0.0.1", "--v2-port", str(port), "--http-port", "0"],
             capture_output=True, text=True, timeout=20,
         )
     assert proc.returncode != 0
     # log lines may precede it, but the error is one line and there is no traceback
-    assert proc.stderr.strip().splitlines()[-1] == "ovms-relay: error: Address already in use"
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"ovms-relay: error: cannot listen for the v2 protocol on 127.0.0.1:{port}: "
+        "Address already in use")
     assert "Traceback" not in proc.stderr
+    assert "password" not in proc.stdout
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_certificate_is_named(tmp_path: Path) -> None:
+    proc = serve("--db", str(tmp_path / "x.db"), "--tls-cert", str(tmp_path / "cert.pem"),
+                 "--tls-key", str(tmp_path / "key.pem"))
+    _out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 1
+    assert err.strip().splitlines()[-1] == (
+        f"ovms-relay: error: TLS certificate file not found: {tmp_path / 'cert.pem'}")
+    assert not (tmp_path / "x.db").exists()
+
+
+async def test_database_from_environment_and_one_server_per_file(tmp_path: Path) -> None:
+    """Issue 10 item 14: serve honours OVMS_RELAY_DB; a second server on it is refused."""
+    path = tmp_path / "env.db"
+    env = {**os.environ, "OVMS_RELAY_DB": str(path)}
+    first = subprocess.Popen(
+        [sys.executable, "-m", "relay", "serve", "--host", "127.0.0.1", "--v2-port", "0",
+         "--http-port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        lines, _ = await read_until(first, r"v2 protocol on")
+        assert f"database {path}" in lines[-1]
+        second = subprocess.run(
+            [sys.executable, "-m", "relay", "serve", "--host", "127.0.0.1", "--v2-port", "0",
+             "--http-port", "0"], capture_output=True, text=True, timeout=20, env=env)
+        assert second.returncode == 1
+        assert second.stderr.strip() == (
+            f"ovms-relay: error: database {path} is in use by another ovms-relay server "
+            f"(pid {first.pid})")
+    finally:
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(10) == 0
 
 
 def test_config_file_and_flags(tmp_path: Path) -> None:

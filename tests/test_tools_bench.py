@@ -8,6 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import trio
+
+from tests.conftest import RelayUnderTest
 from tools.bench import summarize_profile
 from tools.bench_proc import split, split_count
 from tools.bench_report import Progress
@@ -88,3 +91,19 @@ def test_profile_summary(tmp_path: Path) -> None:
     assert summary["samples"] == 40
     assert summary["self_percent"][0] == ["send (relay/v2conn.py)", 75.0]
     assert ["main (relay/cli.py)", 100.0] in summary["inclusive_percent"]
+
+
+async def test_bench_fails_with_reason_when_every_login_fails(
+        relay: RelayUnderTest, tmp_path: Path) -> None:
+    """Issue 10 item 17: a wrong carpass is exit 1 with the reason; the --out folder is made."""
+    out = tmp_path / "new" / "folder" / "bench.json"
+    result = await trio.run_process(
+        [sys.executable, "-m", "tools.bench", "--port", str(relay.handle.v2_port),
+         "--carpass", "wrong", "--vehicle-prefix", "DEMO", "--out", str(out),
+         "--phases", "login", "--workers", "1", "--logins", "4", "--login-concurrency", "2",
+         "--no-progress"],
+        capture_stdout=True, capture_stderr=True, check=False)
+    stderr = result.stderr.decode()
+    assert result.returncode == 1, stderr
+    assert "every login failed" in stderr
+    assert out.parent.is_dir()

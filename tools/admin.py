@@ -12,6 +12,7 @@ Exit status: 0 on success, 1 on an error, 2 on a usage error.
 from __future__ import annotations
 
 import argparse
+import getpass
 import os
 import sqlite3
 import sys
@@ -20,7 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from protocol import provisioning
-from relay import db, tls
+from relay import db, permits, tls
 
 PROG = "ovms-admin"
 DEFAULT_DB = "ovms-relay.db"
@@ -47,8 +48,15 @@ def _row(*fields: Any) -> str:
     return "\t".join("-" if f is None else str(f) for f in fields)
 
 
-def _read_password(value: str) -> str:
-    """``-`` means: read the password from the first line of stdin."""
+def _read_password(value: str | None) -> str:
+    """The password given, ``-`` for the first line of stdin, or asked for at a terminal."""
+    if value is None:
+        if not sys.stdin.isatty():
+            return sys.stdin.readline().rstrip("\r\n")
+        first = getpass.getpass("New password: ")
+        if getpass.getpass("Repeat it: ") != first:
+            raise db.AdminError("the two passwords differ")
+        return first
     if value != "-":
         return value
     return sys.stdin.readline().rstrip("\r\n")
@@ -68,6 +76,11 @@ def _owner_list(conn: sqlite3.Connection, args: argparse.Namespace) -> None:
         print(_row(o["name"], status, o["permissions"], o["vehicles"], _fmt_time(o["created"])))
 
 
+def _owner_passwd(conn: sqlite3.Connection, args: argparse.Namespace) -> None:
+    db.set_password(conn, args.name, _read_password(args.password))
+    print(f"owner {args.name} password changed")
+
+
 def _owner_delete(conn: sqlite3.Connection, args: argparse.Namespace) -> None:
     db.delete_owner(conn, args.name)
     print(f"owner {args.name} deleted")
@@ -83,6 +96,15 @@ def _vehicle_list(conn: sqlite3.Connection, args: argparse.Namespace) -> None:
         print(_row(v["vehicleid"], v["owner"], v["vtype"], _fmt_time(v["lastupdate"])))
 
 
+def _vehicle_show(conn: sqlite3.Connection, args: argparse.Namespace) -> None:
+    """One vehicle with its carpass: what the module and the app are configured with."""
+    vehicle = db.get_vehicle(conn, db.normalize_vehicleid(args.vehicleid))
+    if vehicle is None:
+        raise db.AdminError(f"no vehicle {args.vehicleid.upper()!r}")
+    print(_row(vehicle["vehicleid"], vehicle["owner"], vehicle["vtype"], vehicle["carpass"],
+               _fmt_time(vehicle["lastupdate"])))
+
+
 def _vehicle_delete(conn: sqlite3.Connection, args: argparse.Namespace) -> None:
     db.delete_vehicle(conn, args.vehicleid)
     print(f"vehicle {args.vehicleid.upper()} deleted")
@@ -94,6 +116,10 @@ def _vehicle_carpass(conn: sqlite3.Connection, args: argparse.Namespace) -> None
 
 
 def _token_add(conn: sqlite3.Connection, args: argparse.Namespace) -> None:
+    try:
+        permits.parse(args.permit)
+    except permits.UnknownPermit as exc:
+        raise db.AdminError(str(exc)) from None
     print(db.add_token(conn, args.owner, args.application, args.purpose, args.permit))
 
 
@@ -214,6 +240,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--password", required=True, help="password, or - to read it from stdin")
     p.add_argument("--permissions", default="*")
     command(owner, "list", _owner_list, "list owners")
+    p = command(owner, "passwd", _owner_passwd, "set an owner's password")
+    p.add_argument("name")
+    p.add_argument("--password", help="the new password, or - to read it from stdin "
+                   "(default: ask at the terminal, else read stdin)")
     p = command(owner, "delete", _owner_delete, "delete an owner with its vehicles and data")
     p.add_argument("name")
 
@@ -227,6 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = command(vehicle, "list", _vehicle_list, "list vehicles")
     p.add_argument("--owner")
+    p = command(vehicle, "show", _vehicle_show,
+                "show a vehicle with its carpass (id, owner, type, carpass, last update)")
+    p.add_argument("vehicleid")
     p = command(vehicle, "delete", _vehicle_delete, "delete a vehicle and its data")
     p.add_argument("vehicleid")
     p = command(vehicle, "carpass", _vehicle_carpass, "change a vehicle's car password")
@@ -238,7 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--owner", required=True)
     p.add_argument("--application", default="")
     p.add_argument("--purpose", default="")
-    p.add_argument("--permit", default="auth")
+    p.add_argument("--permit", default="auth",
+                   help=f"comma-separated rights (default %(default)s): {', '.join(permits.KNOWN)}")
     p = command(token, "list", _token_list, "list an owner's tokens (by hash)")
     p.add_argument("--owner", required=True)
     p = command(token, "delete", _token_delete, "delete a token (plain token or its hash)")

@@ -167,6 +167,10 @@ class Bench:
             run.signal("go")
             results = run.results(600)
         latencies = [x for r in results for x in r["latencies"]]
+        errors = sum(r["errors"] for r in results)
+        if errors and not latencies:
+            raise BenchError(f"every login failed ({errors} attempts): check the server, "
+                             "--username/--carpass and the vehicle ids")
         elapsed = max(r["elapsed"] for r in results)
         out = {"logins": len(latencies), "errors": sum(r["errors"] for r in results),
                "concurrency": a.login_concurrency, "seconds": round(elapsed, 3),
@@ -473,7 +477,6 @@ def _prepare(args: argparse.Namespace) -> tuple[srv.OwnServer | None, int | None
             raise UsageError("--carpass is needed (or --start-server)")
         return None, args.server_pid
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     if args.db is None:
         args.db = str(out.with_suffix(".db"))
     args.carpass = args.carpass or secrets.token_urlsafe(9)
@@ -512,6 +515,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     bench: Bench | None = None
     status = EXIT_OK
     try:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         server, pid = _prepare(args)
         bench = Bench(args, pid)
         bench.report.update(
