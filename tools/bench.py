@@ -131,7 +131,7 @@ class Bench:
 
     @property
     def workers(self) -> int:
-        return max(1, self.args.workers)
+        return max(1, int(self.args.workers))
 
     def vehicles(self, count: int, first: int = 0) -> list[str]:
         return srv.bench_vehicle_ids(self.args.vehicle_prefix, count, first)

@@ -102,7 +102,7 @@ class HTTPConnection:
         return out
 
     async def _chunked(self) -> bytes:
-        parts = []
+        parts: list[bytes] = []
         while True:
             size = int((await self._line()).split(b";")[0], 16)
             if size == 0:
