@@ -10,7 +10,6 @@ from typing import Any
 import trio
 
 from protocol import (
-    NEED_DATA,
     ClientSession,
     ClientType,
     Message,
@@ -91,8 +90,7 @@ class V2Client:
     async def _next_event(self) -> ServerWelcome | ProvisionAnswer | Message:
         while True:
             event = self.session.next_event()
-            if event is not NEED_DATA:
-                assert not isinstance(event, type(NEED_DATA))
+            if isinstance(event, (ServerWelcome, ProvisionAnswer, Message)):
                 return event
             data = await self.stream.receive_some(65536)
             if not data:
