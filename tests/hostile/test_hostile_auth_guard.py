@@ -11,7 +11,7 @@ import trio
 import trio.testing
 
 from protocol import ClientType
-from relay.loginguard import GuardLimits, LoginGuard, owner_account, vehicle_account
+from relay.loginguard import GuardLimits, LoginGuard, owner_account
 from tests.conftest import OWNER, PASSWORD, RelayUnderTest, StartRelay
 from tests.http_helpers import CREDS, assert_text, client
 from tools.v2client import LoginRefused, V2Client
