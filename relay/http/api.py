@@ -81,10 +81,12 @@ class HttpApi:
             await trio.sleep(interval)
             self.sessions.expire()
             self.limiter.forget_idle()
-            try:
-                await self.revalidate()
-            except StoreError as exc:
-                log.warning("http: cannot check sessions' credentials now: %s", exc)
+            # A stuck or failing store must not stop the idle sweep: try again next round.
+            with trio.move_on_after(MAX_SWEEP_INTERVAL):
+                try:
+                    await self.revalidate()
+                except StoreError as exc:
+                    log.warning("http: cannot check sessions' credentials now: %s", exc)
 
     async def revalidate(self) -> int:
         """End sessions and forget cached logins whose token or password was revoked
