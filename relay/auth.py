@@ -8,13 +8,14 @@ does not: unknown vehicles and accounts cost the same work as a wrong secret.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from functools import partial
 
 import attrs
 
 from protocol import ClientType, Scheme0Login, Scheme1Login
 from relay.db import token_shaped
-from relay.loginguard import LoginGuard, owner_account, vehicle_account
+from relay.loginguard import GuardRefusal, LoginGuard, owner_account, vehicle_account
 from relay.store import Store
 
 # Token permits that grant v2 logins; a full password login has every permission.
@@ -43,11 +44,16 @@ class Refused:
     blocked: bool = False
 
 
-def _tell(guard: LoginGuard, host: str, account: str, result: Granted | Refused) -> None:
-    if isinstance(result, Refused) and result.bad_credentials:
-        guard.failed(host, account)
-    else:
-        guard.succeeded(host, account)
+async def _guarded(
+    guard: LoginGuard, host: str, account: str, check: Callable[[], Awaitable[Granted | Refused]]
+) -> Granted | Refused:
+    try:
+        with guard.attempt(host, account) as attempt:
+            result = await check()
+            attempt.failed = isinstance(result, Refused) and result.bad_credentials
+            return result
+    except GuardRefusal as exc:
+        return Refused(str(exc), blocked=True)
 
 
 async def check_scheme0(
@@ -55,13 +61,8 @@ async def check_scheme0(
     guard: LoginGuard, host: str,
 ) -> Granted | Refused:
     """``digest_ok(carpass) -> bool`` is the session's digest check; ``host`` the client's."""
-    account = vehicle_account(login.vehicleid)
-    refusal = guard.refusal(host, account)
-    if refusal is not None:
-        return Refused(refusal, blocked=True)
-    result = await _scheme0(store, login, digest_ok)
-    _tell(guard, host, account, result)
-    return result
+    return await _guarded(guard, host, vehicle_account(login.vehicleid),
+                          partial(_scheme0, store, login, digest_ok))
 
 
 async def _scheme0(
@@ -84,13 +85,8 @@ async def _scheme0(
 async def check_scheme1(
     store: Store, login: Scheme1Login, guard: LoginGuard, host: str
 ) -> Granted | Refused:
-    account = owner_account(login.username)
-    refusal = guard.refusal(host, account)
-    if refusal is not None:
-        return Refused(refusal, blocked=True)
-    result = await _scheme1(store, login)
-    _tell(guard, host, account, result)
-    return result
+    return await _guarded(guard, host, owner_account(login.username),
+                          partial(_scheme1, store, login))
 
 
 async def _scheme1(store: Store, login: Scheme1Login) -> Granted | Refused:

@@ -23,13 +23,14 @@ import hmac
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 
 import attrs
 
 from relay.db import token_hash, token_shaped
 from relay.http.messages import HttpError
-from relay.loginguard import LoginGuard, owner_account
+from relay.loginguard import Attempt, GuardRefusal, LoginGuard, owner_account
 from relay.store import Store
 
 log = logging.getLogger("relay.http.auth")
@@ -63,6 +64,15 @@ class LoginBlocked(HttpError):
 
     def __init__(self) -> None:
         super().__init__(429, "Too many failed logins")
+
+
+@contextmanager
+def _guarded(guard: LoginGuard, host: str, account: str | None) -> Iterator[Attempt]:
+    try:
+        with guard.attempt(host, account) as attempt:
+            yield attempt
+    except GuardRefusal:
+        raise LoginBlocked() from None
 
 
 def password_credential(password_hash: str) -> Credential:
@@ -117,24 +127,19 @@ class Authenticator:
         None if refused; raises LoginBlocked while the login guard refuses it."""
         if not username or not secret:
             return None
-        account = owner_account(username)
-        if self._guard.refusal(host, account) is not None:
-            raise LoginBlocked()
-        if len(secret) > MAX_SECRET:
-            self._guard.failed(host, account)
-            return None
-        key = self._cache_key(username, secret)
-        hit = self._cache.get(key)
-        now = self._clock()
-        if hit is not None:
-            if hit[1] > now:
-                return hit[0]
-            del self._cache[key]
-        login = await self._verify(username, secret)
-        if login is None:
-            self._guard.failed(host, account)
-        else:
-            self._guard.succeeded(host, account)
+        with _guarded(self._guard, host, owner_account(username)) as attempt:
+            if len(secret) > MAX_SECRET:
+                attempt.failed = True
+                return None
+            key = self._cache_key(username, secret)
+            hit = self._cache.get(key)
+            now = self._clock()
+            if hit is not None:
+                if hit[1] > now:
+                    return hit[0]
+                del self._cache[key]
+            login = await self._verify(username, secret)
+            attempt.failed = login is None
         if login is not None and self._ttl > 0:
             if len(self._cache) >= MAX_CACHED:
                 self._cache.clear()
@@ -158,11 +163,9 @@ class Authenticator:
     async def check_bearer(self, token: str, host: str) -> Login | None:
         """The login for ``Authorization: Bearer <API token>`` (no user name) from client
         ``host``, or None; raises LoginBlocked while the login guard refuses it."""
-        if self._guard.refusal(host, None) is not None:
-            raise LoginBlocked()
-        login = await self._bearer(token)
-        if login is None:
-            self._guard.failed(host, None)
+        with _guarded(self._guard, host, None) as attempt:
+            login = await self._bearer(token)
+            attempt.failed = login is None
         return login
 
     async def _bearer(self, token: str) -> Login | None:

@@ -4,6 +4,8 @@ across v2 (every scheme and listener) and REST together."""
 from __future__ import annotations
 
 import logging
+import time
+from contextlib import ExitStack
 from typing import Any
 
 import pytest
@@ -11,7 +13,8 @@ import trio
 import trio.testing
 
 from protocol import ClientType
-from relay.loginguard import GuardLimits, LoginGuard, owner_account
+from relay import db
+from relay.loginguard import GuardLimits, GuardRefusal, LoginGuard, owner_account
 from tests.conftest import OWNER, PASSWORD, RelayUnderTest, StartRelay
 from tests.http_helpers import CREDS, assert_text, client
 from tools.v2client import LoginRefused, V2Client
@@ -115,6 +118,26 @@ async def test_one_address_alone_cannot_lock_an_account(
         mock_clock.jump(1)
 
 
+async def test_checks_in_flight_count_until_they_end(
+    mock_clock: trio.testing.MockClock
+) -> None:
+    """Issue 9 defect 4: 20 checks in flight at once from one address are the most it
+    gets: opening many connections at once does not buy more guesses."""
+    guard = LoginGuard()
+    with ExitStack() as stack:
+        attempts = [stack.enter_context(guard.attempt(ATTACKER, ACCOUNT)) for _ in range(20)]
+        with pytest.raises(GuardRefusal), guard.attempt(ATTACKER, owner_account("bob")):
+            pass
+        for attempt in attempts[:5]:
+            attempt.failed = False
+    # They ended (5 succeeded, 15 undecided): nothing is held against the address.
+    assert guard.refusal(ATTACKER, ACCOUNT) is None
+    with ExitStack() as stack:
+        for _ in range(20):
+            stack.enter_context(guard.attempt(ATTACKER, ACCOUNT)).failed = True
+    assert guard.refusal(ATTACKER, ACCOUNT) == "too many failed logins from this address"
+
+
 async def test_limits_can_be_turned_off(mock_clock: trio.testing.MockClock) -> None:
     guard = LoginGuard(GuardLimits(address_failures=0, account_failures=0))
     for _ in range(1000):
@@ -204,3 +227,28 @@ async def test_exempt_address_keeps_logging_in(start_relay: StartRelay) -> None:
     await wrong_scheme0(relay, 25)
     app = await relay.app("DEMO")
     await app.aclose()
+
+
+async def test_concurrent_logins_do_not_bypass_the_limit(
+    start_relay: StartRelay, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 9 defect 4: 40 wrong scheme-1 passwords sent at once (argon2 checks queue)
+    get at most 20 checks; the rest are refused unchecked."""
+    relay = await start_relay(allow_plain_login=True)
+    checked: list[str] = []
+
+    def slow_wrong(password_hash: str, password: str) -> bool:
+        checked.append(password)
+        time.sleep(0.01)  # in a worker thread: lets the other logins pile up
+        return False
+
+    monkeypatch.setattr(db, "verify_password", slow_wrong)
+
+    async def guess(i: int) -> None:
+        with pytest.raises(LoginRefused):
+            await relay.app("DEMO", username=OWNER, password=f"guess{i}")
+
+    async with trio.open_nursery() as nursery:
+        for i in range(40):
+            nursery.start_soon(guess, i)
+    assert 0 < len(checked) <= 20
