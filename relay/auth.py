@@ -1,8 +1,9 @@
 """Deciding v2 logins: scheme 0 (vehicle shared secret) and scheme 1 (account).
 
-Every login first asks the login guard (relay.loginguard), shared with the REST API,
-and tells it the outcome. Refusals must not tell an id that exists from one that
-does not: unknown vehicles and accounts cost the same work as a wrong secret.
+Every login asks the login guard (relay.loginguard), shared with the REST API,
+first and again right before its secret is compared, and tells it the outcome.
+Refusals must not tell an id that exists from one that does not: unknown vehicles
+and accounts cost the same work as a wrong secret.
 """
 
 from __future__ import annotations
@@ -45,15 +46,21 @@ class Refused:
 
 
 async def _guarded(
-    guard: LoginGuard, host: str, account: str, check: Callable[[], Awaitable[Granted | Refused]]
+    guard: LoginGuard, host: str, account: str,
+    check: Callable[[Callable[[], None]], Awaitable[Granted | Refused]],
 ) -> Granted | Refused:
+    """``check(admit)`` calls ``admit()`` right before comparing the secret."""
+    admit = partial(guard.admit, host, account)
     try:
-        with guard.attempt(host, account) as attempt:
-            result = await check()
-            attempt.failed = isinstance(result, Refused) and result.bad_credentials
-            return result
+        admit()
+        result = await check(admit)
     except GuardRefusal as exc:
         return Refused(str(exc), blocked=True)
+    if isinstance(result, Refused) and result.bad_credentials:
+        guard.failed(host, account)
+    else:
+        guard.succeeded(host, account)
+    return result
 
 
 async def check_scheme0(
@@ -66,11 +73,14 @@ async def check_scheme0(
 
 
 async def _scheme0(
-    store: Store, login: Scheme0Login, digest_ok: Callable[[str], bool]
+    store: Store, login: Scheme0Login, digest_ok: Callable[[str], bool],
+    admit: Callable[[], None],
 ) -> Granted | Refused:
     # Known and unknown vehicles take the same path: one database read (the cache
     # would answer only for known ones) and one digest check.
     vehicle = await store.get_vehicle(login.vehicleid, fresh=True)
+    # No checkpoint from here until the guard counts the outcome.
+    admit()
     matches = digest_ok(_DUMMY_CARPASS if vehicle is None else vehicle.carpass)
     if vehicle is None:
         return Refused("unknown vehicle", bad_credentials=True)
@@ -89,7 +99,9 @@ async def check_scheme1(
                           partial(_scheme1, store, login))
 
 
-async def _scheme1(store: Store, login: Scheme1Login) -> Granted | Refused:
+async def _scheme1(
+    store: Store, login: Scheme1Login, admit: Callable[[], None]
+) -> Granted | Refused:
     owner = await store.get_owner(login.username)
     active = owner is not None and owner.status == 1
     # API tokens are 64 hex chars: try the cheap token lookup before the slow KDF.
@@ -97,7 +109,8 @@ async def _scheme1(store: Store, login: Scheme1Login) -> Granted | Refused:
     if token_shaped(login.password):
         permit = await store.check_token(login.username, login.password)
     # Unknown and disabled accounts get the same (dummy) argon2 check as a wrong password.
-    if permit is None and not await store.check_password(login.username, login.password):
+    if permit is None and not await store.check_password(login.username, login.password,
+                                                         admit=admit):
         return Refused("wrong password or token" if active else "unknown or disabled account",
                        bad_credentials=True)
     if owner is None or not active:

@@ -16,11 +16,13 @@ Two limits, both counted over all paths together:
   at all; many attackers lock it only for new addresses and only while they keep
   failing; its owner's known addresses still log in.
 
-Checks still in flight count as failures until they end: otherwise a client opening
-hundreds of connections at once would have them all checked before the first
-failure is counted (and argon2 checks queue, so they can be in flight a while).
-Callers wrap each check in ``attempt``. A block is logged once when it starts,
-never once per refused attempt.
+Callers ask (``admit``) before any work, and again right before comparing the
+secret, with no checkpoint between that comparison and counting its outcome: a
+client opening hundreds of connections at once must not have them all checked
+before the first failure is counted. For argon2, which runs in a thread, the second
+question is asked when the check gets its hash slot, so at most the slots in use
+(``password_hash_concurrency``) can overshoot a limit. A block is logged once when it
+starts, never once per refused attempt.
 """
 
 from __future__ import annotations
@@ -28,8 +30,7 @@ from __future__ import annotations
 import collections
 import ipaddress
 import logging
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 
 import attrs
 import trio
@@ -76,26 +77,14 @@ class GuardLimits:
 
 @attrs.define
 class _Tally:
-    """Recent failure times of one address or account, until when it is blocked, and
-    how many of its checks are in flight."""
+    """Recent failure times of one address or account, and until when it is blocked."""
 
     failures: collections.deque[float]
     blocked_until: float = float("-inf")
-    pending: int = 0
-
-    def busy(self, now: float) -> bool:
-        return self.blocked_until > now or self.pending > 0
 
 
 class GuardRefusal(Exception):
     """A login the guard refuses unchecked; the text says why (for a log line)."""
-
-
-@attrs.define
-class Attempt:
-    """One admitted login check; its caller sets ``failed`` once it knows."""
-
-    failed: bool | None = None  # None: undecided (cancelled, store error): counts as neither
 
 
 class LoginGuard:
@@ -123,50 +112,23 @@ class LoginGuard:
     def refusal(self, host: str, account: str | None) -> str | None:
         """Why a login from ``host`` for ``account`` must be refused unchecked, or None."""
         now = self._clock()
-        limits = self.limits
         key = address_key(host)
         exempt = self._is_exempt(host)
         tally = None if exempt else self._addresses.get(key)
-        if tally is not None:
-            if tally.blocked_until > now:
-                return "too many failed logins from this address"
-            if tally.pending + _recent(tally, now, limits.address_window) \
-                    >= limits.address_failures > 0:
-                return "too many logins from this address at once"
+        if tally is not None and tally.blocked_until > now:
+            return "too many failed logins from this address"
         if account is not None:
             tally = self._accounts.get(account)
-            if (tally is not None and (exempt or not self._known_address(account, key, now))):
-                if tally.blocked_until > now:
-                    return "too many failed logins for this account"
-                if tally.pending + _recent(tally, now, limits.account_window) \
-                        >= limits.account_failures > 0:
-                    return "too many logins for this account at once"
+            if (tally is not None and tally.blocked_until > now
+                    and (exempt or not self._known_address(account, key, now))):
+                return "too many failed logins for this account"
         return None
 
-    @contextmanager
-    def attempt(self, host: str, account: str | None) -> Iterator[Attempt]:
-        """Admit one login check, or raise GuardRefusal; counted as in flight until the
-        block ends, then as a failure or success as the caller set ``Attempt.failed``."""
+    def admit(self, host: str, account: str | None) -> None:
+        """Raise GuardRefusal if a login from ``host`` for ``account`` must be refused."""
         refusal = self.refusal(host, account)
         if refusal is not None:
             raise GuardRefusal(refusal)
-        tallies = []
-        if not self._is_exempt(host):
-            tallies.append(self._tally(self._addresses, address_key(host)))
-        if account is not None:
-            tallies.append(self._tally(self._accounts, account))
-        for tally in tallies:
-            tally.pending += 1
-        attempt = Attempt()
-        try:
-            yield attempt
-        finally:
-            for tally in tallies:
-                tally.pending -= 1
-            if attempt.failed is True:
-                self.failed(host, account)
-            elif attempt.failed is False:
-                self.succeeded(host, account)
 
     def failed(self, host: str, account: str | None) -> None:
         """Count a failed login (wrong secret, unknown account or vehicle)."""
@@ -219,7 +181,7 @@ class LoginGuard:
         """Add a failure to ``table[key]``; True if that starts a block."""
         tally = self._tally(table, key)
         if tally.blocked_until > now:
-            return False  # already blocked (a check admitted before the block started)
+            return False  # already blocked (a check that had its hash slot before)
         tally.failures.append(now)
         if _recent(tally, now, window) < limit:
             return False
@@ -231,12 +193,12 @@ class LoginGuard:
         window = max(self.limits.address_window, self.limits.account_window)
         cutoff = now - window
         for key in [k for k, t in table.items()
-                    if not t.busy(now) and (not t.failures or t.failures[-1] <= cutoff)]:
+                    if t.blocked_until <= now and (not t.failures or t.failures[-1] <= cutoff)]:
             del table[key]
         # Still full (a flood of fresh addresses or names): forget the oldest idle ones.
         excess = len(table) - MAX_TRACKED * 9 // 10
         if excess > 0:
-            for key in [k for k, t in table.items() if not t.busy(now)][:excess]:
+            for key in [k for k, t in table.items() if t.blocked_until <= now][:excess]:
                 del table[key]
 
     def __len__(self) -> int:

