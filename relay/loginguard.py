@@ -28,6 +28,7 @@ starts, never once per refused attempt.
 from __future__ import annotations
 
 import collections
+import hashlib
 import ipaddress
 import logging
 from collections.abc import Callable, Iterable
@@ -45,12 +46,22 @@ KNOWN_ADDRESSES = 8
 KNOWN_FOR = 30 * 86400.0
 
 
+# Longer account names are tracked by a digest: 100,000 names of 32 KiB would not fit.
+MAX_NAME = 64
+
+
+def _account(kind: str, name: str) -> str:
+    if len(name) > MAX_NAME:
+        name = "sha256:" + hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{kind}:{name}"
+
+
 def owner_account(name: str) -> str:
-    return f"owner:{name}"
+    return _account("owner", name)
 
 
 def vehicle_account(vehicleid: str) -> str:
-    return f"vehicle:{vehicleid.upper()}"
+    return _account("vehicle", vehicleid.upper())
 
 
 def address_key(host: str) -> str:
@@ -144,7 +155,7 @@ class LoginGuard:
         if limits.account_failures > 0 and account is not None:
             if self._count(self._accounts, account, now, limits.account_failures,
                            limits.account_window, limits.account_window):
-                log.warning("login guard: %s locked for %.0f s after %d failed logins within "
+                log.warning("login guard: %r locked for %.0f s after %d failed logins within "
                             "%.0f s (except from addresses it logged in from before)",
                             account, limits.account_window, limits.account_failures,
                             limits.account_window)

@@ -142,6 +142,7 @@ async def test_memory_is_bounded_under_a_flood_of_names(
         guard.failed(f"10.0.{i // 250}.{i % 250}", owner_account(f"user{i}"))
         guard.succeeded("10.1.0.1", owner_account(f"user{i}"))
     assert len(guard) <= 200
+    assert len(owner_account("x" * 30000)) < 100
 
 
 # --- through the real listeners --------------------------------------------------------
