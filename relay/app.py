@@ -96,7 +96,8 @@ async def run_relay(
 ) -> None:
     # Before anything starts: a bad certificate or key fails with one line, not mid-startup.
     ssl_context = context_from_config(config)
-    async with open_store(config.db, purge_interval=config.purge_interval) as store:
+    async with open_store(config.db, purge_interval=config.purge_interval,
+                          hash_concurrency=config.password_hash_concurrency) as store:
         hub = Hub()
         router = Router(hub, store, config)
         services = Services(config, hub, store, router)

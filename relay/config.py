@@ -67,6 +67,19 @@ class Config:
     api_rate_exempt: str = ""  # comma-separated client addresses never limited (a local broker)
     # Successful password checks are remembered this long: argon2 costs ~50 ms per check.
     api_auth_cache_ttl: float = 60.0
+    # --- failed logins, v2 and REST together (relay/loginguard.py; 0 = no limit) ---
+    # Per client address (IPv6: per /64): this many failures within the window block
+    # every login from it, unchecked, for login_block_time. api_rate_exempt is exempt.
+    login_fail_max: int = 20
+    login_fail_window: float = 60.0
+    login_block_time: float = 60.0
+    # Per account (owner, or vehicle for scheme 0), from any addresses: this many
+    # failures within the window lock it for as long, except from addresses it
+    # logged in from before. Above what one address can reach alone.
+    login_account_fail_max: int = 200
+    login_account_window: float = 300.0
+    # Argon2 checks running at once (each takes 64 MiB for ~50 ms); more wait.
+    password_hash_concurrency: int = 2
     api_keepalive_timeout: float = 60.0  # an idle keep-alive connection is closed after this
     api_request_timeout: float = 30.0  # a started request must be complete within this
     mqtt_superuser: str = ""  # /mqapi: this user may use every topic ("" = none)

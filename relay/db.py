@@ -272,6 +272,14 @@ def verify_password(password_hash: str, password: str) -> bool:
         return False
 
 
+_TOKEN_RE = re.compile(r"[0-9a-fA-F]{64}")
+
+
+def token_shaped(secret: str) -> bool:
+    """Could ``secret`` be an API token (64 hex characters) rather than a password?"""
+    return _TOKEN_RE.fullmatch(secret) is not None
+
+
 def token_hash(token: str) -> str:
     """The SHA-256 hex digest under which an API token is stored."""
     return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()

@@ -8,6 +8,7 @@ import trio
 
 from relay.config import Config
 from relay.hub import Hub
+from relay.loginguard import GuardLimits, LoginGuard
 from relay.router import Router
 from relay.store import Store
 
@@ -30,6 +31,13 @@ class Services:
         self.hub = hub
         self.store = store
         self.router = router
+        # Failed-login limits, one for every listener: v2 and REST count together.
+        self.login_guard = LoginGuard(
+            GuardLimits(config.login_fail_max, config.login_fail_window,
+                        config.login_block_time, config.login_account_fail_max,
+                        config.login_account_window),
+            exempt=config.api_rate_exempt.split(","),
+        )
         # The REST API's state (sessions, rate limits), shared by the HTTP and HTTPS
         # listeners; created by relay.http.api.api_for.
         self.http_api: HttpApi | None = None

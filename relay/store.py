@@ -25,7 +25,7 @@ import logging
 import secrets
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any, TypeAlias
@@ -506,13 +506,39 @@ def _insert_token(conn: sqlite3.Connection, record: TokenRecord) -> None:
     )
 
 
-def _delete_token(conn: sqlite3.Connection, owner: str, candidates: tuple[str, ...]) -> int:
-    deleted = 0
+def _delete_token(
+    conn: sqlite3.Connection, owner: str, candidates: tuple[str, ...]
+) -> str | None:
     for candidate in candidates:
-        deleted += conn.execute(
+        if conn.execute(
             "DELETE FROM tokens WHERE token_hash=? AND owner=?", (candidate, owner)
-        ).rowcount
-    return deleted
+        ).rowcount:
+            return candidate
+    return None
+
+
+def _read_credentials(
+    conn: sqlite3.Connection, owners: tuple[str, ...], digests: tuple[str, ...]
+) -> tuple[dict[str, tuple[str, int]], dict[str, str]]:
+    """Of these owners, (password hash, status) by name; of these tokens, owner by digest."""
+    found_owners: dict[str, tuple[str, int]] = {}
+    found_tokens: dict[str, str] = {}
+    step = 500  # well under SQLite's bound on query parameters
+    for i in range(0, len(owners), step):
+        chunk = owners[i:i + step]
+        for row in conn.execute(
+            "SELECT name, password_hash, status FROM owners WHERE name IN "
+            f"({','.join('?' * len(chunk))})", chunk
+        ):
+            found_owners[row["name"]] = (row["password_hash"], int(row["status"]))
+    for i in range(0, len(digests), step):
+        chunk = digests[i:i + step]
+        for row in conn.execute(
+            "SELECT token_hash, owner FROM tokens WHERE token_hash IN "
+            f"({','.join('?' * len(chunk))})", chunk
+        ):
+            found_tokens[row["token_hash"]] = row["owner"]
+    return found_owners, found_tokens
 
 
 def _read_historical_summary(
@@ -621,6 +647,7 @@ class Store:
         cache_ttl: float = 30.0,
         usage_interval: float = USAGE_INTERVAL,
         close_timeout: float = CLOSE_TIMEOUT,
+        hash_concurrency: int = 2,
     ) -> None:
         self._conn = conn
         self._flush_interval = flush_interval
@@ -649,7 +676,9 @@ class Store:
         self._usage: dict[_UsageKey, list[int]] = {}
         self._day_cache: tuple[int, str] = (-1, "")
         self._token_lastused: dict[str, float] = {}
-        self._hash_limiter = trio.CapacityLimiter(4)
+        # Argon2 checks in flight at once: each takes 64 MiB, so this bounds peak memory
+        # under a flood of bad passwords (the rest wait their turn).
+        self._hash_limiter = trio.CapacityLimiter(max(1, hash_concurrency))
         self._dummy_hash: str | None = None
         # Further bounded purges (name -> round), run after the historical one.
         self._purges: dict[str, Callable[..., int]] = {}
@@ -887,10 +916,12 @@ class Store:
 
     # ----------------------------------------------------------------- vehicles & owners
 
-    async def get_vehicle(self, vehicleid: str) -> VehicleRecord | None:
+    async def get_vehicle(self, vehicleid: str, *, fresh: bool = False) -> VehicleRecord | None:
+        """The vehicle (cached up to the cache TTL); ``fresh``: always from the database,
+        as for logins, where a cache that only holds known ids would tell them apart."""
         now = trio.current_time()
         hit = self._vehicles.get(vehicleid)
-        if hit is not None and hit[1] > now:
+        if not fresh and hit is not None and hit[1] > now:
             return hit[0]
         row: dict[str, Any] | None = await self._read(partial(_read_vehicle, vehicleid=vehicleid))
         if row is None:
@@ -920,27 +951,36 @@ class Store:
         self._owners[name] = (record, trio.current_time() + self._cache_ttl)
         return record
 
+    def forget_owner(self, name: str) -> None:
+        """Drop the cached owner record (its password or status changed in the database)."""
+        self._owners.pop(name, None)
+
     async def owner_vehicles(self, owner: str) -> list[str]:
         result: list[str] = await self._read(partial(_read_owner_vehicles, owner=owner))
         return result
 
-    async def check_password(self, name: str, password: str) -> bool:
-        """argon2-verify ``password`` for an active owner (slow; runs in a worker thread)."""
+    async def check_password(
+        self, name: str, password: str, *, admit: Callable[[], None] | None = None
+    ) -> bool:
+        """argon2-verify ``password`` for an active owner (slow; runs in a worker thread).
+
+        ``admit()`` is called once the check has its hash slot, right before hashing; it
+        may raise to refuse the check (the login guard: the check may have waited).
+        """
         owner = await self.get_owner(name)
-        if owner is None or owner.status <= 0:
-            # Spend the same time as a real check, so unknown names don't show.
-            if self._dummy_hash is None:
-                self._dummy_hash = await trio.to_thread.run_sync(
-                    db.hash_password, "not a password", limiter=self._hash_limiter
-                )
-            await trio.to_thread.run_sync(
-                db.verify_password, self._dummy_hash, password, limiter=self._hash_limiter
-            )
-            return False
-        ok: bool = await trio.to_thread.run_sync(
-            db.verify_password, owner.password_hash, password, limiter=self._hash_limiter
-        )
-        return ok
+        async with self._hash_limiter:
+            if admit is not None:
+                admit()
+            if owner is None or owner.status <= 0:
+                # Spend the same time as a real check, so unknown names don't show.
+                if self._dummy_hash is None:
+                    self._dummy_hash = await trio.to_thread.run_sync(
+                        db.hash_password, "not a password")
+                await trio.to_thread.run_sync(db.verify_password, self._dummy_hash, password)
+                return False
+            ok: bool = await trio.to_thread.run_sync(
+                db.verify_password, owner.password_hash, password)
+            return ok
 
     async def token_owner(self, token: str) -> tuple[str, str] | None:
         """(owner, permit) of an API token presented alone (``Authorization: Bearer``)."""
@@ -978,13 +1018,22 @@ class Store:
         await self._call("tokens", partial(_insert_token, record=record))
         return token, record
 
-    async def delete_token(self, owner: str, token: str) -> bool:
-        """Delete one of ``owner``'s tokens, given the token or its digest; True if found."""
+    async def delete_token(self, owner: str, token: str) -> str | None:
+        """Delete one of ``owner``'s tokens, given the token or its digest; its digest if found."""
         candidates = (db.token_hash(token), token.lower())
-        deleted: int = await self._call(
+        deleted: str | None = await self._call(
             "tokens", partial(_delete_token, owner=owner, candidates=candidates)
         )
-        return deleted > 0
+        return deleted
+
+    async def credentials(
+        self, owners: Iterable[str], digests: Iterable[str]
+    ) -> tuple[dict[str, tuple[str, int]], dict[str, str]]:
+        """From the database (never the cache): of ``owners``, (password hash, status) by
+        name, and of the API tokens ``digests``, their owner by digest; missing ones left out."""
+        result: tuple[dict[str, tuple[str, int]], dict[str, str]] = await self._read(
+            partial(_read_credentials, owners=tuple(owners), digests=tuple(digests)))
+        return result
 
     async def get_provision(self, apkey: str) -> ProvisionRecord | None:
         result: ProvisionRecord | None = await self._read(partial(_read_provision, apkey=apkey))
@@ -1303,6 +1352,7 @@ async def open_store(
     cache_ttl: float = 30.0,
     usage_interval: float = USAGE_INTERVAL,
     close_timeout: float = CLOSE_TIMEOUT,
+    hash_concurrency: int = 2,
 ) -> AsyncIterator[Store]:
     """Open the database at ``path`` and run the store's tasks while the block runs.
 
@@ -1319,6 +1369,7 @@ async def open_store(
         cache_ttl=cache_ttl,
         usage_interval=usage_interval,
         close_timeout=close_timeout,
+        hash_concurrency=hash_concurrency,
     )
     log.info("store opened: %s", path)
     # The nursery is an implementation detail: an exception from the caller's

@@ -152,11 +152,12 @@ class V2Connection:
 
     async def _login(self, login: Scheme0Login | Scheme1Login) -> Granted | None:
         ctype = login.client_type.label
+        host = self.address.rpartition(":")[0]
         if isinstance(login, Scheme0Login):
-            result = await check_scheme0(self.s.store, login, self.session.scheme0_digest_ok)
+            result = await check_scheme0(self.s.store, login, self.session.scheme0_digest_ok,
+                                         self.s.login_guard, host)
             push = self.s.router.push
             if push is not None and login.client_type is ClientType.CAR:
-                host = self.address.rpartition(":")[0]
                 if isinstance(result, Granted):
                     push.auth_succeeded(result.vehicleid, host)
                 elif result.wrong_secret:
@@ -167,10 +168,12 @@ class V2Connection:
             self.session.reject()
             return None
         else:
-            result = await check_scheme1(self.s.store, login)
+            result = await check_scheme1(self.s.store, login, self.s.login_guard, host)
         if not isinstance(result, Granted):
-            log.info("%s: refused %s login for vehicle %s: %s",
-                     self._ctx(), ctype, login.vehicleid, result.reason)
+            # A login the guard refused unchecked: it logged the block once.
+            log_refusal = log.debug if result.blocked else log.info
+            log_refusal("%s: refused %s login for vehicle %s: %s",
+                        self._ctx(), ctype, login.vehicleid, result.reason)
             self.session.reject()
             return None
         if isinstance(login, Scheme0Login):

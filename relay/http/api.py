@@ -58,7 +58,8 @@ class HttpApi:
         self.config: Config = services.config
         config = self.config
         self.sessions = SessionTable(services.hub, config.api_idle_timeout)
-        self.auth = Authenticator(services.store, config.api_auth_cache_ttl)
+        self.auth = Authenticator(services.store, config.api_auth_cache_ttl,
+                                  services.login_guard)
         self.limiter = RateLimiter(
             config.api_rate_burst, config.api_rate_per_minute, config.api_rate_max,
             exempt=config.api_rate_exempt.split(","),
@@ -73,12 +74,27 @@ class HttpApi:
         return Response(200, self._openapi, b"application/json")
 
     async def maintain(self) -> None:
-        """End idle sessions (their cars get ``Z``) and forget idle rate-limit entries."""
+        """End idle sessions (their cars get ``Z``) and sessions whose credentials were
+        revoked, forget idle rate-limit entries."""
         interval = min(MAX_SWEEP_INTERVAL, max(0.05, self.config.api_idle_timeout / 4))
         while True:
             await trio.sleep(interval)
             self.sessions.expire()
             self.limiter.forget_idle()
+            # A stuck or failing store must not stop the idle sweep: try again next round.
+            with trio.move_on_after(MAX_SWEEP_INTERVAL):
+                try:
+                    await self.revalidate()
+                except StoreError as exc:
+                    log.warning("http: cannot check sessions' credentials now: %s", exc)
+
+    async def revalidate(self) -> int:
+        """End sessions and forget cached logins whose token or password was revoked
+        meanwhile (e.g. with ovms-admin); returns how many sessions ended."""
+        revoked = await self.auth.revoked(self.sessions.credentials())
+        if not revoked:
+            return 0
+        return self.sessions.end_revoked(revoked, "credentials revoked")
 
     async def handle(self, request: Request) -> Response:
         if not self.limiter.allow(request.client_host):
@@ -125,19 +141,21 @@ class HttpApi:
             session = self.sessions.get(sid)
             if session is not None:
                 call.session = session
-                call.login = Login(session.owner, session.permissions, "session")
+                call.login = Login(session.owner, session.permissions, "session",
+                                   session.credential)
         if call.login is None:
             username = call.params.get("username", "")
             password = call.params.get("password", "")
             if username and password:
-                call.login = await self.auth.check(username, password)
+                call.login = await self.auth.check(username, password, request.client_host)
                 if call.login is None:
                     log.info("http conn=%s addr=%s user=%r: authentication failed",
                              request.conn_id, request.client_host, username[:64])
                 else:
                     # Keeps the caller's implicit session (if any) alive.
                     self.sessions.implicit(call.login.owner, request.client_host,
-                                           call.login.permissions, create=False)
+                                           call.login.permissions, create=False,
+                                           credential=call.login.credential)
         if call.login is None or grants_nothing(call.login.permissions):
             call.login = None
             return text_response(401, "Authentication failed")

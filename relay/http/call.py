@@ -60,7 +60,8 @@ class Call:
             return self.session
         assert self.login is not None
         return self.api.sessions.implicit(
-            self.login.owner, self.request.client_host, self.login.permissions, create=create
+            self.login.owner, self.request.client_host, self.login.permissions, create=create,
+            credential=self.login.credential,
         )
 
     def param(self, name: str, default: str | None = None) -> str | None:

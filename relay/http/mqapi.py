@@ -25,7 +25,7 @@ def _empty(status: int) -> Response:
 async def auth(call: Call) -> Response:
     username = call.param("username") or ""
     password = call.param("password") or ""
-    login = await call.api.auth.check(username, password)
+    login = await call.api.auth.check(username, password, call.request.client_host)
     ok = (login is not None and not grants_nothing(login.permissions)
           and permitted(login.permissions, ("v3", "mqtt")))
     log.info("http addr=%s mqapi/auth user=%r: %s", call.request.client_host, username[:64],

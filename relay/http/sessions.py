@@ -7,6 +7,11 @@ ends after ``idle_timeout`` without a request, and its registrations end with
 it, so the car is told (``Z``) that the watcher has gone: the public server
 shares one never-ending pseudo-session between all cookie-less callers, which
 keeps cars in their fast reporting mode forever.
+
+A session also ends when the credential it was made with (an API token, or the
+account password) is revoked: at once for a token deleted through the API, else
+when relay.http.auth's ``revoked`` next checks (token deleted or password changed
+with ``ovms-admin``, account disabled).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from collections.abc import Callable
 
 import attrs
 
+from relay.http.auth import Credential
 from relay.hub import Hub
 
 log = logging.getLogger("relay.http.sessions")
@@ -35,6 +41,7 @@ class Session:
     cookie: bool
     host: str = ""
     vehicles: set[str] = attrs.field(factory=set)
+    credential: Credential | None = None
 
     @property
     def hub_key(self) -> str:
@@ -63,13 +70,15 @@ class SessionTable:
     def _expired(self, session: Session, now: float) -> bool:
         return now - session.last_used > self.idle_timeout
 
-    def create(self, owner: str, permissions: str, host: str) -> Session:
+    def create(self, owner: str, permissions: str, host: str,
+               credential: Credential | None = None) -> Session:
         now = self._clock()
         if len(self) >= MAX_SESSIONS:
             self.expire()
             while len(self._cookies) >= MAX_SESSIONS:
                 self.end(next(iter(self._cookies.values())), "too many sessions")
-        session = Session(str(uuid.uuid4()).upper(), owner, permissions, now, True, host)
+        session = Session(str(uuid.uuid4()).upper(), owner, permissions, now, True, host,
+                          credential=credential)
         self._cookies[session.sid] = session
         log.info("%s addr=%s: session created", session.context(), host)
         return session
@@ -86,8 +95,8 @@ class SessionTable:
         session.last_used = now
         return session
 
-    def implicit(self, owner: str, host: str, permissions: str, *, create: bool
-                 ) -> Session | None:
+    def implicit(self, owner: str, host: str, permissions: str, *, create: bool,
+                 credential: Credential | None = None) -> Session | None:
         """The implicit session of ``owner`` calling from ``host`` (touched), optionally new."""
         key = (owner, host)
         session = self._implicit.get(key)
@@ -106,6 +115,7 @@ class SessionTable:
             log.info("%s addr=%s: implicit session created", session.context(), host)
         session.last_used = now
         session.permissions = permissions
+        session.credential = credential
         return session
 
     def connect(self, session: Session, vehicleid: str) -> bool:
@@ -146,6 +156,20 @@ class SessionTable:
         for session in stale:
             self.end(session, "idle timeout")
         return len(stale)
+
+    def credentials(self) -> set[tuple[str, Credential]]:
+        """(owner, credential) of every live session made with one."""
+        return {(s.owner, s.credential)
+                for s in (*self._cookies.values(), *self._implicit.values())
+                if s.credential is not None}
+
+    def end_revoked(self, revoked: set[tuple[str, Credential]], reason: str) -> int:
+        """End every session made with one of the ``revoked`` (owner, credential) pairs."""
+        ended = [s for s in (*self._cookies.values(), *self._implicit.values())
+                 if s.credential is not None and (s.owner, s.credential) in revoked]
+        for session in ended:
+            self.end(session, reason)
+        return len(ended)
 
     def end_all(self, reason: str) -> None:
         for session in [*self._cookies.values(), *self._implicit.values()]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 
-from relay.http.auth import permission_set
+from relay.http.auth import Credential, permission_set
 from relay.http.call import Call
 from relay.http.control import free_text
 from relay.http.formatting import time_text
@@ -60,9 +60,15 @@ async def token_delete(call: Call) -> Response:
     token = call.args["token"]
     if len(token) > 200:
         raise HttpError(404, "Token not found")
-    deleted = await call.api.services.store.delete_token(call.owner, token)
-    # Cached logins of this owner may rest on the token: they must not outlive it.
+    digest = await call.api.services.store.delete_token(call.owner, token)
+    # Cached logins and sessions of this owner may rest on the token: they must not
+    # outlive it.
     call.api.auth.forget(call.owner)
-    log.info("%s: token %s", call.context(), "deleted" if deleted else "to delete not found")
+    ended = 0
+    if digest is not None:
+        ended = call.api.sessions.end_revoked({(call.owner, Credential("token", digest))},
+                                              "token revoked")
+    log.info("%s: token %s", call.context(),
+             f"deleted, {ended} session(s) ended" if digest else "to delete not found")
     # 200 either way, as the public server: deleting is idempotent.
     return json_response({"owner": call.owner, "token": token})

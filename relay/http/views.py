@@ -25,7 +25,8 @@ async def cookie_login(call: Call) -> Response:
     if call.session is not None:
         # A new login replaces the session the cookie named (the public server does too).
         sessions.end(call.session, "replaced by a new login")
-    session = sessions.create(call.login.owner, call.login.permissions, call.request.client_host)
+    session = sessions.create(call.login.owner, call.login.permissions, call.request.client_host,
+                              call.login.credential)
     cookie = f"{COOKIE_NAME}={session.sid}; Path=/; HttpOnly".encode("ascii")
     return text_response(200, "Login ok", headers=((b"set-cookie", cookie),))
 

@@ -101,7 +101,7 @@ async def _login(call: Call) -> Login:
     api = call.api
     token = bearer_token(request.headers.get(b"authorization"))
     if token is not None:
-        login = await api.auth.check_bearer(token)
+        login = await api.auth.check_bearer(token, request.client_host)
         if login is None:
             # Never the token itself: it is a secret.
             log.info("http conn=%s addr=%s: v4 bearer token refused", request.conn_id,
@@ -113,10 +113,10 @@ async def _login(call: Call) -> Login:
         session = api.sessions.get(sid)
         if session is not None:
             call.session = session
-            return Login(session.owner, session.permissions, "session")
+            return Login(session.owner, session.permissions, "session", session.credential)
     username, password = call.params.get("username", ""), call.params.get("password", "")
     if username and password:
-        login = await api.auth.check(username, password)
+        login = await api.auth.check(username, password, request.client_host)
         if login is not None:
             return login
         log.info("http conn=%s addr=%s user=%r: v4 authentication failed", request.conn_id,
