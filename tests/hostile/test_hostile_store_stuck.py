@@ -108,8 +108,8 @@ async def test_reads_that_follow_writes_fail_at_the_deadline(
 async def test_logins_and_rest_answer_while_the_writer_is_stuck(
     start_relay: StartRelay, nursery: trio.Nursery
 ) -> None:
-    """Issue 9 defect 5 over the network: v2 logins and REST reads still answer; a REST
-    call needing the writer fails with 503 within store_timeout."""
+    """Issue 9 defect 5 over the network: v2 logins and REST reads still answer; a call
+    needing the writer fails within store_timeout (REST 503, v2 c<n>,1,...)."""
     relay = await start_relay(store_timeout=0.5)
     store = relay.handle.store
     release = threading.Event()
@@ -132,6 +132,13 @@ async def test_logins_and_rest_answer_while_the_writer_is_stuck(
                 response = await api.get("/api/historical/DEMO", params=creds)
                 assert response.status_code == 503
                 assert "database is not answering" in response.text
+            # Over v2 the same read is an error answer; the app keeps its connection.
+            app = await relay.app()
+            await app.drain()
+            await app.send("C", "31")
+            (answer,) = await app.receive_until("c")
+            assert answer.data == "31,1,Database unavailable, try again later"
+            await app.aclose()
     finally:
         release.set()
     await store.flush()
