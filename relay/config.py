@@ -51,8 +51,9 @@ class Config:
     # A login's or REST call's database read (or a write it waits for) fails after
     # this: with a full disk, clients get an error (REST 503) instead of hanging.
     store_timeout: float = 10.0
-    # Latest messages stored per vehicle: distinct codes and total data bytes. Real
-    # cars use ~15 codes and a few KB; beyond these a message is relayed but not stored.
+    # Latest messages stored per vehicle: distinct codes and total data size (counted
+    # in characters: bytes for the ASCII cars send). Real cars use ~15 codes and a few
+    # KB; beyond these a message is relayed but not stored.
     max_stored_codes: int = 256
     max_stored_bytes: int = 64 * 1024
     # Groups (``G`` subscriptions of a client, ``g`` memberships of a car) per connection,

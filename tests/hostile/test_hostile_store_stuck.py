@@ -19,6 +19,7 @@ import trio
 from relay import db
 from relay.store import Store, StoreError, StoreTimeout, open_store
 from tests.conftest import OWNER, PASSWORD, StartRelay
+from tools.v2client import LoginRefused
 
 VID = "DEMO"
 
@@ -142,3 +143,25 @@ async def test_logins_and_rest_answer_while_the_writer_is_stuck(
     finally:
         release.set()
     await store.flush()
+
+
+async def test_v2_login_the_database_cannot_answer_is_closed(
+    start_relay: StartRelay, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 9 defect 5: a v2 login whose lookups cannot be answered within store_timeout
+    is closed and logged, not left hanging."""
+    relay = await start_relay(store_timeout=0.5)
+    pool = relay.handle.store._pool
+    assert pool is not None
+    # Every read thread taken, as if each read were stuck in a dead disk.
+    holders = [object() for _ in range(int(pool.limiter.total_tokens))]
+    for holder in holders:
+        pool.limiter.acquire_on_behalf_of_nowait(holder)
+    try:
+        with trio.fail_after(8):  # a guard against hanging, not a timing assertion
+            with pytest.raises(LoginRefused):
+                await relay.app("TESTCAR")
+    finally:
+        for holder in holders:
+            pool.limiter.release_on_behalf_of(holder)
+    assert any("database unavailable" in r.getMessage() for r in caplog.records)
