@@ -13,7 +13,7 @@ import trio
 from protocol import ClientType
 from relay.config import Config
 from relay.http import serve_http
-from relay.hub import Hub
+from relay.hub import GroupLimits, Hub
 from relay.push import PushDispatcher
 from relay.router import Router
 from relay.services import Services
@@ -96,9 +96,12 @@ async def run_relay(
 ) -> None:
     # Before anything starts: a bad certificate or key fails with one line, not mid-startup.
     ssl_context = context_from_config(config)
-    async with open_store(config.db, purge_interval=config.purge_interval,
-                          hash_concurrency=config.password_hash_concurrency) as store:
-        hub = Hub()
+    async with open_store(
+        config.db, purge_interval=config.purge_interval, read_timeout=config.store_timeout,
+        max_stored_codes=config.max_stored_codes, max_stored_bytes=config.max_stored_bytes,
+        hash_concurrency=config.password_hash_concurrency,
+    ) as store:
+        hub = Hub(GroupLimits.from_config(config))
         router = Router(hub, store, config)
         services = Services(config, hub, store, router)
         async with trio.open_nursery() as nursery:

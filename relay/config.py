@@ -48,6 +48,19 @@ class Config:
     # Historical records with ack ("h") a car may have in flight before its reads pause.
     max_pending_acks: int = 256
     purge_interval: float = 3600.0
+    # A login's or REST call's database read (or a write it waits for) fails after
+    # this: with a full disk, clients get an error (REST 503) instead of hanging.
+    store_timeout: float = 10.0
+    # Latest messages stored per vehicle: distinct codes and total data size (counted
+    # in characters: bytes for the ASCII cars send). Real cars use ~15 codes and a few
+    # KB; beyond these a message is relayed but not stored.
+    max_stored_codes: int = 256
+    max_stored_bytes: int = 64 * 1024
+    # Groups (``G`` subscriptions of a client, ``g`` memberships of a car) per connection,
+    # and the length of a group name and of a car's group data; beyond: refused, logged.
+    max_groups: int = 32
+    max_group_name: int = 64
+    max_group_data: int = 4096
     server_version: str = f"ovms-relay-{__version__}"
     demo: bool = False
     log_level: str = "INFO"

@@ -207,6 +207,26 @@ def connect(path: str) -> sqlite3.Connection:
     return conn
 
 
+def connect_reader(path: str) -> sqlite3.Connection:
+    """A read-only connection to a database :func:`connect` has set up.
+
+    In WAL mode readers never wait for the writer, so the server's reads keep
+    working while a write is stuck (a full disk, a long transaction).
+    """
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5.0)
+    except (sqlite3.Error, OSError) as exc:
+        raise DatabaseError(f"cannot open database {path!r}: {_one_line(exc)}") from None
+    try:
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA busy_timeout=5000")
+        conn.execute("PRAGMA query_only=ON")
+    except sqlite3.Error as exc:
+        conn.close()
+        raise DatabaseError(f"cannot open database {path!r}: {_one_line(exc)}") from None
+    return conn
+
+
 def _ensure_schema(conn: sqlite3.Connection) -> None:
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version == SCHEMA_VERSION:
@@ -246,7 +266,12 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
-            conn.execute("ROLLBACK")
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                # SQLite has rolled back by itself (e.g. after SQLITE_FULL); the
+                # original error is the one worth reporting.
+                pass
         raise
 
 

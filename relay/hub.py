@@ -19,6 +19,7 @@ import attrs
 import trio
 
 from protocol import ClientType, CommandResponse, Message
+from relay.config import Config
 
 if TYPE_CHECKING:
     from relay.outbox import Outbox
@@ -51,6 +52,7 @@ class Peer:
     # Created on the first ``h`` record: most connections never send one.
     pending_acks: trio.Semaphore | None = None
     groups: dict[str, None] = attrs.field(factory=dict)  # an ordered set; see VehicleLinks
+    group_refusals: int = 0  # G or g refused (limits): the 1st, 10th, 100th... are logged
 
     @property
     def is_car(self) -> bool:
@@ -93,6 +95,23 @@ class Waiting:
     command: int
 
 
+@attrs.frozen
+class GroupLimits:
+    """Bounds on what one connection can make the hub hold for groups.
+
+    Without them one app subscribing to 60,000 long names, or one car joining as
+    many groups, costs the server hundreds of MB.
+    """
+
+    groups: int = 32  # per connection: a client's subscriptions, a car's memberships
+    name: int = 64  # characters of a group name
+    data: int = 4096  # characters of a car's data for one group
+
+    @classmethod
+    def from_config(cls, config: Config) -> GroupLimits:
+        return cls(config.max_groups, config.max_group_name, config.max_group_data)
+
+
 @attrs.define
 class VehicleLinks:
     """The live connections of one vehicle."""
@@ -123,7 +142,8 @@ class VehicleLinks:
 
 
 class Hub:
-    def __init__(self) -> None:
+    def __init__(self, group_limits: GroupLimits | None = None) -> None:
+        self._group_limits = group_limits or GroupLimits()
         self._ids = itertools.count(1)
         self._vehicles: dict[str, VehicleLinks] = {}
         self._peers: set[Peer] = set()
@@ -374,18 +394,51 @@ class Hub:
 
     # --- groups -------------------------------------------------------------------------
 
-    def group_update(self, car: Peer, group: str, data: str) -> None:
+    # Refusals are not answered (the protocol has no reply for G or g) and do not
+    # disconnect: they cost the server nothing, and a real client never meets them.
+
+    def _group_refused(self, peer: Peer, group: str, reason: str) -> bool:
+        peer.group_refusals += 1
+        count = peer.group_refusals
+        if str(count).strip("0") == "1":  # 1, 10, 100, ...: bounded log lines
+            log.warning("%s: group %r refused: %s (%d refused on this connection)",
+                        peer.context(), group[:32], reason, count)
+        return False
+
+    def _group_allowed(self, peer: Peer, group: str) -> bool:
+        limits = self._group_limits
+        if len(group) > limits.name:
+            return self._group_refused(
+                peer, group, f"name longer than {limits.name} characters (max_group_name)")
+        if group not in peer.groups and len(peer.groups) >= limits.groups:
+            return self._group_refused(
+                peer, group, f"already {len(peer.groups)} groups (max_groups)")
+        return True
+
+    def group_update(self, car: Peer, group: str, data: str) -> bool:
+        """A car's data for a group, relayed to its subscribers; False if refused."""
+        if not self._group_allowed(car, group):
+            return False
+        if len(data) > self._group_limits.data:
+            return self._group_refused(
+                car, group, f"data longer than {self._group_limits.data} characters "
+                            "(max_group_data)")
         self._group_data.setdefault(group, {})[car.vehicleid] = data
         car.groups[group] = None
         msg = Message("g", f"{car.vehicleid},{group},{data}")
         for peer in self._group_members.get(group, ()):
             self.deliver(peer, msg)
+        return True
 
-    def group_subscribe(self, peer: Peer, group: str) -> None:
+    def group_subscribe(self, peer: Peer, group: str) -> bool:
+        """Subscribe a client to a group and send it the group's data; False if refused."""
+        if not self._group_allowed(peer, group):
+            return False
         self._group_members.setdefault(group, set()).add(peer)
         peer.groups[group] = None
         for vehicleid, data in self._group_data.get(group, {}).items():
             self.deliver(peer, Message("g", f"{vehicleid},{group},{data}"))
+        return True
 
     def _drop_car_groups(self, vehicleid: str) -> None:
         for group in list(self._group_data):

@@ -189,7 +189,12 @@ class Router:
             log.info("%s: command without a number ignored", peer.context())
             return
         if number in SERVER_COMMANDS:
-            for reply in await self.server_command(peer.vehicleid, number, msg.data):
+            try:
+                replies = await self.server_command(peer.vehicleid, number, msg.data)
+            except StoreError as exc:  # e.g. a full disk: an error answer, not a hang
+                log.warning("%s: command %d failed: %s", peer.context(), number, exc)
+                replies = [Message("c", f"{number},1,Database unavailable, try again later")]
+            for reply in replies:
                 self.hub.deliver(peer, reply)
             return
         if not self.hub.send_command(peer, number, msg):

@@ -1,29 +1,44 @@
 """The relay's asynchronous (trio) store.
 
-One ``sqlite3`` connection is owned by one writer task. Every database access —
-writes *and* cache-miss reads — is queued to that task, which drains the queue in
-batches: all writes of a batch run in one worker-thread call, in one transaction,
-with consecutive identical statements sent through ``executemany``; the batch's
-reads run right after the commit, in the same thread call. Because the queue is
-FIFO, a read always sees every write queued before it.
+One ``sqlite3`` connection is owned by one writer task. Every write is queued to
+that task, which drains the queue in batches: all writes of a batch run in one
+worker-thread call, in one transaction, with consecutive identical statements
+sent through ``executemany``.
 
-Hot-path reads (vehicles, owners, latest messages) are served from memory.
-``put_latest`` updates memory first, so readers see a write before it is
-committed. Writers only wait when the queue is full, except durable writes
-(``add_historical(durable=True)``), which return once their batch is committed.
+Reads come in two kinds. Login and lookup reads (vehicles, owners, tokens,
+provisioning, a vehicle's stored messages) run on separate read-only
+connections in threads of their own (SQLite's WAL mode lets readers run while a
+write is in progress), so they never wait for the writer: a full disk stalls
+writes, not logins. Reads that must see writes queued before them (historical
+records, usage, push subscriptions, token lists, extension queries) are queued
+to the writer and run right after its commit, in the same thread call; because
+the queue is FIFO they see every write queued before them. Both kinds, and
+writes a request waits for, give up after ``read_timeout`` with
+:class:`StoreTimeout`, so a request fails with an error instead of hanging.
+
+Hot-path reads (vehicles, owners, latest messages) are served from memory. What a
+vehicle may store as latest messages is bounded (distinct codes and total data
+size): a car cannot grow it without limit, nor make the login replay of its
+apps overflow their outbound queue. ``put_latest`` updates memory first, so
+readers see a write before it is committed. Writers only wait when the queue is
+full, except durable writes (``add_historical(durable=True)``), which return
+once their batch is committed.
 
 Write failures: a batch that fails with an operational error (locked, I/O, disk
 full, ...) is rolled back and retried with back-off, never dropped while the store
-is open. A batch that fails for any other reason is re-run one statement at a
-time so only the offending statements are dropped (logged, and reported to a
-durable waiter); everything else commits.
+is open; the outage is logged once when it starts and once when it ends. A batch
+that fails for any other reason is re-run one statement at a time so only the
+offending statements are dropped (logged, and reported to a durable waiter);
+everything else commits.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import secrets
 import sqlite3
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
@@ -40,7 +55,17 @@ log = logging.getLogger("relay.store")
 QUEUE_SIZE = 10_000
 USAGE_INTERVAL = 5.0
 CLOSE_TIMEOUT = 30.0
-_MAX_BACKOFF = 5.0
+# Retries of a failing write batch back off up to this: short enough that writes
+# resume within a second of space being freed, long enough to cost nothing.
+_MAX_BACKOFF = 1.0
+# How long a request's read (or a write it waits for) may take before it fails.
+READ_TIMEOUT = 10.0
+READ_THREADS = 4
+# Per vehicle latest messages: a real car stores ~15 codes, a few KB in all.
+MAX_STORED_CODES = 256
+MAX_STORED_BYTES = 64 * 1024
+# A vehicle's refused stores are logged at most this often (seconds).
+_REFUSAL_LOG_INTERVAL = 600.0
 _MAX_UNEXPECTED_FAILURES = 3
 
 
@@ -50,6 +75,10 @@ class StoreError(Exception):
 
 class StoreClosed(StoreError):
     """The store is closed or closing and accepts no more work."""
+
+
+class StoreTimeout(StoreError):
+    """The database did not answer within the store's deadline (e.g. writes are stuck)."""
 
 
 # --------------------------------------------------------------------------- records
@@ -420,6 +449,10 @@ def _execute_batch(conn: sqlite3.Connection, batch: _Batch) -> _Outcome:
     committed = False
     results: list[Any] = []
     errors: list[BaseException | None] = [None] * len(batch.writes)
+    if conn.in_transaction:
+        # Left open by a failed attempt whose rollback failed too: start clean,
+        # or every retry would fail with "cannot start a transaction".
+        conn.rollback()
     if batch.has_writes():
         try:
             results = _apply_fast(conn, batch)
@@ -626,8 +659,63 @@ def _purge_round(conn: sqlite3.Connection, cutoff: float, limit: int) -> int:
     return cur.rowcount
 
 
+def _data_size(messages: dict[str, StoredMessage]) -> int:
+    return sum(len(m.data) for m in messages.values())
+
+
+def _keep_order(message: StoredMessage) -> tuple[int, float]:
+    """``F`` and ``S`` first (what apps need most), then the newest."""
+    return ({"F": 0, "S": 1}.get(message.code, 2), -message.msgtime)
+
+
 def _utc_day(when: float) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(when))
+
+
+# --------------------------------------------------------------------------- read connections
+
+
+class _ReadPool:
+    """Read-only connections for reads that must not wait for the writer.
+
+    At most ``size`` threads read at once (the limiter), so at most ``size``
+    connections exist; a thread takes an idle one or opens one. A read abandoned
+    at its deadline keeps its thread and connection until SQLite returns, and the
+    limiter stays taken until then, so a stuck read never shares a connection.
+    """
+
+    def __init__(self, path: str, size: int) -> None:
+        self._path = path
+        self.limiter = trio.CapacityLimiter(max(1, size))
+        self._idle: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def run(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        """In a worker thread: ``fn`` on an idle (or new) read connection."""
+        try:
+            conn = self._idle.get_nowait()
+        except queue.Empty:
+            conn = db.connect_reader(self._path)
+        try:
+            return fn(conn)
+        finally:
+            if conn.in_transaction:
+                conn.rollback()
+            with self._lock:
+                if self._closed:
+                    conn.close()
+                else:
+                    self._idle.put(conn)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+        while True:
+            try:
+                self._idle.get_nowait().close()
+            except queue.Empty:
+                return
 
 
 # --------------------------------------------------------------------------- the store
@@ -648,8 +736,20 @@ class Store:
         usage_interval: float = USAGE_INTERVAL,
         close_timeout: float = CLOSE_TIMEOUT,
         hash_concurrency: int = 2,
+        read_pool: _ReadPool | None = None,
+        read_timeout: float = READ_TIMEOUT,
+        max_stored_codes: int = MAX_STORED_CODES,
+        max_stored_bytes: int = MAX_STORED_BYTES,
     ) -> None:
         self._conn = conn
+        # None: every read is queued to the writer (a store without a file path).
+        self._pool = read_pool
+        self._read_timeout = read_timeout
+        self._max_codes = max(1, max_stored_codes)
+        self._max_bytes = max(1, max_stored_bytes)
+        self._refusals: dict[str, tuple[float, int]] = {}  # vehicle -> (last logged, unlogged)
+        # Set while write batches fail (trio time of the first failure).
+        self._failing_since: float | None = None
         self._flush_interval = flush_interval
         self._max_batch = max(1, max_batch)
         self._purge_interval = purge_interval
@@ -698,17 +798,59 @@ class Store:
         except trio.ClosedResourceError:
             raise StoreClosed("store is closed") from None
 
+    @property
+    def writes_failing(self) -> bool:
+        """True while write batches fail and are being retried (e.g. the disk is full)."""
+        return self._failing_since is not None
+
+    def _timed_out(self) -> StoreTimeout:
+        state = "writes are failing" if self.writes_failing else "database busy"
+        return StoreTimeout(f"no answer from the database within {self._read_timeout:g} s "
+                            f"({state})")
+
     async def _read(
         self, fn: Callable[[sqlite3.Connection], Any], post: Callable[[Any], Any] | None = None
     ) -> Any:
+        """A read queued to the writer: it sees every write queued before it."""
         waiter = _Waiter()
-        await self._submit(_Read(fn, waiter, post))
-        return await waiter.wait()
+        try:
+            with trio.fail_after(self._read_timeout):
+                await self._submit(_Read(fn, waiter, post))
+                return await waiter.wait()
+        except trio.TooSlowError:
+            raise self._timed_out() from None
 
-    async def _call(self, table: str, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+    async def _read_now(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        """A read on a read connection: it never waits for the writer."""
+        pool = self._pool
+        if pool is None:
+            return await self._read(fn)
+        try:
+            with trio.fail_after(self._read_timeout):
+                result = await trio.to_thread.run_sync(
+                    pool.run, fn, limiter=pool.limiter, abandon_on_cancel=True)
+        except trio.TooSlowError:
+            raise self._timed_out() from None
+        self.stats.reads += 1
+        return result
+
+    async def _call(
+        self, table: str, fn: Callable[[sqlite3.Connection], Any], *, wait: bool = False
+    ) -> Any:
+        """A write with a result; gives up waiting at the deadline unless ``wait``.
+
+        A write given up on stays queued and is committed later.
+        """
         waiter = _Waiter()
-        await self._submit(_Call(table, fn, waiter))
-        return await waiter.wait()
+        if wait:
+            await self._submit(_Call(table, fn, waiter))
+            return await waiter.wait()
+        try:
+            with trio.fail_after(self._read_timeout):
+                await self._submit(_Call(table, fn, waiter))
+                return await waiter.wait()
+        except trio.TooSlowError:
+            raise self._timed_out() from None
 
     async def flush(self) -> None:
         """Wait until everything queued so far (and the usage counters) is committed."""
@@ -803,16 +945,33 @@ class Store:
                     self._abandon(batch, exc)
                     return
                 self.stats.retries += 1
-                log.error(
-                    "write batch failed (%d ops, %s: %s); retrying in %.2fs",
-                    len(batch.writes),
-                    type(exc).__name__,
-                    db._one_line(exc),
-                    delay,
-                )
+                self._batch_failed(batch, exc, transient)
                 await trio.sleep(delay)
                 delay = min(delay * 2, _MAX_BACKOFF)
+        if self._failing_since is not None:
+            log.warning(
+                "database writes work again after %.1f s; the %d queued operations are "
+                "committed, none lost",
+                trio.current_time() - self._failing_since,
+                len(batch.writes) + self._recv.statistics().current_buffer_used,
+            )
+            self._failing_since = None
         self._finish(batch, outcome)
+
+    def _batch_failed(self, batch: _Batch, exc: BaseException, transient: bool) -> None:
+        """Log an outage once at its start (and each unexpected error, retried at most twice)."""
+        if transient and self._failing_since is not None:
+            log.debug("write batch failed again: %s", db._one_line(exc))
+            return
+        if transient:
+            self._failing_since = trio.current_time()
+        log.error(
+            "database writes failing (%d ops, %s: %s); retrying until they succeed, "
+            "nothing is dropped and no h record is acked meanwhile",
+            len(batch.writes),
+            type(exc).__name__,
+            db._one_line(exc),
+        )
 
     def _finish(self, batch: _Batch, outcome: _Outcome) -> None:
         self.stats.batches += 1
@@ -923,7 +1082,8 @@ class Store:
         hit = self._vehicles.get(vehicleid)
         if not fresh and hit is not None and hit[1] > now:
             return hit[0]
-        row: dict[str, Any] | None = await self._read(partial(_read_vehicle, vehicleid=vehicleid))
+        row: dict[str, Any] | None = await self._read_now(
+            partial(_read_vehicle, vehicleid=vehicleid))
         if row is None:
             self._vehicles.pop(vehicleid, None)
             return None
@@ -944,7 +1104,7 @@ class Store:
         hit = self._owners.get(name)
         if hit is not None and hit[1] > now:
             return hit[0]
-        record: OwnerRecord | None = await self._read(partial(_read_owner, name=name))
+        record: OwnerRecord | None = await self._read_now(partial(_read_owner, name=name))
         if record is None:
             self._owners.pop(name, None)
             return None
@@ -956,7 +1116,7 @@ class Store:
         self._owners.pop(name, None)
 
     async def owner_vehicles(self, owner: str) -> list[str]:
-        result: list[str] = await self._read(partial(_read_owner_vehicles, owner=owner))
+        result: list[str] = await self._read_now(partial(_read_owner_vehicles, owner=owner))
         return result
 
     async def check_password(
@@ -985,7 +1145,7 @@ class Store:
     async def token_owner(self, token: str) -> tuple[str, str] | None:
         """(owner, permit) of an API token presented alone (``Authorization: Bearer``)."""
         digest = db.token_hash(token)
-        found: tuple[str, str] | None = await self._read(
+        found: tuple[str, str] | None = await self._read_now(
             partial(_read_token_owner, digest=digest))
         if found is not None:
             self._token_lastused[digest] = time.time()  # written with the next batch
@@ -994,7 +1154,7 @@ class Store:
     async def check_token(self, name: str, token: str) -> str | None:
         """The permit of ``token`` if it is one of ``name``'s API tokens, else None."""
         digest = db.token_hash(token)
-        permit: str | None = await self._read(
+        permit: str | None = await self._read_now(
             partial(_read_token_permit, owner=name, digest=digest)
         )
         if permit is not None:
@@ -1036,7 +1196,7 @@ class Store:
         return result
 
     async def get_provision(self, apkey: str) -> ProvisionRecord | None:
-        result: ProvisionRecord | None = await self._read(partial(_read_provision, apkey=apkey))
+        result: ProvisionRecord | None = await self._read_now(partial(_read_provision, apkey=apkey))
         return result
 
     # ----------------------------------------------------------------- latest messages
@@ -1049,10 +1209,12 @@ class Store:
                 continue
             event = self._latest_loading[vehicleid] = trio.Event()
             try:
-                stored, lastupdate = await self._read(partial(_load_latest, vehicleid=vehicleid))
+                stored, lastupdate = await self._read_now(
+                    partial(_load_latest, vehicleid=vehicleid))
                 # Anything put while loading is newer than what was read.
                 overlay = self._latest.get(vehicleid, {})
                 stored.update(overlay)
+                stored = self._trim(vehicleid, stored)
                 self._latest[vehicleid] = stored
                 if vehicleid not in self._lastupdate or self._lastupdate[vehicleid] is None:
                     self._lastupdate[vehicleid] = lastupdate
@@ -1060,6 +1222,44 @@ class Store:
             finally:
                 del self._latest_loading[vehicleid]
                 event.set()
+
+    def _trim(self, vehicleid: str, stored: dict[str, StoredMessage]) -> dict[str, StoredMessage]:
+        """Keep a vehicle's loaded messages within the limits (F, S, then the newest).
+
+        Only a database written before the limits existed holds more; the rest stay
+        in the file but are neither served nor replayed.
+        """
+        if len(stored) <= self._max_codes and _data_size(stored) <= self._max_bytes:
+            return stored
+        kept: dict[str, StoredMessage] = {}
+        size = 0
+        for message in sorted(stored.values(), key=_keep_order):
+            if len(kept) >= self._max_codes:
+                break
+            if size + len(message.data) > self._max_bytes:
+                continue
+            kept[message.code] = message
+            size += len(message.data)
+        log.warning(
+            "vehicle=%s: %d stored message codes (%d bytes) exceed the limits "
+            "(max_stored_codes=%d, max_stored_bytes=%d); serving %d of them",
+            vehicleid, len(stored), _data_size(stored), self._max_codes, self._max_bytes,
+            len(kept),
+        )
+        return kept
+
+    def _refuse(self, vehicleid: str, code: str, reason: str) -> None:
+        """Log a refused store, at most once per interval per vehicle."""
+        now = trio.current_time()
+        last, unlogged = self._refusals.get(vehicleid, (-_REFUSAL_LOG_INTERVAL, 0))
+        if now - last < _REFUSAL_LOG_INTERVAL:
+            self._refusals[vehicleid] = (last, unlogged + 1)
+            return
+        self._refusals[vehicleid] = (now, 0)
+        log.warning(
+            "vehicle=%s: message code %r not stored: %s%s", vehicleid, code[:1], reason,
+            f" ({unlogged} more refused since the last such line)" if unlogged else "",
+        )
 
     async def latest(self, vehicleid: str) -> dict[str, StoredMessage]:
         """The vehicle's stored messages by code (a copy)."""
@@ -1078,7 +1278,23 @@ class Store:
         paranoid: bool = False,
         ptoken: str = "",
         when: float | None = None,
-    ) -> None:
+    ) -> bool:
+        """Store the vehicle's latest message of this code; False if refused (limits).
+
+        A refusal is logged (rate-limited); the message may still be relayed live.
+        """
+        await self._ensure_latest(vehicleid)
+        messages = self._latest[vehicleid]
+        old = messages.get(code)
+        if old is None and len(messages) >= self._max_codes:
+            self._refuse(vehicleid, code, f"the vehicle already has {len(messages)} message "
+                                          f"codes stored (max_stored_codes)")
+            return False
+        size = _data_size(messages) - (len(old.data) if old is not None else 0) + len(data)
+        if size > self._max_bytes:
+            self._refuse(vehicleid, code, f"stored data would be {size} bytes, over "
+                                          f"max_stored_bytes={self._max_bytes}")
+            return False
         when = time.time() if when is None else when
         write = _Write(
             "latest",
@@ -1086,11 +1302,10 @@ class Store:
             (vehicleid, code, when, int(paranoid), ptoken, _enc(data)),
             lastupdate=(vehicleid, when),
         )
-        self._latest.setdefault(vehicleid, {})[code] = StoredMessage(
-            code, data, when, paranoid, ptoken
-        )
+        messages[code] = StoredMessage(code, data, when, paranoid, ptoken)
         self._lastupdate[vehicleid] = when
         await self._submit(write)
+        return True
 
     async def set_paranoid_token(self, vehicleid: str, ptoken: str) -> bool:
         """Record the car's paranoid-mode token; True if it changed.
@@ -1336,7 +1551,7 @@ class Store:
         """All unexpired pending deliveries (at startup) and how many expired ones were deleted."""
         cutoff = time.time() if now is None else now
         result: tuple[list[PendingPush], int] = await self._call(
-            "push_pending", partial(_take_pending, now=cutoff)
+            "push_pending", partial(_take_pending, now=cutoff), wait=True
         )
         return result
 
@@ -1353,6 +1568,10 @@ async def open_store(
     usage_interval: float = USAGE_INTERVAL,
     close_timeout: float = CLOSE_TIMEOUT,
     hash_concurrency: int = 2,
+    read_timeout: float = READ_TIMEOUT,
+    read_threads: int = READ_THREADS,
+    max_stored_codes: int = MAX_STORED_CODES,
+    max_stored_bytes: int = MAX_STORED_BYTES,
 ) -> AsyncIterator[Store]:
     """Open the database at ``path`` and run the store's tasks while the block runs.
 
@@ -1360,6 +1579,9 @@ async def open_store(
     on error or cancellation) everything queued is committed before closing.
     """
     conn = await trio.to_thread.run_sync(db.connect, path)
+    # An in-memory database exists only in its one connection: no separate readers.
+    in_memory = path == ":memory:" or path.startswith("file:")
+    pool = None if in_memory else _ReadPool(path, read_threads)
     store = Store(
         conn,
         flush_interval=flush_interval,
@@ -1370,6 +1592,10 @@ async def open_store(
         usage_interval=usage_interval,
         close_timeout=close_timeout,
         hash_concurrency=hash_concurrency,
+        read_pool=pool,
+        read_timeout=read_timeout,
+        max_stored_codes=max_stored_codes,
+        max_stored_bytes=max_stored_bytes,
     )
     log.info("store opened: %s", path)
     # The nursery is an implementation detail: an exception from the caller's
@@ -1391,6 +1617,8 @@ async def open_store(
             raise body_error
     finally:
         with trio.CancelScope(shield=True):
+            if pool is not None:
+                await trio.to_thread.run_sync(pool.close)
             await trio.to_thread.run_sync(conn.close)
         log.info(
             "store closed: %s (%d commits, %d writes)",

@@ -27,6 +27,7 @@ from relay.auth import Granted, check_scheme0, check_scheme1
 from relay.hub import Peer
 from relay.outbox import Outbox
 from relay.services import Services
+from relay.store import StoreError
 from relay.usage import flush_usage
 
 log = logging.getLogger("relay.v2")
@@ -113,6 +114,10 @@ class V2Connection:
             log.info("%s: closing: %s", self._ctx(), exc.reason)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             log.info("%s: connection lost", self._ctx())
+        except StoreError as exc:
+            # A login (or its replay) the database cannot answer in time: fail it,
+            # rather than keep the client waiting on a stuck disk.
+            log.warning("%s: closing, database unavailable: %s", self._ctx(), exc)
         except Exception:
             # A bug met by one connection must not take the listener (and every
             # other connection) down with it.
@@ -188,8 +193,13 @@ class V2Connection:
     async def _serve(self, granted: Granted) -> None:
         assert self.session.login is not None
         hub = self.s.hub
-        outbox = Outbox(self.s.config.outbox_size, self._write, self.s.nursery,
-                        on_error=self._writer_failed)
+        config = self.s.config
+        limit = config.outbox_size
+        if self.session.login.client_type is not ClientType.CAR:
+            # Room for the login replay (Z, at most max_stored_codes stored messages,
+            # T) on top: however much a car stores, the replay cannot fill the queue.
+            limit += config.max_stored_codes + 2
+        outbox = Outbox(limit, self._write, self.s.nursery, on_error=self._writer_failed)
         peer = Peer(
             conn_id=self.conn_id, owner=granted.owner, vehicleid=granted.vehicleid,
             client_type=self.session.login.client_type, outbox=outbox,

@@ -277,7 +277,7 @@ async def test_group_commit_batches_concurrent_writers(store: Store, db_path: st
 async def test_max_batch_splits(db_path: str) -> None:
     async with open_store(db_path, max_batch=50) as store:
         for i in range(500):
-            await store.put_latest(VID, f"C{i}", "x")
+            await store.put_latest(f"V{i % 10}", f"C{i}", "x")
         await store.flush()
         assert store.stats.commits >= 10
     assert query(db_path, "SELECT COUNT(*) FROM latest") == [(500,)]

@@ -127,7 +127,8 @@ class HttpApi:
         except StoreError as exc:
             log.error("http conn=%s: %s %s: store unavailable: %s", request.conn_id,
                       request.method, match.route.path, exc)
-            return text_response(503, "Service unavailable")
+            return text_response(503, "Service unavailable: the database is not answering, "
+                                      "try again later")
         except Exception:
             log.exception("http conn=%s: %s %s failed", request.conn_id, request.method,
                           match.route.path)
