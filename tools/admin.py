@@ -21,6 +21,7 @@ from typing import Any, NoReturn
 
 from protocol import provisioning
 from relay import db, tls
+from tools import backup, import_perl
 
 PROG = "ovms-admin"
 DEFAULT_DB = "ovms-relay.db"
@@ -275,6 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite existing files")
     # No database involved: run() skips opening one.
     p.set_defaults(func=_selfsigned, no_db=True)
+    import_perl.add_commands(groups)
+    backup.add_commands(groups)
 
     return parser
 
