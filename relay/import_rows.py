@@ -551,7 +551,8 @@ WRITE_TOKEN = (
     "INSERT INTO tokens(token_hash, owner, application, purpose, permit, created, lastused) "
     "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(token_hash) DO UPDATE SET "
     "application=excluded.application, purpose=excluded.purpose, permit=excluded.permit, "
-    "lastused=MAX(COALESCE(tokens.lastused, 0), COALESCE(excluded.lastused, 0)) "
+    "lastused=COALESCE(MAX(tokens.lastused, excluded.lastused), tokens.lastused, "
+    "excluded.lastused) "
     "WHERE tokens.owner = excluded.owner"
 )
 

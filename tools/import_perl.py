@@ -349,8 +349,12 @@ class Importer:
         def push(row: dict[str, Any]) -> None:
             self._write(rows_.WRITE_PUSH, rows_.plan_push(row, self.vehicles, now))
 
+        token_owners: dict[str, str] = {}
+
         def token(row: dict[str, Any]) -> None:
             planned = rows_.plan_token(row, self.owners, now)
+            if token_owners.setdefault(planned[0], planned[1]) != planned[1]:
+                raise BadRow("token held by another owner")
             conflict = rows_.token_conflict(self.local, planned)
             if conflict:
                 raise BadRow(conflict)
