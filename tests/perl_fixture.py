@@ -168,7 +168,7 @@ class _Loader:
             counts.skipped[skip] += 1
 
 
-def load(conn: Any, url: str) -> Fixture:  # noqa: C901 - one generator, read top to bottom
+def load(conn: Any, url: str) -> Fixture:
     """Create the schema on ``conn`` (an empty database at ``url``) and fill it."""
     rng = random.Random(15)
     now = time.time()
