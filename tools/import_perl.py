@@ -365,7 +365,6 @@ class Importer:
             self._write(rows_.WRITE_PROVISION,
                         rows_.plan_provision(row, self.owners, counts, now))
 
-        self.report.setdefault(PROVISION.label, Counts())
         for table, apply in ((MESSAGES, latest), (HISTORICAL, historical), (USAGE, usage),
                              (NOTIFIES, push), (TOKENS, token), (PROVISION, provision)):
             self.copy(table, apply)
