@@ -201,6 +201,9 @@ async def test_imported_credentials_work_end_to_end(
     # v2 scheme 1 with an old Drupal password.
     carol = await relay.connect("*", ClientType.APP, username=fx.CAROL, password=fx.CAROL_PW)
     await carol.aclose()
+    await relay.handle.store.flush()
+    stored = db.get_owner(db.connect(str(path)), fx.CAROL)
+    assert stored is not None and stored["password_hash"].startswith("$argon2")
 
     subs = await relay.handle.store.push_subscriptions(fx.ALICE_CAR)
     assert [(s.appid, s.pushtype, s.owner) for s in subs] == [

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from relay import db, legacy_hash
 from tests.perl_fixture import drupal_reference_hash
 
@@ -35,3 +37,17 @@ def test_damaged_or_foreign_hashes_never_match() -> None:
         assert not legacy_hash.verify(stored, "pw"), stored
         assert not db.verify_password(stored, "pw")
     assert not legacy_hash.verify(good, "p" * 513)  # Drupal's length limit
+
+
+def test_upgrade_replaces_only_the_hash_that_was_verified(tmp_path: Path) -> None:
+    conn = db.connect(str(tmp_path / "upgrade.db"))
+    legacy = drupal_reference_hash("pw", "saltsalt", 7)
+    conn.execute("INSERT INTO owners(name, password_hash, created) VALUES ('o', ?, 0)",
+                 (legacy,))
+    with db.transaction(conn):
+        assert db.upgrade_password_hash(conn, "o", legacy, "$argon2id$new")
+    # A password set meanwhile (the hash is no longer the verified one) is kept.
+    with db.transaction(conn):
+        assert not db.upgrade_password_hash(conn, "o", legacy, "$argon2id$other")
+    assert conn.execute("SELECT password_hash FROM owners").fetchone()[0] == "$argon2id$new"
+    conn.close()
