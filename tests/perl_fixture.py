@@ -147,9 +147,10 @@ class Fixture:
     vehicles: list[str]  # the vehicle ids the import keeps
     historical_written: int
     usage_days: dict[tuple[str, str], tuple[int, int, int, int]]
+    conn: Any = attrs.field(repr=False)  # to the source database
 
 
-def _dt(when: float) -> str:
+def dt(when: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(when))
 
 
@@ -193,7 +194,7 @@ def load(conn: Any, url: str) -> Fixture:
     for owner, name, password, skip in owners:
         add("ovms_owners", "ovms_owners",
             (owner, name, f"{name.strip()}@example.com", password, 1,
-             1 if skip == "deleted" else 0, _dt(now - 86400)), skip)
+             1 if skip == "deleted" else 0, dt(now - 86400)), skip)
 
     # --- vehicles: (owner, vehicleid, carpass, type, deleted, skip reason)
     cars: list[tuple[int, str, str, str, int, str | None]] = [
@@ -217,8 +218,8 @@ def load(conn: Any, url: str) -> Fixture:
     for owner, vid, carpass, vtype, deleted, skip in cars:
         add("ovms_cars", "ovms_cars",
             (vid, f"name of {vid}", owner, "", carpass, "", "0",
-             "ptok1" if vid == ALICE_CAR else "", "*", vtype, deleted, _dt(now - 86400),
-             _dt(now - 3600), ""), skip)
+             "ptok1" if vid == ALICE_CAR else "", "*", vtype, deleted, dt(now - 86400),
+             dt(now - 3600), ""), skip)
         if skip is None:
             kept.append((owner, vid))
 
@@ -226,13 +227,13 @@ def load(conn: Any, url: str) -> Fixture:
     label = "ovms_carmessages"
     for owner, vid in kept:
         add("ovms_carmessages", label,
-            (owner, vid, "S", 1, _dt(now - 600), 0, "",
+            (owner, vid, "S", 1, dt(now - 600), 0, "",
              ALICE_S if vid == ALICE_CAR else "50,K,200,60"))
-        add("ovms_carmessages", label, (owner, vid, "L", 1, _dt(now - 600), 0, "", "1.5,2.5"))
-    add("ovms_carmessages", label, (1, ALICE_CAR, "D", 1, _dt(now - 600), 1, "ptok1", "secret"))
-    add("ovms_carmessages", label, (2, "BOBCAR", "W", 0, _dt(now - 600), 0, "", "x"),
+        add("ovms_carmessages", label, (owner, vid, "L", 1, dt(now - 600), 0, "", "1.5,2.5"))
+    add("ovms_carmessages", label, (1, ALICE_CAR, "D", 1, dt(now - 600), 1, "ptok1", "secret"))
+    add("ovms_carmessages", label, (2, "BOBCAR", "W", 0, dt(now - 600), 0, "", "x"),
         "invalidated")
-    add("ovms_carmessages", label, (5, "BAD ID!", "S", 1, _dt(now), 0, "", "x"),
+    add("ovms_carmessages", label, (5, "BAD ID!", "S", 1, dt(now), 0, "", "x"),
         "vehicle not imported")
     add("ovms_carmessages", label, (3, "CAROLCAR", "F", 1, ZERO, 0, "", "x"), "no message time")
     add("ovms_carmessages", label, (3, "CAROLCAR", "X", 1, "2021-02-30 10:00:00", 0, "", "x"),
@@ -246,21 +247,21 @@ def load(conn: Any, url: str) -> Fixture:
             ts = now - 3600 - i * 61
             htype = "*-LOG-Trip" if i % 2 else "D"
             if i % 50 == 7:
-                expires, skip = _dt(now - 86400), "expired"
+                expires, skip = dt(now - 86400), "expired"
             elif i % 10 == 3:
                 expires, skip = ZERO, None  # never expires
             else:
-                expires, skip = _dt(now + 30 * 86400), None
+                expires, skip = dt(now + 30 * 86400), None
             data = ",".join(str(rng.randint(0, 999)) for _ in range(8))
-            add("ovms_historicalmessages", label, (owner, vid, _dt(ts), htype, i, data, expires),
+            add("ovms_historicalmessages", label, (owner, vid, dt(ts), htype, i, data, expires),
                 skip)
         for day in range(5):
             day_ts = (int(now) // 86400 - day) * 86400
             for number in range(4):
                 value = rng.randint(0, 10**6)
                 add("ovms_historicalmessages", usage_label,
-                    (owner, vid, _dt(day_ts), "*-OVM-Utilisation", number, str(value),
-                     _dt(now + 365 * 86400)))
+                    (owner, vid, dt(day_ts), "*-OVM-Utilisation", number, str(value),
+                     dt(now + 365 * 86400)))
                 totals = usage_days.setdefault(
                     (vid.upper(), time.strftime("%Y-%m-%d", time.gmtime(day_ts))), [0] * 4)
                 totals[number] += value
@@ -270,45 +271,45 @@ def load(conn: Any, url: str) -> Fixture:
             "unparseable h_timestamp")
     for i in range(3):
         add("ovms_historicalmessages", label,
-            (2, "BOBCAR", _dt(now - 10 - i), "*-LOG-Big", i, "y" * 40_000, ZERO),
+            (2, "BOBCAR", dt(now - 10 - i), "*-LOG-Big", i, "y" * 40_000, ZERO),
             "oversized record data")
     for i in range(10):
         add("ovms_historicalmessages", label,
-            (4, "OLDCAR", _dt(now - 10 - i), "D", i, "old", ZERO), "vehicle not imported")
+            (4, "OLDCAR", dt(now - 10 - i), "D", i, "old", ZERO), "vehicle not imported")
     add("ovms_historicalmessages", usage_label,
-        (3, "CAROLCAR", _dt(now - 99 * 86400), "*-OVM-Utilisation", 0, "abc", ZERO),
+        (3, "CAROLCAR", dt(now - 99 * 86400), "*-OVM-Utilisation", 0, "abc", ZERO),
         "bad usage value")
 
     # --- push subscriptions: (owner, vehicleid, appid, type, keytype, keyvalue, time, active)
     label = "ovms_notifies"
     add("ovms_notifies", label, (1, ALICE_CAR, ALICE_PUSH_APP, "apns", "production",
-                                 "ab" * 32, _dt(now - 7200), 1))
+                                 "ab" * 32, dt(now - 7200), 1))
     add("ovms_notifies", label, (2, "BOBCAR", "bob-phone", "gcm", "production",
-                                 "bob-fcm-token", _dt(now - 7200), 1))
+                                 "bob-fcm-token", dt(now - 7200), 1))
     for n in range(4, 11):
         add("ovms_notifies", label, (n, f"CAR{n:03d}", f"app{n}", "expo", "production",
-                                     f"ExponentPushToken[{n}]", _dt(now - 7200), n % 2))
+                                     f"ExponentPushToken[{n}]", dt(now - 7200), n % 2))
     add("ovms_notifies", label, (3, "CAROLCAR", "carol-phone", "gcm", "production", "",
-                                 _dt(now), 1), "no push key")
+                                 dt(now), 1), "no push key")
     add("ovms_notifies", label, (35, "GHOST", "ghost-phone", "gcm", "production", "k",
-                                 _dt(now), 1), "vehicle not imported")
+                                 dt(now), 1), "vehicle not imported")
 
     # --- API tokens: (owner, token, application, purpose, permit, created, refreshed, lastused)
     label = "ovms_apitokens"
-    add("ovms_apitokens", label, (1, ALICE_TOKEN, "evcc", "charging", "auth", _dt(now - 9e5),
-                                  _dt(now - 9e5), _dt(now - 100)))
-    add("ovms_apitokens", label, (1, "6a" * 32, "", "", "none", _dt(now), ZERO, ZERO))
-    add("ovms_apitokens", label, (2, "7b" * 32, "ha", "home", "auth", _dt(now), ZERO, ZERO))
-    add("ovms_apitokens", label, (3, ALICE_TOKEN, "x", "x", "auth", _dt(now), ZERO, ZERO),
+    add("ovms_apitokens", label, (1, ALICE_TOKEN, "evcc", "charging", "auth", dt(now - 9e5),
+                                  dt(now - 9e5), dt(now - 100)))
+    add("ovms_apitokens", label, (1, "6a" * 32, "", "", "none", dt(now), ZERO, ZERO))
+    add("ovms_apitokens", label, (2, "7b" * 32, "ha", "home", "auth", dt(now), ZERO, ZERO))
+    add("ovms_apitokens", label, (3, ALICE_TOKEN, "x", "x", "auth", dt(now), ZERO, ZERO),
         "token held by another owner")
-    add("ovms_apitokens", label, (35, "8c" * 32, "x", "x", "auth", _dt(now), ZERO, ZERO),
+    add("ovms_apitokens", label, (35, "8c" * 32, "x", "x", "auth", dt(now), ZERO, ZERO),
         "owner not imported")
 
     # --- auto-provisioning: (key, stoken, sdigest, msg, deleted, changed, owner, lastused)
     label = "ovms_autoprovision"
-    add("ovms_autoprovision", label, ("VIN0001", "st1", "sd1", "m1", 0, _dt(now), 1, ZERO))
-    add("ovms_autoprovision", label, ("VIN0002", "st2", "sd2", "m2", 0, _dt(now), 0, ZERO))
-    add("ovms_autoprovision", label, ("VIN0003", "st3", "sd3", "m3", 1, _dt(now), 1, ZERO),
+    add("ovms_autoprovision", label, ("VIN0001", "st1", "sd1", "m1", 0, dt(now), 1, ZERO))
+    add("ovms_autoprovision", label, ("VIN0002", "st2", "sd2", "m2", 0, dt(now), 0, ZERO))
+    add("ovms_autoprovision", label, ("VIN0003", "st3", "sd3", "m3", 1, dt(now), 1, ZERO),
         "deleted")
 
     with conn.cursor() as cur:
@@ -323,4 +324,4 @@ def load(conn: Any, url: str) -> Fixture:
                 cur.executemany(f"INSERT INTO {table} VALUES ({marks})", rows[start:start + 2000])
     historical = loader.expected["ovms_historicalmessages"]
     return Fixture(url, loader.expected, [vid.upper() for _, vid in kept], historical.written,
-                   {k: (v[0], v[1], v[2], v[3]) for k, v in usage_days.items()})
+                   {k: (v[0], v[1], v[2], v[3]) for k, v in usage_days.items()}, conn)

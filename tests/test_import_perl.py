@@ -7,6 +7,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -138,6 +139,59 @@ def test_an_interrupted_import_resumes(tmp_path: Path, perl_db: fx.Fixture) -> N
     assert "resuming" in err
     assert_counts(report, perl_db)
     assert len(dump(path)["historical"]) == perl_db.historical_written
+
+
+def test_a_second_import_after_the_switch_keeps_newer_data(
+    tmp_path: Path, perl_db: fx.Fixture
+) -> None:
+    path = tmp_path / "switched.db"
+    run_import(perl_db.url, path)
+    now = time.time()
+    # What this server received after the switch ...
+    conn = db.connect(str(path))
+    conn.execute("UPDATE latest SET msgtime=?, data='NEWER' WHERE vehicleid=? AND code='S'",
+                 (now + 1000, fx.ALICE_CAR))
+    conn.execute("UPDATE push_subscriptions SET pushkeyvalue='renewed', lastused=? "
+                 "WHERE appid=?", (now + 1000, fx.ALICE_PUSH_APP))
+    alice = db.get_owner(conn, fx.ALICE)
+    assert alice is not None
+    upgraded = db.hash_password(fx.ALICE_PW)  # as the first login does
+    with db.transaction(conn):
+        assert db.upgrade_password_hash(conn, fx.ALICE, alice["password_hash"], upgraded)
+    usage_before = conn.execute("SELECT car_rx FROM usage WHERE vehicleid=? ORDER BY day DESC",
+                                (fx.ALICE_CAR,)).fetchone()[0]
+    conn.close()
+    # ... and what the old server received in its last minutes.
+    today = time.strftime("%Y-%m-%d 00:00:00", time.gmtime(now))
+    with perl_db.conn.cursor() as cur:
+        cur.execute("INSERT INTO ovms_historicalmessages VALUES (1, %s, %s, 'D', 77777, "
+                    "'late', '0000-00-00 00:00:00')", (fx.ALICE_CAR, fx.dt(now)))
+        cur.execute("UPDATE ovms_historicalmessages SET h_data=h_data+100 WHERE owner=1 AND "
+                    "vehicleid=%s AND h_recordtype='*-OVM-Utilisation' AND h_recordnumber=0 "
+                    "AND h_timestamp=%s", (fx.ALICE_CAR, today))
+    try:
+        run_import(perl_db.url, path)
+    finally:
+        with perl_db.conn.cursor() as cur:
+            cur.execute("DELETE FROM ovms_historicalmessages WHERE h_recordnumber=77777")
+            cur.execute("UPDATE ovms_historicalmessages SET h_data=h_data-100 WHERE owner=1 "
+                        "AND vehicleid=%s AND h_recordtype='*-OVM-Utilisation' AND "
+                        "h_recordnumber=0 AND h_timestamp=%s", (fx.ALICE_CAR, today))
+    conn = db.connect(str(path))
+    try:
+        assert conn.execute("SELECT data FROM latest WHERE vehicleid=? AND code='S'",
+                            (fx.ALICE_CAR,)).fetchone()[0] == "NEWER"
+        assert conn.execute("SELECT pushkeyvalue FROM push_subscriptions WHERE appid=?",
+                            (fx.ALICE_PUSH_APP,)).fetchone()[0] == "renewed"
+        alice = db.get_owner(conn, fx.ALICE)
+        assert alice is not None and alice["password_hash"] == upgraded
+        assert conn.execute("SELECT data FROM historical WHERE recordnumber=77777"
+                            ).fetchone()[0] == "late"
+        # Usage grows by what the old server counted since, not by its total again.
+        assert conn.execute("SELECT car_rx FROM usage WHERE vehicleid=? ORDER BY day DESC",
+                            (fx.ALICE_CAR,)).fetchone()[0] == usage_before + 100
+    finally:
+        conn.close()
 
 
 def admin(*args: str) -> subprocess.CompletedProcess[str]:
