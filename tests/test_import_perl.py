@@ -48,8 +48,14 @@ def dump(path: Path) -> dict[str, list[tuple[object, ...]]]:
         conn.close()
 
 
-def run_import(url: str, path: Path, **kwargs: object) -> tuple[dict[str, Counts], str, str]:
-    out, err = io.StringIO(), io.StringIO()
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def run_import(url: str, path: Path, tty: bool = False,
+               **kwargs: object) -> tuple[dict[str, Counts], str, str]:
+    out, err = io.StringIO(), Terminal() if tty else io.StringIO()
     report = import_perl(url, str(path), out=out, err=err, **kwargs)  # type: ignore[arg-type]
     return report, out.getvalue(), err.getvalue()
 
@@ -135,8 +141,11 @@ def test_an_interrupted_import_resumes(tmp_path: Path, perl_db: fx.Fixture) -> N
     partial = sqlite3.connect(path).execute("SELECT COUNT(*) FROM historical").fetchone()[0]
     assert 0 < partial < perl_db.historical_written
 
-    report, _, err = run_import(perl_db.url, path, chunk=1000)
+    report, _, err = run_import(perl_db.url, path, chunk=1000, tty=True)
     assert "resuming" in err
+    # On a terminal, large tables show a progress bar that ends full.
+    total = perl_db.expected["ovms_historicalmessages"].read
+    assert f"] {total}/{total}\n" in err and "[" + "#" * 30 + "]" in err
     assert_counts(report, perl_db)
     assert len(dump(path)["historical"]) == perl_db.historical_written
 
