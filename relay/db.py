@@ -24,6 +24,8 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import Argon2Error, InvalidHashError
 
+from relay import legacy_hash
+
 SCHEMA_VERSION = 3
 
 VEHICLE_TYPES = ("CAR", "SERVER")
@@ -291,6 +293,8 @@ def hash_password(password: str) -> str:
 
 def verify_password(password_hash: str, password: str) -> bool:
     """True if ``password`` matches the argon2 ``password_hash``; never raises."""
+    if legacy_hash.is_legacy(password_hash):  # imported from the Perl server (Drupal 7)
+        return legacy_hash.verify(password_hash, password)
     try:
         return _hasher.verify(password_hash, password)
     except (Argon2Error, InvalidHashError, ValueError, TypeError):
@@ -558,3 +562,21 @@ def delete_provision(conn: sqlite3.Connection, apkey: str) -> None:
         cur = conn.execute("DELETE FROM provisioning WHERE apkey=?", (apkey,))
         if not cur.rowcount:
             raise AdminError(f"unknown provisioning record {apkey!r}")
+
+
+# --------------------------------------------------------------------------- imported hashes
+
+
+def upgrade_password_hash(
+    conn: sqlite3.Connection, name: str, old_hash: str, new_hash: str
+) -> bool:
+    """Replace ``name``'s password hash if it is still ``old_hash`` (an imported legacy hash
+    verified at login); False if it changed meanwhile (a new password wins).
+
+    Runs in the caller's transaction (the store's writer batch).
+    """
+    cur = conn.execute(
+        "UPDATE owners SET password_hash=? WHERE name=? AND password_hash=?",
+        (new_hash, name, old_hash),
+    )
+    return cur.rowcount > 0

@@ -48,7 +48,7 @@ from typing import Any, TypeAlias
 import attrs
 import trio
 
-from relay import db
+from relay import db, legacy_hash
 
 log = logging.getLogger("relay.store")
 
@@ -1140,7 +1140,21 @@ class Store:
                 return False
             ok: bool = await trio.to_thread.run_sync(
                 db.verify_password, owner.password_hash, password)
-            return ok
+        # Outside the slot: the upgrade takes one of its own.
+        if ok and legacy_hash.is_legacy(owner.password_hash):
+            await self._upgrade_legacy_hash(name, owner.password_hash, password)
+        return ok
+
+    async def _upgrade_legacy_hash(self, name: str, old_hash: str, password: str) -> None:
+        """An imported Drupal hash just verified: store the project's own hash instead."""
+        new_hash = await trio.to_thread.run_sync(
+            db.hash_password, password, limiter=self._hash_limiter)
+        try:
+            await self._call("owners", partial(
+                db.upgrade_password_hash, name=name, old_hash=old_hash, new_hash=new_hash))
+        except StoreError as exc:  # the login stands; the next one tries again
+            log.warning("owner %s: imported password hash not replaced: %s", name, exc)
+        self._owners.pop(name, None)
 
     async def token_owner(self, token: str) -> tuple[str, str] | None:
         """(owner, permit) of an API token presented alone (``Authorization: Bearer``)."""

@@ -22,6 +22,7 @@ from typing import Any, NoReturn
 
 from protocol import provisioning
 from relay import db, permits, tls
+from tools import backup, import_perl
 
 PROG = "ovms-admin"
 DEFAULT_DB = "ovms-relay.db"
@@ -215,7 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="database file (default: $OVMS_RELAY_DB or %(default)s)",
     )
     groups = parser.add_subparsers(
-        dest="group", metavar="{owner,vehicle,token,provision,selfsigned}")
+        dest="group",
+        metavar="{owner,vehicle,token,provision,selfsigned,import-perl,backup,restore}")
     groups.required = True
 
     def commands(name: str, help_text: str) -> argparse._SubParsersAction[Any]:
@@ -309,6 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite existing files")
     # No database involved: run() skips opening one.
     p.set_defaults(func=_selfsigned, no_db=True)
+    import_perl.add_commands(groups)
+    backup.add_commands(groups)
 
     return parser
 
