@@ -38,6 +38,7 @@ def _run(url: str) -> list[str]:
         "parameters": {"vehicleid": "DEMO"},
         "auth": {"openapi": {"username": {"api_key": OWNER}, "password": {"api_key": PASSWORD}}},
         "request-timeout": 10,
+        "workers": 2,
         # A monitor body (triggers, expressions, a callback URL the allow-list must
         # pass) has no JSON schema yet, so generated bodies cannot be valid ones.
         "operations": [{"include-path-regex": "/monitors", "include-method": ["POST", "PUT"],
