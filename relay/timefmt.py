@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+from relay.params import since
+
 FORMAT = "%Y-%m-%d %H:%M:%S"
 
 
@@ -16,16 +18,6 @@ def utc_day(ts: float) -> str:
 
 
 def parse_since(text: str) -> int | None:
-    """A ``since`` argument: UTC timestamp text (date alone allowed) or unix seconds."""
-    text = text.strip()
-    if not text:
-        return None
-    if text.isdigit():
-        return int(text)
-    for fmt in (FORMAT, "%Y-%m-%d"):
-        try:
-            parsed = dt.datetime.strptime(text, fmt).replace(tzinfo=dt.UTC)
-        except ValueError:
-            continue
-        return int(parsed.timestamp())
-    raise ValueError(f"not a timestamp: {text!r}")
+    """A v2 ``since`` argument: UTC timestamp text (date alone allowed) or unix seconds,
+    range-checked by ``relay.params.since`` (its ``ParamError`` is a ``ValueError``)."""
+    return since(text.strip())

@@ -208,3 +208,31 @@ def test_fuzz_finds_no_server_error(live_relay: LiveRelay,
     if response.headers.get("content-type") == "application/json":
         assert response.text.endswith("\n")
         json.loads(response.text)
+
+
+def test_document_states_what_the_server_answers(live_relay: LiveRelay) -> None:
+    """Issue 9 defect 16: the shapes schemathesis found wrong, checked against real answers."""
+    doc = document(live_relay)
+    schemas = doc["components"]["schemas"]
+    paths = doc["paths"]
+    with httpx.Client(base_url=live_relay.url, timeout=10) as http:
+        lock = http.get("/api/lock/DEMO", params=CREDS).json()
+        tpms = http.get("/api/tpms/DEMO", params=CREDS).json()
+    # m_msgtime_d is text, the flag and the age integers.
+    flags = schemas["Flags"]["properties"]
+    assert isinstance(lock["m_msgtime_d"], str) and flags["m_msgtime_d"]["type"] == "string"
+    assert isinstance(lock["carlocked"], int) and flags["carlocked"]["type"] == "integer"
+    # Y's psi is a number, W's the car's string: the document allows both.
+    assert isinstance(tpms["fl_pressure"], float)
+    assert "number" in schemas["Tpms"]["properties"]["fl_pressure"]["type"]
+    for route in ("/mqapi/auth", "/mqapi/acl", "/mqapi/superuser"):
+        assert "403" in paths[route]["post"]["responses"]
+    charge = {p["name"]: p["schema"] for p in paths["/api/charge/{vehicleid}"]["put"][
+        "parameters"]}
+    assert charge["mode"]["enum"] == ["standard", "storage", "range", "performance"]
+    lock_pin = {p["name"]: p["schema"] for p in paths["/api/lock/{vehicleid}"]["put"][
+        "parameters"]}["pin"]
+    assert lock_pin["pattern"].startswith("^[^,")
+    since = {p["name"]: p["schema"] for p in paths["/api/historical/{vehicleid}"]["get"][
+        "parameters"]}["since"]
+    assert "pattern" in since

@@ -221,7 +221,8 @@ async def test_historical_summary_and_records(
     assert assert_json(await api.get("/api/historical/DEMO",
                                      params={**CREDS, "since": "0"})) == rows
     assert_text(await api.get("/api/historical/DEMO", params={**CREDS, "since": "soon"}), 400,
-                "since must be a UTC time 'YYYY-MM-DD HH:MM:SS' or unix seconds")
+                "parameter since must be unix seconds or a UTC time 'YYYY-MM-DD HH:MM:SS' "
+                "(or 'YYYY-MM-DD')")
 
 
 def without_times(row: dict[str, Any], *names: str) -> dict[str, Any]:

@@ -157,4 +157,4 @@ async def test_mqapi(start_relay: StartRelay) -> None:
         assert (await http.post("/mqapi/superuser", data={"username": "demo"})
                 ).status_code == 403
         assert_text(await http.post("/mqapi/superuser", data={}), 404, "Username required")
-        assert_text(await http.get("/mqapi/auth"), 404, "Unrecognised API call")
+        assert_text(await http.get("/mqapi/auth"), 405, "Method not allowed")

@@ -159,8 +159,11 @@ async def test_alerts_collection_paging_and_locale(v4relay: RelayUnderTest,
     assert one["id"] == error[0]["id"]
     assert_error(await v4api.get(f"{VEH}/alerts", headers=headers,
                                  params={"pageSize": "0"}), 400, "pageSize")
-    assert_error(await v4api.get(f"{VEH}/alerts", headers=headers,
-                                 params={"indexRange": "9-5"}), 400, "before start")
+    # Well-formed but reversed: the nearest page (one item from 9), not an error.
+    reversed_page = await v4api.get(f"{VEH}/alerts", headers=headers,
+                                    params={"indexRange": "9-5"})
+    assert reversed_page.status_code == 200
+    assert "indexRange=9-9" in reversed_page.json()["_links"]["self"]["href"]
 
 
 async def test_rate_limit_is_a_json_429(start_relay: StartRelay) -> None:

@@ -28,6 +28,7 @@ from relay.http.ratelimit import RateLimiter
 from relay.http.routes import ROUTES, Route, Router
 from relay.http.sessions import SessionTable
 from relay.http.views import COOKIE_NAME
+from relay.params import ParamError
 from relay.services import Services
 from relay.store import StoreError
 
@@ -106,6 +107,10 @@ class HttpApi:
         match = self.router.match(request.method, request.path)
         if match is None:
             path = request.path
+            allowed = self.router.methods(path)
+            if allowed:
+                allow = ", ".join((*allowed, "OPTIONS")).encode("ascii")
+                return text_response(405, "Method not allowed", headers=((b"allow", allow),))
             if path == "/api" or path.startswith(("/api/", "/mqapi/")):
                 log.debug("http conn=%s: no API call %s %s", request.conn_id, request.method,
                           path[:100])
@@ -123,6 +128,8 @@ class HttpApi:
             return await match.route.handler(call)
         except HttpError as exc:
             return text_response(exc.status, exc.text)
+        except ParamError as exc:
+            return text_response(400, str(exc))
         # The route's template is logged, not the path: a path may hold a token.
         except StoreError as exc:
             log.error("http conn=%s: %s %s: store unavailable: %s", request.conn_id,

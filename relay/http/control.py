@@ -22,6 +22,7 @@ from protocol import SERVER_COMMANDS, CommandResponse, Message, RemoteProtocolEr
 from relay.http.call import Call
 from relay.http.messages import BadRequest, HttpError, Response, json_response
 from relay.hub import CommandWaiter
+from relay.params import since, small_index, whole_number
 
 log = logging.getLogger("relay.http.control")
 
@@ -34,7 +35,12 @@ _RESULT_TEXT = {
     3: (400, "Command not implemented by the vehicle module"),
 }
 # A value that becomes one field of the command line: no separators, no line breaks.
-_FIELD_RE = re.compile(r"[^,\x00-\x1f\x7f]{1,64}")
+FIELD_PATTERN = r"^[^,\x00-\x1f\x7f]{1,64}$"
+# A trailing value that may hold commas; empty only where the parameter is optional.
+TEXT_PATTERN = r"^[^\x00-\x1f\x7f]{1,1000}$"
+OPTIONAL_TEXT_PATTERN = r"^[^\x00-\x1f\x7f]{0,1000}$"
+_FIELD_RE = re.compile(FIELD_PATTERN)
+_TEXT_RE = re.compile(OPTIONAL_TEXT_PATTERN)
 
 
 @attrs.frozen
@@ -130,10 +136,7 @@ def number(call: Call, name: str, low: int, high: int, *, required: bool = True)
         if required:
             raise BadRequest(f"parameter {name} is required")
         return None
-    text = text.strip()
-    if not (text.isascii() and text.isdigit() and len(text) <= 9) or not low <= int(text) <= high:
-        raise BadRequest(f"parameter {name} must be a whole number from {low} to {high}")
-    return int(text)
+    return whole_number(text, name, low, high)
 
 
 def free_text(call: Call, name: str, *, required: bool) -> str:
@@ -143,7 +146,7 @@ def free_text(call: Call, name: str, *, required: bool) -> str:
         if required:
             raise BadRequest(f"parameter {name} is required")
         return ""
-    if len(value) > 1000 or any(ord(c) < 32 or ord(c) == 127 for c in value):
+    if not _TEXT_RE.fullmatch(value):
         raise BadRequest(f"parameter {name}: at most 1000 characters, no control characters")
     return value
 
@@ -154,13 +157,14 @@ def free_text(call: Call, name: str, *, required: bool) -> str:
 async def charge_put(call: Call) -> Response:
     """Start charging; or set the mode and/or current; or ``action=stop``."""
     action = call.param("action", "start")
+    if action not in ("start", "stop"):
+        raise BadRequest("parameter action must be start or stop")
     mode_text = call.param("mode")
     current = number(call, "current", 1, 999, required=False)
     mode: int | None = None
-    if mode_text:
-        mode = CHARGE_MODES.get(mode_text.lower())
-        if mode is None and mode_text in ("0", "1", "3", "4"):
-            mode = int(mode_text)
+    if mode_text is not None:
+        # Exactly the documented names: anything else is a 400, not a guess.
+        mode = CHARGE_MODES.get(mode_text)
         if mode is None:
             raise BadRequest("parameter mode must be standard, storage, range or performance")
     if mode is not None and current is not None:
@@ -171,9 +175,7 @@ async def charge_put(call: Call) -> Response:
         return await run(call, 15, str(current))
     if action == "start":
         return await run(call, 11)
-    if action == "stop":
-        return await run(call, 12)
-    raise BadRequest("parameter action must be start or stop")
+    return await run(call, 12)
 
 
 async def charge_delete(call: Call) -> Response:
@@ -209,9 +211,11 @@ async def _list(call: Call, command: int, key: str) -> Response:
     answer = _check(await send_command(call, vehicleid, command))
     items = []
     for line in answer.lines:
-        # c<cmd>,0,<index>,<count>,<value...>
-        if len(line.rest) >= 2 and line.rest[0].isdigit():
-            items.append({key: int(line.rest[0]), "value": ",".join(line.rest[2:])})
+        # c<cmd>,0,<index>,<count>,<value...>; a line whose index is not a small
+        # number (a car's bug, or a hostile car) is left out.
+        index = small_index(line.rest[0]) if len(line.rest) >= 2 else None
+        if index is not None:
+            items.append({key: index, "value": ",".join(line.rest[2:])})
     return json_response(items)
 
 
@@ -239,9 +243,20 @@ async def command(call: Call) -> Response:
     code = number(call, "command", 0, 999_999)
     assert code is not None
     args = free_text(call, "parameters", required=False)
+    _check_server_args(code, args)
     answer = _check(await send_command(call, vehicleid, code, args))
     return json_response({
         "command": code,
         "result": answer.result,
         "lines": [",".join(line.rest) for line in answer.lines],
     })
+
+
+def _check_server_args(code: int, args: str) -> None:
+    """The ``since`` of commands 31 (``[since]``) and 32 (``type[,since]``), range-checked
+    here so a bad one is a 400 rather than a store error."""
+    fields = args.split(",") if args else []
+    if code == 31 and fields:
+        since(fields[0], "since (the first of parameters)")
+    elif code == 32 and len(fields) > 1:
+        since(fields[1], "since (the second of parameters)")

@@ -25,6 +25,18 @@ def _message_object(values: dict[str, int], flags: dict[str, tuple[int, int]],
     return {"type": "object", "properties": dict(sorted(props.items()))}
 
 
+def _tpms_object() -> dict[str, Any]:
+    """W's fields are the car's strings; from Y, ``<wheel>_pressure`` is psi computed by the
+    server (a number), and Y's usual wheel names (fl, fr, rl, rr) give the same keys."""
+    schema = _message_object(formatting.TPMS_W, {}, ("w", "y"))
+    for name in formatting.TPMS_W:
+        if name.endswith("_pressure"):
+            schema["properties"][name] = {
+                "type": ["string", "number", "null"],
+                "description": "psi: the car's text from W, a number computed from Y's kPa"}
+    return schema
+
+
 def _list_of(props: dict[str, Any]) -> dict[str, Any]:
     return {"type": "array", "items": {"type": "object", "properties": props}}
 
@@ -38,10 +50,13 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "Charge": _message_object({**formatting.CHARGE_S, **formatting.CHARGE_D},
                               formatting.CHARGE_D_FLAGS, ("s", "d")),
     "Location": _message_object(formatting.LOCATION_L, {}, ("l",)),
-    "Tpms": {**_message_object(formatting.TPMS_W, {}, ("w", "y")), "additionalProperties": {
+    "Tpms": {**_tpms_object(), "additionalProperties": {
         "description": "per wheel from Y: <wheel>_pressure_kpa, _pressure (psi, a number), "
                        "_temperature, _health, _alert; stale_<kind>"}},
-    "Flags": {"type": "object", "additionalProperties": _INT},
+    "Flags": {"type": "object", "description": "the asked flag (masked value) and the D "
+              "message's m_msgtime_d (UTC text) and m_msgage_d (seconds)",
+              "properties": {"carlocked": _INT, "valetmode": _INT,
+                             "m_msgtime_d": _STR, "m_msgage_d": _INT}},
     "VehicleList": _list_of({"id": _STR, **_COUNTS}),
     "VehicleConnect": {"type": "object", "properties": {
         **_COUNTS, "v_first_peer": _INT, "m_msgtime_s": _STR, "m_msgage_s": _INT}},
@@ -108,6 +123,10 @@ def _operation(route: Route) -> dict[str, Any]:
             schema["minimum"] = p.minimum
         if p.maximum is not None:
             schema["maximum"] = p.maximum
+        if p.pattern:
+            schema["pattern"] = p.pattern
+        if p.format:
+            schema["format"] = p.format
         params.append({"name": p.name, "in": "query", "required": p.required,
                        "description": p.description, "schema": schema})
     ok = 201 if route.method == "POST" and route.path == "/api/token" else 200
@@ -161,7 +180,7 @@ def _operation(route: Route) -> dict[str, Any]:
         op["description"] = "Needs one of the rights: " + ", ".join(route.rights) + " (or *)."
     if route.method in ("PUT", "POST") and v4:
         op["requestBody"] = {"required": True, "content": {"application/json": {
-            "schema": {"type": "object"}}}}
+            "schema": route.body or {"type": "object"}}}}
     elif route.method in ("PUT", "POST") and route.params:
         op["description"] = (op.get("description", "") + " Parameters may also be sent as "
                              "a form (application/x-www-form-urlencoded) or JSON object "

@@ -7,13 +7,16 @@ they cannot drift apart.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import unquote
 
 import attrs
 
 from relay.http import control, mqapi, tokens, views
 from relay.http.call import Call
+from relay.http.control import FIELD_PATTERN, OPTIONAL_TEXT_PATTERN, TEXT_PATTERN
 from relay.http.messages import Response
+from relay.params import SINCE_PATTERN
 from relay.v4.routes import v4_routes
 
 Handler = Callable[[Call], Awaitable[Response]]
@@ -34,6 +37,8 @@ class Param:
     enum: tuple[str, ...] = ()
     minimum: int | None = None
     maximum: int | None = None
+    pattern: str = ""  # JSON-schema pattern: every matching value is accepted
+    format: str = ""  # JSON-schema format (date-time)
 
 
 @attrs.frozen
@@ -49,6 +54,7 @@ class Route:
     errors: tuple[int, ...] = ()  # statuses beyond the common 400/401/403/429
     schema: str = ""  # name of the response schema in the OpenAPI document
     tag: str = "read"
+    body: dict[str, Any] | None = None  # JSON schema of a v4 request body (None: any object)
 
     @property
     def segments(self) -> tuple[str, ...]:
@@ -60,7 +66,10 @@ class Route:
         return self.errors + (CONTROL_ERRORS if self.tag == "control" else ())
 
 
-_PIN = Param("pin", "PIN the car module expects for this command", required=True)
+_PIN = Param("pin", "PIN the car module expects for this command", required=True,
+             pattern=FIELD_PATTERN)
+_SINCE = Param("since", "only records after this UTC time 'YYYY-MM-DD[ HH:MM:SS]' or unix "
+               "second (earlier than 1970: all)", pattern=SINCE_PATTERN)
 
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/cookie", views.cookie_login, "Log in: new session cookie",
@@ -72,9 +81,10 @@ ROUTES: tuple[Route, ...] = (
           rights=TOKEN_ADMIN, schema="TokenList", tag="tokens"),
     Route("POST", "/api/token", tokens.token_create, "Create an API token (shown once)",
           rights=TOKEN_ADMIN, schema="NewToken", tag="tokens", params=(
-              Param("application", "what uses the token"),
-              Param("purpose", "why"),
-              Param("permit", "comma-separated rights (default auth)"))),
+              Param("application", "what uses the token", pattern=OPTIONAL_TEXT_PATTERN),
+              Param("purpose", "why", pattern=OPTIONAL_TEXT_PATTERN),
+              Param("permit", "comma-separated rights (default auth)",
+                    pattern=OPTIONAL_TEXT_PATTERN))),
     Route("DELETE", "/api/token/{token}", tokens.token_delete,
           "Delete an API token (the token or its listed digest)",
           rights=TOKEN_ADMIN, schema="DeletedToken", tag="tokens"),
@@ -97,10 +107,10 @@ ROUTES: tuple[Route, ...] = (
           schema="Tpms", errors=(502,)),
     Route("GET", "/api/historical/{vehicleid}", views.historical_summary,
           "Historical data summary per record type", schema="HistoricalSummary",
-          params=(Param("since", "only records after this UTC time or unix second"),)),
+          params=(_SINCE,)),
     Route("GET", "/api/historical/{vehicleid}/{type}", views.historical_records,
           "Historical records of one type", schema="HistoricalRecords",
-          params=(Param("since", "only records after this UTC time or unix second"),)),
+          params=(_SINCE,)),
     Route("GET", "/api/lock/{vehicleid}", views.lock_state, "Lock state (from D)",
           schema="Flags", errors=(502,)),
     Route("GET", "/api/valet/{vehicleid}", views.valet_state, "Valet mode state (from D)",
@@ -136,7 +146,7 @@ ROUTES: tuple[Route, ...] = (
           rights=CONTROL, tag="control", schema="CommandResult", params=(
               Param("feature", "feature number", type="integer", required=True, minimum=0,
                     maximum=99),
-              Param("value", "new value", required=True))),
+              Param("value", "new value", required=True, pattern=TEXT_PATTERN))),
     Route("GET", "/api/parameters/{vehicleid}", control.parameters_get,
           "The module's parameter list (3)", rights=CONTROL, tag="control",
           schema="ParameterList"),
@@ -144,22 +154,23 @@ ROUTES: tuple[Route, ...] = (
           rights=CONTROL, tag="control", schema="CommandResult", params=(
               Param("parameter", "parameter number", type="integer", required=True, minimum=0,
                     maximum=99),
-              Param("value", "new value", required=True))),
+              Param("value", "new value", required=True, pattern=TEXT_PATTERN))),
     Route("POST", "/api/command/{vehicleid}", control.command,
           "Any v2 command; 30-32 are answered by the server", rights=CONTROL, tag="control",
           schema="CommandLines", params=(
               Param("command", "command number", type="integer", required=True, minimum=0,
                     maximum=999999),
-              Param("parameters", "the command's comma-separated parameters"))),
+              Param("parameters", "the command's comma-separated parameters (31: [since], "
+                    "32: type[,since])", pattern=OPTIONAL_TEXT_PATTERN))),
     # --- Mosquitto auth backend -------------------------------------------------------------
     Route("POST", "/mqapi/auth", mqapi.auth, "MQTT login check (v3 or mqtt right)",
-          auth=False, answer="empty", tag="mqapi", params=(
+          auth=False, answer="empty", tag="mqapi", errors=(403,), params=(
               Param("username", "account name"), Param("password", "password or API token"))),
     Route("POST", "/mqapi/superuser", mqapi.superuser, "Is this the MQTT superuser?",
-          auth=False, answer="empty", tag="mqapi", errors=(404,),
+          auth=False, answer="empty", tag="mqapi", errors=(403, 404),
           params=(Param("username", "account name"),)),
     Route("POST", "/mqapi/acl", mqapi.acl, "May this user use this topic?",
-          auth=False, answer="empty", tag="mqapi", params=(
+          auth=False, answer="empty", tag="mqapi", errors=(403,), params=(
               Param("username", "account name"), Param("topic", "MQTT topic"),
               Param("clientid", "MQTT client id"), Param("acc", "access type"))),
 )
@@ -181,18 +192,33 @@ class Router:
         for route in routes:
             self._by_shape.setdefault((route.method, len(route.segments)), []).append(route)
 
+    def methods(self, path: str) -> tuple[str, ...]:
+        """The methods some route answers on ``path`` (for a 405's Allow header)."""
+        raw = _split(path)
+        return tuple(sorted({r.method for r in self.routes
+                             if len(r.segments) == len(raw) and _args(r, raw) is not None}))
+
     def match(self, method: str, path: str) -> Match | None:
-        raw = path.strip("/").split("/") if path.strip("/") else []
+        raw = _split(path)
         for route in self._by_shape.get((method, len(raw)), ()):
-            args: dict[str, str] = {}
-            for pattern, segment in zip(route.segments, raw, strict=True):
-                if pattern[0] == "{":
-                    value = unquote(segment, errors="replace")
-                    if not value:
-                        break
-                    args[pattern[1:-1]] = value
-                elif pattern != segment:
-                    break
-            else:
+            args = _args(route, raw)
+            if args is not None:
                 return Match(route, args)
         return None
+
+
+def _split(path: str) -> list[str]:
+    return path.strip("/").split("/") if path.strip("/") else []
+
+
+def _args(route: Route, raw: list[str]) -> dict[str, str] | None:
+    args: dict[str, str] = {}
+    for pattern, segment in zip(route.segments, raw, strict=True):
+        if pattern[0] == "{":
+            value = unquote(segment, errors="replace")
+            if not value:
+                return None
+            args[pattern[1:-1]] = value
+        elif pattern != segment:
+            return None
+    return args

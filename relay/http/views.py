@@ -8,8 +8,8 @@ from typing import Any
 
 from relay.http import formatting
 from relay.http.call import Call
-from relay.http.messages import BadRequest, Response, json_response, text_response
-from relay.timefmt import parse_since
+from relay.http.messages import Response, json_response, text_response
+from relay.params import since as parse_since
 
 log = logging.getLogger("relay.http")
 
@@ -125,15 +125,7 @@ async def valet_state(call: Call) -> Response:
 
 def _since(call: Call) -> int | None:
     text = call.param("since")
-    if text is None:
-        return None
-    try:
-        since = parse_since(text)
-    except ValueError:
-        since = -1
-    if since is not None and not 0 <= since < 2**53:
-        raise BadRequest("since must be a UTC time 'YYYY-MM-DD HH:MM:SS' or unix seconds")
-    return since
+    return None if text is None else parse_since(text)
 
 
 async def historical_summary(call: Call) -> Response:

@@ -7,6 +7,13 @@ pages on localhost, the LAN). The default therefore only allows ``https://`` to
 hosts whose every address is public; the operator widens it with URL prefixes
 (``--webhook-allow``), which are trusted as they stand.
 
+A URL is normalised before any comparison (lower-case scheme and host, default
+port dropped, ``.`` and ``..`` segments resolved) and the normalised URL is what
+is fetched, so ``http://127.0.0.1:P/hooks/../admin`` is ``/admin`` for the check
+as for the receiving server. Encoded dots, slashes and backslashes in the path
+(``%2e%2e``, ``%2f``, a backslash) are refused: servers disagree on whether to decode
+them before resolving segments, so no comparison could be trusted.
+
 The check runs when a subscription arrives (refused: not stored) and again before
 every delivery, because DNS answers change. At delivery the request goes to the
 address that was checked (the host name travels in the Host header and TLS SNI),
@@ -20,7 +27,7 @@ import ipaddress
 import socket
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 import attrs
 import httpx
@@ -89,6 +96,8 @@ _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 def _split(url: str) -> SplitResult:
     if not url or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
         raise UrlRefused("URL is empty or contains whitespace or control characters")
+    if "\\" in url:
+        raise UrlRefused("URL contains a backslash")
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError on a bad port
@@ -100,7 +109,70 @@ def _split(url: str) -> SplitResult:
         raise UrlRefused("URLs with user information are not allowed")
     if not parts.hostname:
         raise UrlRefused("URL has no host")
+    _check_segments(parts.path)
     return parts
+
+
+# Decoding rounds for a path segment: a server may decode twice (``%252e``).
+_DECODE_ROUNDS = 3
+
+
+def _check_segments(path: str) -> None:
+    """Refuse a path segment that becomes a dot segment or a separator once decoded."""
+    for segment in path.split("/"):
+        if "%" not in segment:
+            continue
+        decoded = segment
+        for _ in range(_DECODE_ROUNDS):
+            decoded = unquote(decoded, errors="replace")
+        if "/" in decoded or "\\" in decoded or decoded.split(";", 1)[0] in (".", ".."):
+            raise UrlRefused("URL path contains an encoded dot segment, slash or backslash")
+
+
+def _remove_dot_segments(path: str) -> str:
+    """RFC 3986 section 5.2.4 for an absolute path (``;params`` count as dot segments too,
+    as some servers strip them before resolving)."""
+    segments = path.split("/")[1:] if path else [""]
+    out: list[str] = []
+    for i, segment in enumerate(segments):
+        last = i == len(segments) - 1
+        bare = segment.split(";", 1)[0]
+        if bare == "..":
+            if out:
+                out.pop()
+            if last:
+                out.append("")
+        elif bare == ".":
+            if last:
+                out.append("")
+        else:
+            out.append(segment)
+    return "/" + "/".join(out)
+
+
+def _host(parts: SplitResult) -> str:
+    host = parts.hostname or ""
+    return host.rstrip(".") or host
+
+
+def normalise(url: str) -> str:
+    """The URL as it will be fetched; raises ``UrlRefused`` if it is not an http(s) URL
+    we can compare safely. The fragment is dropped (it is never sent)."""
+    parts = _split(url)
+    host = _host(parts)
+    if ":" in host:
+        host = f"[{host}]"
+    port = _port(parts)
+    netloc = host if port == DEFAULT_PORTS[parts.scheme] else f"{host}:{port}"
+    query = f"?{parts.query}" if parts.query else ""
+    return f"{parts.scheme}://{netloc}{_remove_dot_segments(parts.path)}{query}"
+
+
+def _under(path: str, prefix: str) -> bool:
+    """Path ``path`` lies under ``prefix``: segment-wise unless the prefix ends in ``/``."""
+    if prefix.endswith("/"):
+        return path.startswith(prefix)
+    return path == prefix or path.startswith(prefix + "/")
 
 
 def _literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -128,29 +200,34 @@ class UrlPolicy:
     def operator_allowed(self, url: str) -> bool:
         """True if ``url`` lies under one of the operator's prefixes.
 
-        Compared as parsed URLs, not strings, so ``http://127.0.0.1:8080@evil/`` or
-        ``http://127.0.0.1:80800/`` do not pass for the prefix ``http://127.0.0.1:8080``.
+        Compared as parsed, normalised URLs, not strings, so ``http://127.0.0.1:8080@evil/``,
+        ``http://127.0.0.1:80800/`` or ``http://127.0.0.1:8080/hooks/../admin`` do not pass
+        for the prefix ``http://127.0.0.1:8080/hooks/``.
         """
         try:
-            parts = _split(url)
-        except UrlRefused:
+            parts = urlsplit(normalise(url))
+        except (UrlRefused, ValueError):
             return False
         for prefix in self.allow:
             try:
-                allowed = _split(prefix)
-            except UrlRefused:
+                allowed = urlsplit(normalise(prefix))
+            except (UrlRefused, ValueError):
                 continue
             if (
                 parts.scheme == allowed.scheme
                 and parts.hostname == allowed.hostname
                 and _port(parts) == _port(allowed)
-                and (parts.path or "/").startswith(allowed.path or "/")
+                and _under(parts.path, allowed.path)
             ):
                 return True
         return False
 
     async def check(self, url: str) -> Target:
-        """The URL's target if allowed; raises ``UrlRefused`` or ``Unresolvable``."""
+        """The URL's target if allowed; raises ``UrlRefused`` or ``Unresolvable``.
+
+        The target's URL is the normalised one: what was checked is what is fetched.
+        """
+        url = normalise(url)
         parts = _split(url)
         host = parts.hostname
         assert host is not None

@@ -19,6 +19,7 @@ from typing import Any
 import attrs
 
 from protocol.messages import Firmware, Location
+from relay.params import ParamError, rfc3339_seconds
 from relay.v4 import datapaths
 from relay.v4.jsonparse import InvalidRequest, NotSupported, loads_strict
 
@@ -31,19 +32,12 @@ def rfc3339(ts: float) -> str:
 
 
 def parse_rfc3339(text: str, *, field: str = "time") -> float:
-    """RFC 3339 text (any offset, ``Z`` or numeric) to unix seconds; InvalidRequest otherwise."""
-    candidate = text.strip()
-    if candidate[-1:] in ("z", "Z"):
-        candidate = candidate[:-1] + "+00:00"
+    """RFC 3339 text (``Z`` or a numeric offset) to unix seconds (``relay.params.rfc3339``,
+    clamped to 1970-9999); InvalidRequest otherwise."""
     try:
-        parsed = dt.datetime.fromisoformat(candidate)
-    except ValueError:
-        parsed = None
-    if parsed is None or parsed.tzinfo is None or "T" not in candidate.upper():
-        raise InvalidRequest(
-            f"{field}: {text!r} is not an RFC 3339 time such as 2026-01-31T08:00:00Z"
-        )
-    return parsed.timestamp()
+        return rfc3339_seconds(text, field)
+    except ParamError as exc:
+        raise InvalidRequest(str(exc)) from None
 
 
 def error_body(status: int, message: str) -> dict[str, Any]:
@@ -135,12 +129,9 @@ def parse_paging(
     if last == "":
         return PageRequest(start, size)
     end = _index(last, "indexRange")
-    if end < start:
-        raise InvalidRequest(f"indexRange: end {end} is before start {start}")
-    span = end - start + 1
-    if span > max_size:
-        raise InvalidRequest(f"indexRange: {start}-{end} spans {span} items; at most "
-                             f"{max_size} per page")
+    # Well-formed but reversed or too long: served as the nearest page (the answer's self
+    # link says which), as a document cannot promise an order between two numbers.
+    span = min(max(end - start + 1, 1), max_size)
     return PageRequest(start, span)
 
 
@@ -366,6 +357,22 @@ def remote_command(action: str, *, pin: str | None = None) -> str:
     elif pin not in (None, ""):
         raise InvalidRequest(f"{action} takes no pin")
     return ",".join([str(spec.command), *params])
+
+
+def remote_request_schema() -> dict[str, Any]:
+    """The JSON schema of a ``POST .../remote`` body, one branch per action the server
+    performs (horn and lights are answered 501 and so are not documented as valid)."""
+    branches: list[dict[str, Any]] = []
+    for name, spec in REMOTE_ACTIONS.items():
+        if spec.command is None:
+            continue
+        pattern = rf"^[A-Za-z0-9#*+\-_.]{{1,{MAX_PIN}}}$"
+        pin: dict[str, Any] = ({"type": "string", "pattern": pattern} if spec.needs_pin
+                               else {"type": ["string", "null"], "maxLength": 0})
+        branches.append({"type": "object", "properties": {"action": {"const": name},
+                                                           "pin": pin},
+                         "required": ["action", "pin"] if spec.needs_pin else ["action"]})
+    return {"oneOf": branches}
 
 
 def parse_remote_request(body: str | bytes) -> tuple[str, str | None]:

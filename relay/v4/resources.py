@@ -10,6 +10,7 @@ from typing import Any
 
 from protocol.messages import Firmware
 from relay.http.messages import Response
+from relay.params import rfc3339_seconds
 from relay.store import StoredMessage
 from relay.v4 import alerts, datapaths, engine, hal, persist, trips
 from relay.v4.jsonparse import InvalidRequest
@@ -244,12 +245,11 @@ async def telemetry(v4: V4Call) -> Response:
     24 hours), one collection item per metric."""
     record = await v4.vehicle()
     now = time.time()
-    until = hal.parse_rfc3339(v4.query["until"], field="until") if "until" in v4.query \
-        else now
-    since = hal.parse_rfc3339(v4.query["since"], field="since") if "since" in v4.query \
-        else until - DEFAULT_SPAN
-    if since > until:
-        raise InvalidRequest("since: must not be after until")
+    until = rfc3339_seconds(v4.query["until"], "until") if "until" in v4.query else now
+    since = rfc3339_seconds(v4.query["since"], "since") if "since" in v4.query \
+        else max(0.0, until - DEFAULT_SPAN)
+    # A window that ends before it starts holds no points: an empty answer, not an error.
+    until = max(since, until)
     metrics = _metrics(v4.query.get("metrics"))
     rows = await persist.samples(v4.engine.store, record.vehicleid, metrics,
                                  _floor(since), _floor(until), MAX_POINTS + 1)

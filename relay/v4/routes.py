@@ -7,9 +7,10 @@ body to the handler and the OpenAPI builder to document v4's security and format
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import re
+from typing import TYPE_CHECKING, Any
 
-from relay.v4 import remote, resources
+from relay.v4 import engine, hal, remote, resources
 from relay.v4.web import PREFIX, endpoint
 
 if TYPE_CHECKING:
@@ -22,16 +23,17 @@ def v4_routes(route: type[Route], param: type[Param]) -> tuple[Route, ...]:
     """The v4 routes, built from the route table's own classes (passed in: that module
     imports this one)."""
     paging = (
-        param("indexRange", "items a-b (0-based, inclusive), e.g. 0-9"),
+        param("indexRange", "items a-b (0-based, inclusive), e.g. 0-9; a reversed or longer "
+              "than 100 range is served as the nearest page", pattern=r"^[0-9]{1,9}-[0-9]{0,9}$"),
         param("pageSize", "items per page", type="integer", minimum=1, maximum=100),
     )
     locale = param("locale", "language of server texts: en, fr or de (e.g. fr-FR)")
 
     def _r(method: str, path: str, handler: resources.Handler, summary: str, *,
            schema: str = "HalObject", params: tuple[Param, ...] = (),
-           errors: tuple[int, ...] = (404,)) -> Route:
+           errors: tuple[int, ...] = (404,), body: dict[str, Any] | None = None) -> Route:
         return route(method, path, endpoint(handler), summary, auth=False, tag="v4",
-                     schema=schema, params=params, errors=errors)
+                     schema=schema, params=params, errors=errors, body=body)
 
     return (
         _r("GET", f"{PREFIX}/user", resources.user, "The account"),
@@ -51,13 +53,17 @@ def v4_routes(route: type[Route], param: type[Param]) -> tuple[Route, ...]:
         _r("GET", f"{V}/trips/{{tripid}}", resources.trip_one, "One trip"),
         _r("GET", f"{V}/telemetry", resources.telemetry,
            "Time series of recorded metrics", schema="HalCollection", params=(
-               param("metrics", "comma-separated data paths (default: all recorded)"),
-               param("since", "RFC 3339 start (default: 24 hours before until)"),
-               param("until", "RFC 3339 end (default: now)"), *paging)),
+               param("metrics", "comma-separated data paths (default: all recorded)",
+                     pattern=_metrics_pattern()),
+               param("since", "RFC 3339 start (default: 24 hours before until); clamped to "
+                     "1970-9999", format="date-time"),
+               param("until", "RFC 3339 end (default: now); before since: no points",
+                     format="date-time"), *paging)),
         _r("GET", f"{V}/maintenance", resources.maintenance,
            "Distance and time to the next service (from F)"),
         _r("POST", f"{V}/remote", remote.remote_create,
-           "Send a remote action; 202 with a pending action to poll", errors=(404, 501)),
+           "Send a remote action; 202 with a pending action to poll", errors=(404, 501),
+           body=hal.remote_request_schema()),
         _r("GET", f"{V}/remote/{{actionid}}", remote.remote_one, "A remote action and its outcome"),
         _r("GET", f"{V}/monitors", remote.monitor_list, "The vehicle's monitors",
            schema="HalCollection", params=paging),
@@ -68,3 +74,8 @@ def v4_routes(route: type[Route], param: type[Param]) -> tuple[Route, ...]:
         _r("DELETE", f"{V}/monitors/{{monitorid}}", remote.monitor_delete, "Delete a monitor",
            schema=""),
     )
+
+
+def _metrics_pattern() -> str:
+    one = "(?:" + "|".join(re.escape(p) for p in engine.TELEMETRY_PATHS) + ")"
+    return f"^(?:{one}(?:,{one})*)?$"

@@ -19,6 +19,7 @@ from relay.http.auth import Login, bearer_token, grants_nothing, permitted
 from relay.http.call import Call
 from relay.http.messages import HttpError, Response, encode_json, parse_params
 from relay.http.views import COOKIE_NAME
+from relay.params import ParamError
 from relay.store import StoreError, VehicleRecord
 from relay.v4.jsonparse import ApiError
 
@@ -148,6 +149,8 @@ def endpoint(fn: V4Handler) -> Callable[[Call], Awaitable[Response]]:
             return error_response(exc.status, exc.message)
         except HttpError as exc:
             return error_response(exc.status, exc.text)
+        except ParamError as exc:
+            return error_response(400, str(exc))
         except StoreError as exc:
             log.error("%s: v4 store unavailable: %s", call.context(), exc)
             return error_response(503, "service unavailable")
