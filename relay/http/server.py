@@ -18,6 +18,7 @@ import time
 import h11
 import trio
 
+from relay.boundary import connection_failed
 from relay.http.api import HttpApi, api_for
 from relay.http.messages import Request, Response, text_response
 from relay.http.proxy import client_address
@@ -238,15 +239,23 @@ async def serve_http(
     """
     api = api_for(services)
     tls = ssl_context is not None
+    listener = "https" if tls else "http"
 
     async def handler(stream: trio.SocketStream) -> None:
-        wrapped: trio.abc.Stream = stream
-        if ssl_context is not None:
-            wrapped = trio.SSLStream(stream, ssl_context, server_side=True)
-            if not await _handshake(wrapped, api.config.tls_handshake_timeout):
+        host = _peer_host(stream)  # while the socket is open, for the boundary's line
+        try:
+            wrapped: trio.abc.Stream = stream
+            if ssl_context is not None:
+                wrapped = trio.SSLStream(stream, ssl_context, server_side=True)
+                if not await _handshake(wrapped, api.config.tls_handshake_timeout):
+                    return
+            await HttpConnection(wrapped, api, tls=tls).run()
+        except Exception as exc:
+            # Nothing a client sends may end the process: this connection only.
+            connection_failed(listener, host, exc)
+        finally:
+            with trio.CancelScope(shield=True):
                 await trio.aclose_forcefully(stream)
-                return
-        await HttpConnection(wrapped, api, tls=tls).run()
 
     listeners = await trio.open_tcp_listeners(port, host=host)
     async with trio.open_nursery() as nursery:
