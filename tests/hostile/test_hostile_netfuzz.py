@@ -20,13 +20,14 @@ import os
 import random
 import time
 import urllib.parse
+from collections import Counter
 from collections.abc import Awaitable, Callable
 
-import pytest
 import trio
 from wsproto import ConnectionType
 from wsproto.connection import Connection as FrameConnection
-from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
+from wsproto.events import BytesMessage, CloseConnection, Event, Ping, TextMessage
+from wsproto.utilities import LocalProtocolError
 
 from protocol import crypto
 from tests.conftest import VEHICLES, StartRelay
@@ -206,13 +207,19 @@ def frame_bytes(rng: random.Random) -> bytes:
         kind = rng.randrange(4)
         if kind == 0:
             text = mutate(rng, welcome_base(rng, False)).decode("utf-8", "replace")
-            out += ws.send(TextMessage(data=text, message_finished=rng.random() < 0.8))
+            # Unfinished text messages only last: wsproto refuses to interleave types.
+            event: Event = TextMessage(data=text, message_finished=rng.random() < 0.8)
         elif kind == 1:
-            out += ws.send(BytesMessage(data=rng.randbytes(rng.randint(0, 2000))))
+            event = BytesMessage(data=rng.randbytes(rng.randint(0, 2000)))
         elif kind == 2:
-            out += ws.send(Ping(payload=rng.randbytes(rng.randint(0, 125))))
+            event = Ping(payload=rng.randbytes(rng.randint(0, 125)))
         else:
             out += rng.randbytes(rng.randint(1, 64))  # not a frame at all
+            continue
+        try:
+            out += ws.send(event)
+        except (TypeError, LocalProtocolError):
+            break  # after an unfinished text message
     if rng.random() < 0.3:
         out += ws.send(CloseConnection(code=rng.choice((1000, 1002, 4000))))
     return mutate(rng, bytes(out)) if rng.random() < 0.5 else bytes(out)
@@ -442,25 +449,44 @@ async def run_batch(cases: list[Case]) -> None:
             nursery.start_soon(one, case)
 
 
+class _Tally(logging.Handler):
+    """Counts warnings and errors by logger and template: a release run reports them."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.counts: Counter[str] = Counter()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.counts[f"{record.name}: {record.msg}"] += 1
+
+
 async def test_network_fuzz_keeps_every_listener_serving(
-    start_relay: StartRelay, cert_files: CertFiles, caplog: pytest.LogCaptureFixture
+    start_relay: StartRelay, cert_files: CertFiles
 ) -> None:
     """Issue 9 attack suite: after each batch of hostile input on every listener, a new
     car and app still relay a status on both v2 ports and both REST ports answer."""
-    caplog.set_level(logging.DEBUG)
     target = await start_listeners(start_relay, cert_files, api_rate_exempt=FUZZ_ADDRESS,
                                    welcome_timeout=2.0, api_request_timeout=2.0)
     fuzzer = Fuzzer(target)
     await assert_healthy(target)
+    tally = _Tally()
+    logging.getLogger().addHandler(tally)
     deadline = time.monotonic() + SECONDS
     index = 0
-    while index < SHORT_BATCHES or time.monotonic() < deadline:
-        seed = SEED + index
-        await run_batch(batch(fuzzer, random.Random(seed)))
-        try:
-            await assert_healthy(target)
-        except BaseException as exc:
-            raise AssertionError(f"relay unhealthy after fuzz batch with seed {seed}") from exc
-        index += 1
-    internal = [r.getMessage() for r in caplog.records if r.name == "relay.boundary"]
-    print(f"{index} batches; {len(internal)} connections ended by an internal error")
+    try:
+        while index < SHORT_BATCHES or time.monotonic() < deadline:
+            seed = SEED + index
+            await run_batch(batch(fuzzer, random.Random(seed)))
+            try:
+                await assert_healthy(target)
+            except BaseException as exc:
+                raise AssertionError(
+                    f"relay unhealthy after fuzz batch with seed {seed}") from exc
+            index += 1
+    finally:
+        logging.getLogger().removeHandler(tally)
+    # Liveness is the assertion; what else went wrong is printed (pytest -s) for a
+    # release check to look into.
+    print(f"\nnetfuzz: {index} batches from seed {SEED}; warnings and errors logged:")
+    for line, count in tally.counts.most_common(20):
+        print(f"  {count:6d}  {line}")
