@@ -6,6 +6,8 @@ import errno
 import logging
 import re
 import signal
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,12 +16,13 @@ import pytest
 import trio
 import trio.testing
 
-from protocol import Message
+from protocol import ClientType, Message
 from relay import logsafe
 from relay.lograte import RateLimitFilter
 from tests.conftest import PASSWORD, RelayUnderTest, StartRelay
 from tests.hostile.net_health import send_and_drain
 from tests.test_cli_serve import read_until, serve
+from tools.v2client import LoginRefused, V2Client
 
 SECRET = PASSWORD  # the test account's password: it must never show in a log line
 RAW_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -253,3 +256,50 @@ async def test_cli_log_has_no_password_and_no_control_characters(tmp_path: Path)
     assert "password=***" in err
     assert "\x1b" not in err and "\\x1b[31m" in err
 
+
+
+async def test_server_at_fd_limit_logs_a_bounded_number_of_lines_and_recovers(
+    tmp_path: Path
+) -> None:
+    """Issue 9 defect 14, for real: a server process with a low RLIMIT_NOFILE, more
+    connections than it has descriptors. trio retries accept every 0.1 s and logged a
+    traceback each time; now at most ``burst`` such lines, and once the clients leave
+    the server accepts again."""
+    boot = ("import resource, sys; resource.setrlimit(resource.RLIMIT_NOFILE, (40, 40)); "
+            "from relay.cli import main; sys.exit(main(sys.argv[1:]))")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", boot, "serve", "--host", "127.0.0.1", "--v2-port", "0",
+         "--http-port", "0", "--db", str(tmp_path / "demo.db"), "--demo"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    clients: list[trio.SocketStream] = []
+    try:
+        lines, match = await read_until(proc, r"v2 protocol on [\d.]+:(\d+)")
+        port = int(match.group(1))
+        carpass = re.search(r"carpass[^:]*: (\S+)", "".join(lines))
+        assert carpass
+        for _ in range(60):  # the kernel completes these even when accept cannot
+            clients.append(await trio.open_tcp_stream("127.0.0.1", port))
+        # Long enough for trio's 0.1 s accept retry to have run well past the burst.
+        await trio.sleep(2.0)
+        assert proc.poll() is None
+        for client in clients:
+            await client.aclose()
+        clients.clear()
+        with trio.fail_after(15):
+            while True:
+                try:
+                    car = await V2Client.connect("127.0.0.1", port, "DEMO",
+                                                 client_type=ClientType.CAR,
+                                                 carpass=carpass.group(1), timeout=2)
+                    break
+                except (LoginRefused, OSError, trio.TooSlowError):
+                    await trio.sleep(0.2)
+        assert (await car.receive()).text() == "Z0"
+        await car.aclose()
+    finally:
+        for client in clients:
+            await client.aclose()
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=20)
+    accept_errors = [line for line in err.splitlines() if "accept returned EMFILE" in line]
+    assert 1 <= len(accept_errors) <= 10, err[-2000:]
