@@ -6,8 +6,9 @@ scheme 1 welcome's password, URL passwords, bearer tokens, session cookies) and 
 control characters the way ``repr`` does (``\\x1b``, ``\\r``, ``\\n``), so what a peer
 sent can neither color, overwrite nor forge lines. It sees library records too (h11's
 "illegal request line" quotes the request line, query string and all), which is why
-it sits on the handler and not on our loggers. Tracebacks are cleaned the same way,
-keeping only their own line breaks.
+it sits on the handler and not on our loggers; the HTTP client's request lines keep
+only the host of each URL (push and webhook URLs are secrets in themselves).
+Tracebacks are cleaned the same way, keeping only their own line breaks.
 
 ``install`` puts it, after ``relay.lograte.RateLimitFilter``, on a handler; the CLI
 does so for the root logger's handlers.
@@ -44,6 +45,11 @@ _RULES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(MP-[A-Za-z] +[01] +\S+ +)\S+"), rf"\g<1>{MASK}"),
     (re.compile(r"(AP-C +\S+ +)\S+"), rf"\g<1>{MASK}"),
 )
+
+# The HTTP client logs every request's URL; ours go to push services and webhooks whose
+# path or query is the secret (an ntfy topic, a webhook token): keep only the host.
+_CLIENT_LOGGERS = ("httpx", "httpcore")
+_URL_PATH = re.compile(r"(?i)\b(https?://[^/\s'\"]+)/[^\s'\"]*")
 
 # Control characters (C0, DEL, C1), line and paragraph separators, bidirectional
 # overrides (they reorder what a terminal shows) and lone surrogates (undecodable car
@@ -94,6 +100,8 @@ class SafeLineFilter(logging.Filter):
             message = record.getMessage()
         except Exception:
             message = f"unformattable log message {record.msg!r} with {record.args!r}"
+        if record.name.startswith(_CLIENT_LOGGERS):
+            message = _URL_PATH.sub(rf"\g<1>/{MASK}", message)
         record.msg = clean(message)
         record.args = None
         try:

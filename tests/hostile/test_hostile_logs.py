@@ -90,6 +90,8 @@ async def test_secrets_in_library_records_arguments_and_tracebacks(
     texts are all covered, not only our own message templates."""
     safe_capture()
     logging.getLogger("httpx").debug("HTTP Request: GET %s", f"http://h/x?token={SECRET}")
+    logging.getLogger("httpx").info('HTTP Request: POST %s "HTTP/1.1 200 OK"',
+                                    f"https://ntfy.example/{SECRET}-topic")
     logging.getLogger("wsproto").info("%r", {"password": SECRET, "user": "demo"})
     logging.getLogger("relay.x").info("push to https://user:%s@example.org/hook", SECRET)
     try:
@@ -98,7 +100,8 @@ async def test_secrets_in_library_records_arguments_and_tracebacks(
         logging.getLogger("h11").exception("failed: carpass=%s", SECRET)
     logged = everything_logged(caplog)
     assert SECRET not in logged
-    assert "token=***" in logged and "'password': '***'" in logged
+    assert "GET http://h/***" in logged and "POST https://ntfy.example/*** " in logged
+    assert "'password': '***'" in logged
     assert "user:***@example.org" in logged and "MP-C 0 token ***" in logged
     assert "carpass=***" in logged
 
