@@ -118,11 +118,12 @@ class SafeLineFilter(logging.Filter):
 
 
 def install(handler: logging.Handler, *, clock: Callable[[], float] = time.monotonic,
-            burst: int = 10, interval: float = 60.0) -> None:
+            burst: int = 10, template_burst: int = 1200, interval: float = 60.0) -> None:
     """Rate-limit, then clean, every record ``handler`` writes (idempotent)."""
     if any(isinstance(f, SafeLineFilter) for f in handler.filters):
         return
-    handler.addFilter(RateLimitFilter(handler.handle, burst=burst, interval=interval,
+    handler.addFilter(RateLimitFilter(handler.handle, burst=burst,
+                                      template_burst=template_burst, interval=interval,
                                       clock=clock))
     handler.addFilter(SafeLineFilter())
 
