@@ -101,7 +101,7 @@ async def serve_v2_tls(
                 return
         except Exception as exc:
             # The handshake's own boundary; after it, serve_v2_connection has its own.
-            connection_failed("tls", peer_address(tcp), exc)
+            connection_failed("v2-tls", peer_address(tcp), exc)
             await trio.aclose_forcefully(tcp)
             return
         await serve_v2_connection(stream, services, tls=True)

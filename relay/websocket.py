@@ -291,7 +291,7 @@ async def serve_v2_connection(stream: trio.abc.Stream, services: Services, *, tl
                            welcome_deadline=welcome_deadline).run()
     except Exception as exc:
         # Nothing a peer sends may end the process: this connection only.
-        connection_failed(transport, address, exc)
+        connection_failed("v2-tls" if tls else "v2", address, exc)
     finally:
         with trio.CancelScope(shield=True):
             await trio.aclose_forcefully(stream)
