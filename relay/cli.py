@@ -19,6 +19,7 @@ from relay.app import RelayHandle, run_relay
 from relay.config import Config, ConfigError, load_toml
 from relay.dblock import DatabaseInUse, DatabaseLock
 from relay.gctune import tune_gc
+from relay.logsafe import install_on_root
 
 log = logging.getLogger("relay")
 
@@ -134,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
             level=config.log_level.upper(),
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
+        # Peers control much of what gets logged: no credentials, control characters or
+        # floods of one line reach the log (libraries' lines included).
+        install_on_root()
         tune_gc()
         return _start(config)
     except (ConfigError, db.DatabaseError, db.AdminError, DatabaseInUse) as exc:

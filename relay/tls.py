@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from relay.boundary import connection_failed
 from relay.config import Config, ConfigError
 from relay.services import Services
 from relay.v2conn import peer_address
@@ -94,10 +95,16 @@ async def serve_v2_tls(
         # https_compatible: a peer that closes TCP without close_notify (a car losing
         # power, an app killed) is an ordinary end of stream, not a protocol error, and
         # our own close does not wait for the peer's close_notify.
-        stream = trio.SSLStream(tcp, ssl_context, server_side=True, https_compatible=True)
-        failure = await tls_handshake(stream, timeout)
-        if failure is not None:
-            log.info("addr=%s transport=tls: %s, closing", peer_address(tcp), failure)
+        try:
+            stream = trio.SSLStream(tcp, ssl_context, server_side=True, https_compatible=True)
+            failure = await tls_handshake(stream, timeout)
+            if failure is not None:
+                log.info("addr=%s transport=tls: %s, closing", peer_address(tcp), failure)
+                await trio.aclose_forcefully(tcp)
+                return
+        except Exception as exc:
+            # The handshake's own boundary; after it, serve_v2_connection has its own.
+            connection_failed("v2-tls", peer_address(tcp), exc)
             await trio.aclose_forcefully(tcp)
             return
         await serve_v2_connection(stream, services, tls=True)

@@ -14,6 +14,7 @@ HTTP/1.1 parsing, sans-IO). See docs/websocket.md.
 from __future__ import annotations
 
 import logging
+import re
 from typing import TYPE_CHECKING
 
 import trio
@@ -32,6 +33,7 @@ from wsproto.events import (
 from wsproto.utilities import LocalProtocolError as WSLocalProtocolError
 from wsproto.utilities import RemoteProtocolError as WSRemoteProtocolError
 
+from relay.boundary import connection_failed
 from relay.v2conn import RECEIVE_SIZE, V2Connection, peer_address
 
 if TYPE_CHECKING:
@@ -48,6 +50,10 @@ CRLF = b"\r\n"
 ENCODING = "utf-8"
 # Closing handshake: how long we wait to get our close frame out before dropping TCP.
 CLOSE_TIMEOUT = 1.0
+# What we answer a request wsproto cannot even decode: its own state is unusable then.
+BAD_REQUEST = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+# RFC 6455 subprotocol names are HTTP tokens; nothing else is echoed back.
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}")
 
 
 class WebSocketRejected(Exception):
@@ -203,6 +209,13 @@ async def accept_websocket(
             if isinstance(exc.event_hint, RejectConnection):
                 await _send_quietly(stream, ws, exc.event_hint)
             return None
+        except ValueError as exc:
+            # wsproto decodes some header values (Connection, Host, subprotocols,
+            # extensions) as ASCII or IDNA and lets the UnicodeError out.
+            log.info("addr=%s client=ws: undecodable upgrade request (%s), 400",
+                     address, type(exc).__name__)
+            await _send_raw_quietly(stream, BAD_REQUEST)
+            return None
         if request is not None:
             break
         data = bytes(await stream.receive_some(RECEIVE_SIZE))
@@ -215,15 +228,24 @@ async def accept_websocket(
         return None
     # Browsers fail the connection if they offered subprotocols and none is chosen;
     # the OVMS line protocol has no registered name, so echo the client's first choice.
-    subprotocol = request.subprotocols[0] if request.subprotocols else None
+    offered = request.subprotocols[0] if request.subprotocols else ""
+    subprotocol = offered if _TOKEN.fullmatch(offered) else None
     await stream.send_all(ws.send(AcceptConnection(subprotocol=subprotocol)))
     return WebSocketLineStream(stream, ws)
 
 
 async def _send_quietly(stream: trio.abc.Stream, ws: WSConnection, event: Event) -> None:
     try:
-        await stream.send_all(ws.send(event))
-    except (WSLocalProtocolError, trio.BrokenResourceError, trio.ClosedResourceError):
+        data = ws.send(event)
+    except WSLocalProtocolError:
+        return
+    await _send_raw_quietly(stream, data)
+
+
+async def _send_raw_quietly(stream: trio.abc.Stream, data: bytes) -> None:
+    try:
+        await stream.send_all(data)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
         pass
 
 
@@ -257,6 +279,28 @@ async def serve_v2_connection(stream: trio.abc.Stream, services: Services, *, tl
     """
     transport = "wss" if tls else "ws"
     address = peer_address(stream)
+    try:
+        lines, first, deadline = await _upgrade_or_sniff(stream, services, transport, address)
+        if lines is None:
+            return
+        initial = b"" if lines is not stream else first
+        # A WebSocket client gets a fresh welcome timeout once upgraded; a plain one
+        # continues the deadline the sniffing started.
+        welcome_deadline = deadline if lines is stream else None
+        await V2Connection(lines, services, tls=tls, initial=initial,
+                           welcome_deadline=welcome_deadline).run()
+    except Exception as exc:
+        # Nothing a peer sends may end the process: this connection only.
+        connection_failed("v2-tls" if tls else "v2", address, exc)
+    finally:
+        with trio.CancelScope(shield=True):
+            await trio.aclose_forcefully(stream)
+
+
+async def _upgrade_or_sniff(
+    stream: trio.abc.Stream, services: Services, transport: str, address: str
+) -> tuple[trio.abc.Stream | None, bytes, float]:
+    """The line stream (the raw one for plain v2), the sniffed bytes and the welcome deadline."""
     timeout = services.config.welcome_timeout
     lines: trio.abc.Stream | None = None
     first = b""
@@ -279,12 +323,4 @@ async def serve_v2_connection(stream: trio.abc.Stream, services: Services, *, tl
             log.info("addr=%s: no welcome within %.0f s, closing", address, timeout)
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         log.info("addr=%s: connection lost before the welcome", address)
-    if lines is None:
-        await trio.aclose_forcefully(stream)
-        return
-    initial = b"" if lines is not stream else first
-    # A WebSocket client gets a fresh welcome timeout once upgraded; a plain one
-    # continues the deadline the sniffing started.
-    welcome_deadline = deadline if lines is stream else None
-    await V2Connection(lines, services, tls=tls, initial=initial,
-                       welcome_deadline=welcome_deadline).run()
+    return lines, first, deadline

@@ -18,6 +18,7 @@ import time
 import h11
 import trio
 
+from relay.boundary import connection_failed
 from relay.http.api import HttpApi, api_for
 from relay.http.messages import Request, Response, text_response
 from relay.http.proxy import client_address
@@ -180,23 +181,38 @@ class HttpConnection:
             pass
 
     async def _send(self, response: Response, *, head_only: bool, close: bool = False) -> None:
-        body = response.body
-        headers = [
-            (b"content-type", response.content_type),
-            (b"content-length", str(len(body)).encode("ascii")),
-            *_STATIC_HEADERS,
-            (b"date", _date.value()),
-            *response.headers,
-        ]
-        if close:
-            headers.append((b"connection", b"close"))
+        try:
+            head = _head(response, close)
+        except h11.LocalProtocolError as exc:
+            # A handler put something h11 will not send (a CR, a trailing space) into a
+            # header: a 500 rather than a silent close. h11 checks the event when it is
+            # made, before the connection's state changes, so the 500 can still go out.
+            log.warning("http conn=%s: unsendable %d answer (%s), answering 500",
+                        self.conn_id, response.status, exc)
+            response = text_response(500, "Internal server error")
+            head = _head(response, close)
         conn = self.conn
-        data = conn.send(h11.Response(status_code=response.status, headers=headers,
-                                      reason=_REASONS.get(response.status, b"")))
+        data = conn.send(head)
+        body = response.body
         if body and not head_only and response.status not in (204, 304):
             data += conn.send(h11.Data(data=body))
         data += conn.send(h11.EndOfMessage())
         await self.stream.send_all(data)
+
+
+def _head(response: Response, close: bool) -> h11.Response:
+    """The h11 response head; raises h11.LocalProtocolError for an invalid header."""
+    headers = [
+        (b"content-type", response.content_type),
+        (b"content-length", str(len(response.body)).encode("ascii")),
+        *_STATIC_HEADERS,
+        (b"date", _date.value()),
+        *response.headers,
+    ]
+    if close:
+        headers.append((b"connection", b"close"))
+    return h11.Response(status_code=response.status, headers=headers,
+                        reason=_REASONS.get(response.status, b""))
 
 
 def _peer_host(stream: trio.abc.Stream) -> str:
@@ -238,15 +254,23 @@ async def serve_http(
     """
     api = api_for(services)
     tls = ssl_context is not None
+    listener = "https" if tls else "http"
 
     async def handler(stream: trio.SocketStream) -> None:
-        wrapped: trio.abc.Stream = stream
-        if ssl_context is not None:
-            wrapped = trio.SSLStream(stream, ssl_context, server_side=True)
-            if not await _handshake(wrapped, api.config.tls_handshake_timeout):
+        host = _peer_host(stream)  # while the socket is open, for the boundary's line
+        try:
+            wrapped: trio.abc.Stream = stream
+            if ssl_context is not None:
+                wrapped = trio.SSLStream(stream, ssl_context, server_side=True)
+                if not await _handshake(wrapped, api.config.tls_handshake_timeout):
+                    return
+            await HttpConnection(wrapped, api, tls=tls).run()
+        except Exception as exc:
+            # Nothing a client sends may end the process: this connection only.
+            connection_failed(listener, host, exc)
+        finally:
+            with trio.CancelScope(shield=True):
                 await trio.aclose_forcefully(stream)
-                return
-        await HttpConnection(wrapped, api, tls=tls).run()
 
     listeners = await trio.open_tcp_listeners(port, host=host)
     async with trio.open_nursery() as nursery:
