@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import ssl
 from types import TracebackType
@@ -15,9 +16,12 @@ from protocol import (
     ClientType,
     Message,
     ProvisionAnswer,
+    RefusedMessage,
     ServerWelcome,
 )
 from relay.websocket import connect_websocket
+
+log = logging.getLogger("ovms.v2client")
 
 
 class LoginRefused(Exception):
@@ -91,6 +95,9 @@ class V2Client:
     async def _next_event(self) -> ServerWelcome | ProvisionAnswer | Message:
         while True:
             event = self.session.next_event()
+            if isinstance(event, RefusedMessage):
+                log.warning("message %r from the server dropped: %s", event.code, event.reason)
+                continue
             if event is not NEED_DATA:
                 assert not isinstance(event, type(NEED_DATA))
                 return event
