@@ -253,8 +253,9 @@ class V2Connection:
     def _encode_each(self, peer: Peer, batch: list[Message]) -> bytes:
         """The batch without the messages the session refuses to put on the wire.
 
-        Such a message (a CR or LF inside it) can only come from data stored before
-        the session refused them on input; dropping it beats dropping the client.
+        Such a message (a CR or LF inside it) comes from data stored before sessions
+        refused them on input, or from text another front end (REST) passed on
+        unchecked; dropping that message beats dropping the client.
         """
         out = bytearray()
         for msg in batch:
