@@ -20,6 +20,10 @@ TOKEN_LENGTH = 22
 # Both sides throw away the first 1024 bytes of each RC4 stream (RC4-drop[1024]),
 # which removes the worst of RC4's early-keystream bias.
 RC4_DISCARD = 1024
+# An HMAC-MD5 digest: 16 bytes, 22 base64 characters before the "==" padding.
+DIGEST_SIZE = 16
+_DIGEST_B64_CHARS = 22
+_B64_CHARS = frozenset(TOKEN_ALPHABET)
 
 
 def make_token(avoid: str | None = None) -> str:
@@ -35,12 +39,35 @@ def hmac_md5(secret: bytes, message: bytes) -> bytes:
 
 
 def token_digest(secret: bytes, token: str) -> str:
-    """base64(HMAC-MD5(secret, token)): the digest sent next to a token."""
+    """base64(HMAC-MD5(secret, token)): the digest sent next to a token (padded, as the
+    public server sends it)."""
     return base64.b64encode(hmac_md5(secret, token.encode("ascii"))).decode("ascii")
 
 
-def digests_match(expected: str, received: str) -> bool:
-    return hmac.compare_digest(expected.encode("ascii"), received.encode("ascii", "replace"))
+def unpadded_b64(data: bytes) -> str:
+    """base64 without its ``=`` padding, as Perl's ``b64digest`` writes digests."""
+    return base64.b64encode(data).decode("ascii").rstrip("=")
+
+
+def decode_digest(text: str) -> bytes | None:
+    """The 16 bytes of a base64 HMAC-MD5 digest, with or without its ``==``; None if malformed.
+
+    Clients built on Perl's ``b64digest`` (the official tools) leave the padding
+    off, the firmware and apps send it: both are the same digest.
+    """
+    body = text[:-2] if text.endswith("==") else text
+    if len(body) != _DIGEST_B64_CHARS or not _B64_CHARS.issuperset(body):
+        return None
+    return base64.b64decode(body + "==")
+
+
+def digest_matches(expected: bytes, received: str) -> bool:
+    """Does ``received`` (base64, padded or not) carry the ``expected`` bytes?
+
+    The bytes are compared in constant time; a malformed ``received`` never matches.
+    """
+    got = decode_digest(received)
+    return got is not None and hmac.compare_digest(expected, got)
 
 
 def session_key(secret: bytes, server_token: str, client_token: str) -> bytes:

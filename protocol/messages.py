@@ -12,12 +12,22 @@ from typing import Any, ClassVar, TypeVar
 
 import attrs
 
-from protocol.errors import RemoteProtocolError
+from protocol import values
 
 # Text in messages is UTF-8 in practice; surrogateescape keeps any other byte
 # exactly as received so a relayed message is never altered.
 ENCODING = "utf-8"
 ERRORS = "surrogateescape"
+
+
+# No field of any message may hold these: a line is one message, and a CR or LF
+# inside one would end it early on a plain (scheme 1) or WebSocket connection,
+# where the rest reads as further messages the sender never had the right to send.
+LINE_BREAKS = frozenset("\r\n")
+
+
+def line_break_in(text: str) -> bool:
+    return "\r" in text or "\n" in text
 
 
 @attrs.frozen(slots=True)
@@ -27,9 +37,18 @@ class Message:
 
     @classmethod
     def parse(cls, text: str) -> Message:
+        """Split one decoded line into code and data; ValueError if it has no code."""
         if not text:
-            raise RemoteProtocolError("empty message")
+            raise ValueError("empty message")
         return cls(text[0], text[1:])
+
+    def problem(self) -> str | None:
+        """Why this message cannot go on the wire as one line, or None if it can."""
+        if len(self.code) != 1:
+            return "message code must be one character"
+        if line_break_in(self.code) or line_break_in(self.data):
+            return "message holds a CR or LF"
+        return None
 
     def text(self) -> str:
         return self.code + self.data
@@ -50,32 +69,87 @@ class CommandResponse:
 
     @classmethod
     def parse(cls, data: str) -> CommandResponse:
+        """``<number>[,<result>[,...]]``; ValueError if number or result is not a count."""
         parts = data.split(",")
-        try:
-            number = int(parts[0])
-            result = int(parts[1]) if len(parts) > 1 else 0
-        except ValueError:
-            raise RemoteProtocolError("command response without a number") from None
+        number = _number(parts[0])
+        result = _number(parts[1]) if len(parts) > 1 else 0
+        if number is None:
+            raise ValueError("command response without a command number")
+        if result is None:
+            raise ValueError("command response without a numeric result")
         return cls(number, result, tuple(parts[2:]))
 
     def is_last_line(self) -> bool:
-        """For the multi-line list commands (1, 3): is this the final line?
+        """For the multi-line answers: is this the final line?
 
-        Lines are ``c<n>,0,<index>,<count>,...``; the list ends with a non-zero
-        result or when index reaches count-1. Single-line commands are always last.
+        The car's lists (commands 1, 3) are ``c<n>,0,<index>,<count>,...`` with
+        index from 0 and end at index count-1; the server's own answers (30, 31,
+        32) are ``c<n>,0,<k>,<n>,...`` with k from 1 to n, as on the public
+        server. Any list ends with a non-zero result; single-line commands are
+        always last.
         """
-        if self.number not in MULTILINE_COMMANDS or self.result != 0:
+        listed = self.number in MULTILINE_COMMANDS or self.number in SERVER_COMMANDS
+        if not listed or self.result != 0:
             return True
-        try:
-            index, count = int(self.rest[0]), int(self.rest[1])
-        except (IndexError, ValueError):
+        index, count = _number(self.rest[0]) if self.rest else None, None
+        if len(self.rest) > 1:
+            count = _number(self.rest[1])
+        if index is None or count is None:
             return True
+        if self.number in SERVER_COMMANDS:
+            return index >= count
         return index >= count - 1
 
 
+@attrs.frozen
+class HistoricalRecord:
+    """A car's historical record, checked against the ranges of ``protocol.values``.
+
+    ``H<type>,<recordnumber>,<lifetime_s>,<data>`` is stamped with the arrival
+    time; ``h<ackcode>,<timediff_s>,<type>,<recordnumber>,<lifetime_s>,<data>``
+    with arrival time + timediff, and wants ``h<ackcode>`` back once stored.
+    """
+
+    htype: str
+    recordnumber: int
+    timestamp: int
+    expires: int
+    data: str
+    ackcode: str | None = None
+
+    @classmethod
+    def from_message(cls, msg: Message, now: int) -> HistoricalRecord:
+        """Parse an ``H`` or ``h`` received at ``now`` (unix seconds).
+
+        Raises ValueError with the reason for a malformed record or a number out of
+        range: such a record is dropped (and an ``h`` not acknowledged).
+        """
+        ackcode: str | None = None
+        if msg.code == "H":
+            parts = msg.data.split(",", 3)
+            if len(parts) < 4:
+                raise ValueError("H record needs type,recordnumber,lifetime,data")
+            htype, number, lifetime, data = parts
+            timestamp = now
+        elif msg.code == "h":
+            parts = msg.data.split(",", 5)
+            if len(parts) < 6:
+                raise ValueError("h record needs ackcode,timediff,type,recordnumber,lifetime,data")
+            ackcode, timediff, htype, number, lifetime, data = parts
+            diff = values.parse_int(
+                timediff, -values.MAX_TIMESTAMP, values.MAX_TIMESTAMP, "timediff")
+            timestamp = values.check_timestamp(now + diff, "record time (now + timediff)")
+        else:
+            raise ValueError(f"not a historical record: code {msg.code!r}")
+        recordnumber = values.parse_recordnumber(number)
+        expires = timestamp + values.parse_lifetime(lifetime)
+        return cls(htype, recordnumber, timestamp, expires, data, ackcode)
+
+
+# The car's list commands: answered with several lines, index from 0.
 MULTILINE_COMMANDS = frozenset({1, 3})
 
-# Commands the server answers itself (never forwarded to the car).
+# Commands the server answers itself (never forwarded to the car), k from 1 to n.
 SERVER_COMMANDS = frozenset({30, 31, 32})
 
 
@@ -92,11 +166,15 @@ def _count(text: str) -> int | None:
     return int(text)
 
 
-def command_number(data: str) -> int | None:
-    head = data.split(",", 1)[0]
-    if not (head.isascii() and head.isdigit()) or len(head) > 9:
+def _number(text: str) -> int | None:
+    """Up to 9 ASCII digits (leading zeros allowed) as an int, else None."""
+    if not (text.isascii() and text.isdigit()) or len(text) > 9:
         return None
-    return int(head)
+    return int(text)
+
+
+def command_number(data: str) -> int | None:
+    return _number(data.split(",", 1)[0])
 
 
 V = TypeVar("V", bound="FieldView")

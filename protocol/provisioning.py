@@ -10,7 +10,8 @@ has the full description; in short::
     secret       = the ICCID as ASCII digits
     stoken       = 22 random base64-alphabet characters
     key          = HMAC-MD5(secret, stoken)                      (16 bytes)
-    sdigest      = base64(key)
+    sdigest      = base64(key) without its "==" padding (as the official generator
+                   writes it; the official checker compares the text)
     provisioning = base64(RC4-drop1024(key).encrypt(parameter text, UTF-8))
 
 and the server answers ``AP-S 0 <stoken> <sdigest> <provisioning>``. The module
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hmac
 from collections.abc import Iterable
 from typing import Final
 
@@ -120,7 +120,7 @@ def create_record(
     return ProvisioningRecord(
         apkey=apkey,
         stoken=stoken,
-        sdigest=base64.b64encode(key).decode("ascii"),
+        sdigest=crypto.unpadded_b64(key),
         provisioning=base64.b64encode(payload).decode("ascii"),
     )
 
@@ -132,8 +132,9 @@ def decode_record(stoken: str, sdigest: str, provisioning: str, iccid: str) -> s
     wrong SIM) or the payload is not base64 / UTF-8.
     """
     key = record_key(iccid, stoken)
-    expected = base64.b64encode(key).decode("ascii")
-    if not hmac.compare_digest(expected.encode("ascii"), sdigest.encode("ascii", "replace")):
+    if crypto.decode_digest(sdigest) is None:
+        raise ProvisioningError("server digest is not base64 of 16 bytes")
+    if not crypto.digest_matches(key, sdigest):
         raise ProvisioningError("server digest does not match this ICCID")
     try:
         payload = base64.b64decode(provisioning, validate=True)

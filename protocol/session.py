@@ -10,6 +10,13 @@ Server side::
           |  ^                                        |
           |  +--ProvisionRequest (answer_provision)   +--reject--> CLOSED
           +--garbage--> RemoteProtocolError
+
+Once established, a line that breaks the framing (not base64, not ``MP-0 ``, no
+code) is a RemoteProtocolError: the cipher streams may be out of step, the
+connection must close. A line that decodes cleanly but carries a CR or LF inside
+its message is a ``RefusedMessage`` event instead: that one message is dropped
+(the caller logs it), the connection goes on. Sending refuses the same messages
+with LocalProtocolError, so a message can never turn into two lines on the wire.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ import attrs
 from protocol import crypto
 from protocol.errors import LocalProtocolError, RemoteProtocolError
 from protocol.framing import MAX_LINE_LENGTH, LineBuffer
-from protocol.messages import ENCODING, ERRORS, Message
+from protocol.messages import ENCODING, ERRORS, Message, line_break_in
 from protocol.welcome import (
     ClientType,
     ProvisionRequest,
@@ -71,8 +78,21 @@ class ProvisionAnswer:
     fields: tuple[str, ...] = ()
 
 
-ServerEvent = Scheme0Login | Scheme1Login | ProvisionRequest | Message
-ClientEvent = ServerWelcome | ProvisionAnswer | Message
+@attrs.frozen
+class RefusedMessage:
+    """A received line that decoded cleanly into a message no peer may send.
+
+    Today: one with a CR or LF inside it (on a plain or WebSocket connection it
+    would reach other clients as extra lines). The session stays usable; the
+    caller logs ``reason`` and drops the message, so an ``h`` in it is not acked.
+    """
+
+    code: str
+    reason: str
+
+
+ServerEvent = Scheme0Login | Scheme1Login | ProvisionRequest | Message | RefusedMessage
+ClientEvent = ServerWelcome | ProvisionAnswer | Message | RefusedMessage
 
 
 class _Framer:
@@ -84,7 +104,7 @@ class _Framer:
         self._rx = rx
         self._tx = tx
 
-    def decode(self, line: bytes) -> Message:
+    def decode(self, line: bytes) -> Message | RefusedMessage:
         if self._rx is None:
             text = line
         else:
@@ -98,9 +118,15 @@ class _Framer:
             text = text[len(ENCRYPTED_PREFIX) :]
         if not text:
             raise RemoteProtocolError("message without a code")
-        return Message.parse(text.decode(ENCODING, ERRORS))
+        msg = Message.parse(text.decode(ENCODING, ERRORS))
+        if line_break_in(msg.text()):
+            return RefusedMessage(msg.code, "message holds a CR or LF")
+        return msg
 
     def encode(self, msg: Message) -> bytes:
+        problem = msg.problem()
+        if problem is not None:
+            raise LocalProtocolError(f"cannot send {msg.code[:1]!r}: {problem}")
         body = msg.text().encode(ENCODING, ERRORS)
         if self._tx is None:
             return body + CRLF
@@ -125,12 +151,24 @@ class _LineSession:
         self._lines.feed(data)
 
     def send(self, msg: Message) -> bytes:
+        """The wire bytes of ``msg``; LocalProtocolError if it cannot be one line."""
         if self._framer is None or self.state is not State.ESTABLISHED:
             raise LocalProtocolError(f"cannot send messages in state {self.state.value}")
         return self._framer.encode(msg)
 
     def send_many(self, msgs: Iterable[Message]) -> bytes:
-        return b"".join(self.send(m) for m in msgs)
+        """All of ``msgs`` or, if any cannot be sent, LocalProtocolError and nothing.
+
+        All are checked before any is encoded: scheme 0's cipher advances with
+        every encoded message, so bytes encoded and then thrown away would put the
+        peer's cipher out of step.
+        """
+        batch = list(msgs)
+        for msg in batch:
+            problem = msg.problem()
+            if problem is not None:
+                raise LocalProtocolError(f"cannot send {msg.code[:1]!r}: {problem}")
+        return b"".join(self.send(m) for m in batch)
 
     def _next_line(self) -> bytes | None:
         while True:
@@ -138,7 +176,7 @@ class _LineSession:
             if line != b"":  # blank lines carry nothing; tolerate them
                 return line
 
-    def _established_event(self) -> Message | _NeedData:
+    def _established_event(self) -> Message | RefusedMessage | _NeedData:
         assert self._framer is not None
         line = self._next_line()
         if line is None:
@@ -186,12 +224,15 @@ class ServerSession(_LineSession):
             self._provision_answered = True
             return b"AP-X" + CRLF
         self._provision_answered = True
+        if any(not f or " " in f or line_break_in(f) for f in fields):
+            raise LocalProtocolError("a provisioning field is empty or holds a space, CR or LF")
         return ("AP-S 0 " + " ".join(fields)).encode(ENCODING, ERRORS) + CRLF
 
     def scheme0_digest_ok(self, carpass: str) -> bool:
+        """Does the pending login's digest (padded or not) match ``carpass``?"""
         login = self._pending_login(Scheme0Login)
-        expected = crypto.token_digest(carpass.encode(ENCODING, ERRORS), login.token)
-        return crypto.digests_match(expected, login.digest)
+        expected = crypto.hmac_md5(carpass.encode(ENCODING, ERRORS), login.token.encode("ascii"))
+        return crypto.digest_matches(expected, login.digest)
 
     def accept_scheme0(self, carpass: str, server_token: str | None = None) -> bytes:
         """Accept a scheme 0 login whose digest was checked; returns the server welcome line."""
@@ -209,9 +250,11 @@ class ServerSession(_LineSession):
 
     def accept_scheme1(self, username: str, vehicleid: str, vehicleids: Iterable[str]) -> bytes:
         self._pending_login(Scheme1Login)
+        line = " ".join(["MP-S 1", username, vehicleid, *vehicleids])
+        if line_break_in(line):
+            raise LocalProtocolError("an account or vehicle name holds a CR or LF")
         self._framer = _Framer(None, None)
         self.state = State.ESTABLISHED
-        line = " ".join(["MP-S 1", username, vehicleid, *vehicleids])
         return line.encode(ENCODING, ERRORS) + CRLF
 
     def reject(self) -> None:
@@ -253,6 +296,10 @@ class ClientSession(_LineSession):
         """The first line to send."""
         if self._welcome_sent:
             raise LocalProtocolError("welcome already sent")
+        fields = [self.vehicleid, self._username or "", self._password or ""]
+        if any(" " in f or line_break_in(f) for f in fields):
+            raise LocalProtocolError("vehicle id, username and password cannot hold spaces, "
+                                     "CR or LF")
         self._welcome_sent = True
         t = self.client_type.value
         if self._carpass is not None:
@@ -278,7 +325,8 @@ class ClientSession(_LineSession):
             secret = self._carpass.encode(ENCODING, ERRORS)
             if not parts[2].isascii():
                 raise RemoteProtocolError("server token is not ASCII")
-            if not crypto.digests_match(crypto.token_digest(secret, parts[2]), parts[3]):
+            expected = crypto.hmac_md5(secret, parts[2].encode("ascii"))
+            if not crypto.digest_matches(expected, parts[3]):
                 raise RemoteProtocolError("server digest does not match the carpass")
             self._framer = _scheme0_framer(self._carpass, parts[2], self.token)
             self.state = State.ESTABLISHED

@@ -6,6 +6,7 @@ import enum
 
 import attrs
 
+from protocol import crypto
 from protocol.errors import RemoteProtocolError
 
 
@@ -26,9 +27,14 @@ class Scheme0Login:
 
     client_type: ClientType
     token: str
-    digest: str
+    digest: str  # base64 as received, with or without its "==" padding
     vehicleid: str
     rest: str = ""
+
+    @property
+    def digest_bytes(self) -> bytes | None:
+        """The 16 digest bytes, or None if ``digest`` is not base64 of 16 bytes."""
+        return crypto.decode_digest(self.digest)
 
 
 @attrs.frozen
@@ -60,6 +66,9 @@ def parse_welcome(line: bytes) -> Welcome:
         text = line.decode("ascii")
     except UnicodeDecodeError:
         raise RemoteProtocolError("welcome line is not ASCII") from None
+    if "\r" in text or "\n" in text:
+        # The server's answer repeats welcome fields (MP-S 1 <username> ...).
+        raise RemoteProtocolError("welcome line holds a CR or LF")
     parts = text.split(" ")
     if len(parts) < 2:
         raise RemoteProtocolError("not a welcome line")
@@ -78,7 +87,13 @@ def parse_welcome(line: bytes) -> Welcome:
     rest = " ".join(parts[5:])
     vehicleid = parts[4]
     if scheme == "0":
-        return Scheme0Login(client_type, parts[2], parts[3], vehicleid.upper(), rest)
+        login = Scheme0Login(client_type, parts[2], parts[3], vehicleid.upper(), rest)
+        if login.digest_bytes is None:
+            # Not a failed authentication: nothing was checked against a secret.
+            raise RemoteProtocolError(
+                f"scheme 0 digest for vehicle {login.vehicleid[:32]!r} is malformed "
+                "(not base64 of 16 bytes, with or without '=' padding)")
+        return login
     if vehicleid != "*":
         vehicleid = vehicleid.upper()
     return Scheme1Login(client_type, parts[2], parts[3], vehicleid, rest)

@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from protocol import SERVER_COMMANDS, Message
+from protocol import SERVER_COMMANDS, CommandResponse, HistoricalRecord, Message, values
 from protocol.messages import command_number
 from relay.config import Config
 from relay.hub import Hub, Peer
 from relay.push import PushDispatcher
 from relay.store import PushSubscription, Store, StoredMessage, StoreError
-from relay.timefmt import parse_since, utc_text
+from relay.timefmt import utc_text
 from relay.usage import flush_usage
 
 if TYPE_CHECKING:
@@ -58,9 +58,9 @@ class Router:
                 self.hub.deliver(peer, Message("E", "M" + stored.code + stored.data))
             else:
                 self.hub.deliver(peer, Message(stored.code, stored.data))
-        last = self.store.last_update(peer.vehicleid)
-        if last is not None:
-            self.hub.deliver(peer, Message("T", str(max(0, int(time.time() - last)))))
+        # Sent even for a vehicle that never reported (as the public server does).
+        age = values.update_age(time.time(), self.store.last_update(peer.vehicleid))
+        self.hub.deliver(peer, Message("T", str(age)))
 
     # --- car -> server ------------------------------------------------------------------
 
@@ -73,6 +73,11 @@ class Router:
         elif code == "a":
             pass
         elif code == "c":
+            try:
+                CommandResponse.parse(msg.data)
+            except ValueError as exc:
+                log.info("%s: malformed command answer ignored: %s", peer.context(), exc)
+                return
             self.hub.command_response(peer.vehicleid, msg)
         elif code == "C":
             log.info("%s: car sent a command (C%s), ignored", peer.context(), msg.data[:20])
@@ -122,32 +127,30 @@ class Router:
             log.info("%s: malformed paranoid message ignored", peer.context())
 
     async def _historical(self, peer: Peer, msg: Message) -> None:
-        parts = msg.data.split(",", 3)
         try:
-            htype, recordnumber, lifetime, data = parts[0], int(parts[1]), int(parts[2]), parts[3]
-        except (IndexError, ValueError):
-            log.info("%s: malformed H record ignored", peer.context())
+            record = HistoricalRecord.from_message(msg, int(time.time()))
+        except ValueError as exc:
+            log.info("%s: H record ignored: %s", peer.context(), exc)
             return
-        now = int(time.time())
         await self.store.add_historical(
-            peer.vehicleid, htype, recordnumber, data, timestamp=now, expires=now + lifetime
+            peer.vehicleid, record.htype, record.recordnumber, record.data,
+            timestamp=record.timestamp, expires=record.expires,
         )
 
     async def _historical_ack(self, peer: Peer, msg: Message, acks: trio.Semaphore) -> None:
         try:
-            parts = msg.data.split(",", 5)
             try:
-                ackcode = parts[0]
-                timediff, recordnumber, lifetime = int(parts[1]), int(parts[3]), int(parts[4])
-                htype, data = parts[2], parts[5]
-            except (IndexError, ValueError):
-                log.info("%s: malformed h record ignored", peer.context())
+                record = HistoricalRecord.from_message(msg, int(time.time()))
+            except ValueError as exc:
+                # Not acked: a car with a broken clock keeps the record, nothing is stored.
+                log.info("%s: h record %s ignored, not acked: %s",
+                         peer.context(), msg.data.split(",", 1)[0][:16], exc)
                 return
-            timestamp = int(time.time()) + timediff
+            ackcode = record.ackcode or ""
             try:
                 await self.store.add_historical(
-                    peer.vehicleid, htype, recordnumber, data,
-                    timestamp=timestamp, expires=timestamp + lifetime, durable=True,
+                    peer.vehicleid, record.htype, record.recordnumber, record.data,
+                    timestamp=record.timestamp, expires=record.expires, durable=True,
                 )
             except StoreError as exc:
                 # Not stored, so not acked: the car keeps the record and resends it.
@@ -177,11 +180,23 @@ class Router:
             self.hub.to_car(peer.vehicleid, msg, sender=peer)
         elif code == "p":
             await self._push_subscription(peer, msg)
+        elif code == "P":
+            self._client_push(peer, msg)
         elif code == "G":
             if msg.data:
                 self.hub.group_subscribe(peer, msg.data.split(",", 1)[0])
         else:
             log.debug("%s: client message %r ignored", peer.context(), code)
+
+    def _client_push(self, peer: Peer, msg: Message) -> None:
+        """An app's or batch client's ``P`` (the notify script): to the vehicle's other
+        apps and batch clients and to its push subscriptions, as a car's ``P``."""
+        for other in self.hub.vehicle_peers(peer.vehicleid):
+            if other is not peer and not other.is_car:
+                self.hub.deliver(other, msg)
+        if self.push is not None:
+            self.push.notify(peer.vehicleid, msg.data)
+        log.info("%s: push notification relayed", peer.context())
 
     async def _client_command(self, peer: Peer, msg: Message) -> None:
         number = command_number(msg.data)
@@ -201,7 +216,10 @@ class Router:
             self.hub.deliver(peer, Message("c", f"{number},1,Vehicle is not connected"))
 
     async def server_command(self, vehicleid: str, number: int, data: str) -> list[Message]:
-        """Commands 30, 31 and 32, answered from the store."""
+        """Commands 30, 31 and 32, answered from the store; k runs from 1 to n.
+
+        A parameter out of range is answered ``c<number>,1,<reason>``.
+        """
         args = data.split(",")[1:]
         if number == 30:
             flush_usage(self.hub.vehicle_peers(vehicleid), self.store)
@@ -211,27 +229,29 @@ class Router:
             return [
                 Message("c", f"30,0,{k},{len(days)},{d.day},{d.car_rx},{d.car_tx},"
                              f"{d.app_rx},{d.app_tx}")
-                for k, d in enumerate(days)
+                for k, d in enumerate(days, start=1)
             ]
         try:
             if number == 31:
-                since = parse_since(args[0]) if args else None
-                summary = await self.store.historical_summary(vehicleid, since)
-                return [
-                    Message("c", f"31,0,{k},{len(summary)},{s.htype},{s.distinct_records},"
-                                 f"{s.total_records},{s.total_size},{utc_text(s.first)},"
-                                 f"{utc_text(s.last)}")
-                    for k, s in enumerate(summary)
-                ] or [Message("c", "31,1,No historical data available")]
-            htype = args[0] if args else ""
-            since = parse_since(args[1]) if len(args) > 1 else None
+                since = values.parse_since(args[0]) if args else None
+            else:
+                htype = args[0] if args else ""
+                since = values.parse_since(args[1]) if len(args) > 1 else None
         except ValueError as exc:
-            return [Message("c", f"{number},1,{exc}")]
+            return [Message("c", f"{number},1,{_reason(exc)}")]
+        if number == 31:
+            summary = await self.store.historical_summary(vehicleid, since)
+            return [
+                Message("c", f"31,0,{k},{len(summary)},{s.htype},{s.distinct_records},"
+                             f"{s.total_records},{s.total_size},{_ts_text(s.first)},"
+                             f"{_ts_text(s.last)}")
+                for k, s in enumerate(summary, start=1)
+            ] or [Message("c", "31,1,No historical data available")]
         records = await self.store.historical_records(vehicleid, htype, since) if htype else []
         return [
-            Message("c", f"32,0,{k},{len(records)},{r.htype},{utc_text(r.timestamp)},"
+            Message("c", f"32,0,{k},{len(records)},{r.htype},{_ts_text(r.timestamp)},"
                          f"{r.recordnumber},{r.data}")
-            for k, r in enumerate(records)
+            for k, r in enumerate(records, start=1)
         ] or [Message("c", "32,1,No historical data available")]
 
     async def _push_subscription(self, peer: Peer, msg: Message) -> None:
@@ -255,6 +275,18 @@ class Router:
             PushSubscription(target, appid, vehicle.owner, pushtype, pushkeytype, pushkeyvalue)
         )
         log.info("%s: push subscription %s stored (%s)", peer.context(), appid, pushtype)
+
+
+def _reason(exc: ValueError) -> str:
+    """An error text fit for one field of a ``c`` answer (no CR/LF; commas are fine,
+    the reason is the last field)."""
+    return str(exc).replace("\r", " ").replace("\n", " ")
+
+
+def _ts_text(ts: float) -> str:
+    # Records stored before timestamps were range-checked may lie anywhere, even
+    # beyond what a date can show: clamped, they are listed instead of failing the list.
+    return utc_text(values.clamp_timestamp(ts))
 
 
 def _replay_order(stored: StoredMessage) -> tuple[int, str]:

@@ -16,8 +16,10 @@ import trio
 from protocol import (
     NEED_DATA,
     ClientType,
+    LocalProtocolError,
     Message,
     ProvisionRequest,
+    RefusedMessage,
     RemoteProtocolError,
     Scheme0Login,
     Scheme1Login,
@@ -249,11 +251,32 @@ class V2Connection:
                     return
                 if event is NEED_DATA:
                     break
+                if isinstance(event, RefusedMessage):
+                    # Dropped, not fatal: the line itself was intact, so the ciphers
+                    # are still in step; a car's h in it is simply not acked.
+                    log.warning("%s: message %r dropped: %s",
+                                peer.context(), event.code, event.reason)
+                    continue
                 assert isinstance(event, Message)
                 if is_car:
                     await router.from_car(peer, event, self.s.nursery)
                 else:
                     await router.from_client(peer, event)
+
+    def _encode_each(self, peer: Peer, batch: list[Message]) -> bytes:
+        """The batch without the messages the session refuses to put on the wire.
+
+        Such a message (a CR or LF inside it) comes from data stored before sessions
+        refused them on input, or from text another front end (REST) passed on
+        unchecked; dropping that message beats dropping the client.
+        """
+        out = bytearray()
+        for msg in batch:
+            try:
+                out += self.session.send(msg)
+            except LocalProtocolError as exc:
+                log.warning("%s: message %r not sent: %s", peer.context(), msg.code[:1], exc.reason)
+        return bytes(out)
 
     def _writer_failed(self) -> None:
         if self.peer is not None:
@@ -263,7 +286,10 @@ class V2Connection:
         """Send queued messages (called by the peer's Outbox, one call at a time)."""
         peer = self.peer
         assert peer is not None
-        data = self.session.send_many(batch)
+        try:
+            data = self.session.send_many(batch)
+        except LocalProtocolError:
+            data = self._encode_each(peer, batch)
         try:
             await self.stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):

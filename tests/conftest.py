@@ -19,6 +19,9 @@ from tools.v2client import V2Client
 
 OWNER, PASSWORD = "demo", "demopass"
 VEHICLES = {"DEMO": "DEMO", "TESTCAR": "NETPASS"}
+# The update age an app gets at login for a vehicle that never reported: the public
+# server's TIMEDIFF from its default 1900-01-01 stops at MySQL's largest TIME, 838:59:59.
+T_NEVER = "T3020399"
 
 
 def make_db(path: Path) -> None:

@@ -8,7 +8,7 @@ import pytest
 import trio
 
 from protocol import MAX_LINE_LENGTH, ClientType
-from tests.conftest import RelayUnderTest, StartRelay
+from tests.conftest import T_NEVER, RelayUnderTest, StartRelay
 from tools.v2client import LoginRefused, V2Client
 
 S_MSG = "55,K,0,0,done,standard,105,85"
@@ -140,7 +140,7 @@ async def test_scheme1_with_allow_plain_login(start_relay: StartRelay) -> None:
     app = await relay.connect("*", ClientType.APP, username="demo", password="demopass")
     assert app.welcome is not None
     assert app.welcome.vehicleids == ("DEMO", "TESTCAR")
-    assert [m.text() for m in await app.drain()] == ["Z0"]
+    assert [m.text() for m in await app.drain()] == ["Z0", T_NEVER]
     car = await relay.car()
     assert [m.text() for m in await car.drain()] == ["Z1"]
     await app.send("C", "20,1234")
@@ -204,11 +204,12 @@ async def test_trickled_welcome_shares_one_timeout(start_relay: StartRelay) -> N
 
 async def test_server_written_alert_is_not_car_activity(relay: RelayUnderTest) -> None:
     """The "authentication failed" notice is logged as a historical record, but the
-    car sent nothing: an app still gets no ``T`` (time since the car's last message)."""
+    car sent nothing: an app still gets the ``T`` of a vehicle that never reported
+    (3020399 s, the public server's value), not ``T0``."""
     with pytest.raises(LoginRefused):
         await relay.connect("TESTCAR", ClientType.CAR, carpass="wrong")
     with trio.fail_after(10):
         while not await relay.handle.store.historical_summary("TESTCAR"):
             await trio.sleep(0.05)
     app = await relay.app("TESTCAR")
-    assert [m.text() for m in await app.drain()] == ["Z0"]
+    assert [m.text() for m in await app.drain()] == ["Z0", T_NEVER]

@@ -7,7 +7,7 @@ import sqlite3
 import trio
 
 from protocol import Message
-from tests.conftest import RelayUnderTest, StartRelay
+from tests.conftest import T_NEVER, RelayUnderTest, StartRelay
 from tools.v2client import V2Client
 
 S_MSG = (
@@ -47,13 +47,13 @@ async def test_z_sequence_on_every_login_and_logout(relay: RelayUnderTest) -> No
     car = await relay.car()
     assert texts(await car.drain()) == ["Z0"]
     app1 = await relay.app()
-    assert texts(await app1.drain()) == ["Z1"]
+    assert texts(await app1.drain()) == ["Z1", T_NEVER]
     assert texts(await car.drain()) == ["Z1"]
     app2 = await relay.app()
-    assert texts(await app2.drain()) == ["Z1"]
+    assert texts(await app2.drain()) == ["Z1", T_NEVER]
     assert texts(await car.drain()) == ["Z2"]
     batch = await relay.batch()
-    assert texts(await batch.drain()) == ["Z1"]
+    assert texts(await batch.drain()) == ["Z1", T_NEVER]
     assert texts(await car.drain()) == []  # batch clients are not peers of the car
     await app1.aclose()
     assert texts(await car.drain()) == ["Z1"]
@@ -71,7 +71,7 @@ async def test_z_sequence_on_every_login_and_logout(relay: RelayUnderTest) -> No
 
 async def test_app_without_car_gets_z0(relay: RelayUnderTest) -> None:
     app = await relay.app("TESTCAR")
-    assert texts(await app.drain()) == ["Z0"]
+    assert texts(await app.drain()) == ["Z0", T_NEVER]
 
 
 async def test_live_relay_and_replay_order(relay: RelayUnderTest) -> None:
@@ -185,11 +185,12 @@ async def test_server_commands_31_32(relay: RelayUnderTest) -> None:
     await app.send("C", "31")
     summary = texts(await app.drain())
     assert len(summary) == 2
-    assert summary[0].startswith("c31,0,0,2,*-LOG-Batt,1,1,5,")
-    assert summary[1].startswith("c31,0,1,2,*-LOG-Trip,2,2,11,")
+    # Issue 10 item 3: k runs from 1 to n, as the public server numbers them.
+    assert summary[0].startswith("c31,0,1,2,*-LOG-Batt,1,1,5,")
+    assert summary[1].startswith("c31,0,2,2,*-LOG-Trip,2,2,11,")
     await app.send("C", "32,*-LOG-Trip")
     records = texts(await app.drain())
-    assert [r.split(",")[:4] for r in records] == [["c32", "0", "0", "2"], ["c32", "0", "1", "2"]]
+    assert [r.split(",")[:4] for r in records] == [["c32", "0", "1", "2"], ["c32", "0", "2", "2"]]
     assert [r.split(",", 6)[6] for r in records] in (["7,first", "8,second"],)
     await app.send("C", "32,*-LOG-Trip,2999-01-01 00:00:00")
     assert texts(await app.drain()) == ["c32,1,No historical data available"]
@@ -200,7 +201,7 @@ async def test_usage_command_30(relay: RelayUnderTest) -> None:
     await app.drain()
     await app.send("C", "30")
     reply = texts(await app.drain())
-    assert len(reply) == 1 and reply[0].startswith("c30,0,0,1,")
+    assert len(reply) == 1 and reply[0].startswith("c30,0,1,1,")
     fields = reply[0].split(",")
     car_rx, car_tx, app_rx, app_tx = map(int, fields[5:9])
     assert car_rx == car_tx == 0

@@ -176,7 +176,7 @@ async def test_server_commands_need_no_car(relay: RelayUnderTest, api: httpx.Asy
     answer = assert_json(await api.post("/api/command/DEMO", params={**CREDS, "command": "32",
                                                                       "parameters": "T"}))
     assert answer["command"] == 32 and len(answer["lines"]) == 1
-    assert answer["lines"][0].startswith("0,1,T,") and answer["lines"][0].endswith(",0,x")
+    assert answer["lines"][0].startswith("1,1,T,") and answer["lines"][0].endswith(",0,x")
 
 
 async def test_car_leaving_mid_command_is_409(

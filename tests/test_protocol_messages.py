@@ -15,7 +15,6 @@ from protocol import (
     Location,
     Message,
     NewTPMS,
-    RemoteProtocolError,
     Status,
     WheelSeries,
 )
@@ -55,7 +54,8 @@ def test_message_parse() -> None:
 
 
 def test_message_parse_empty() -> None:
-    with pytest.raises(RemoteProtocolError):
+    # A value parser: ValueError; only the session turns it into a protocol error.
+    with pytest.raises(ValueError, match="empty"):
         Message.parse("")
 
 
@@ -88,9 +88,12 @@ def test_command_response_parse() -> None:
     assert CommandResponse.OK == 0
 
 
-@pytest.mark.parametrize("data", ["", "abc", "x,0", "1,x", ",", "1" * 5000])
+@pytest.mark.parametrize(
+    "data", ["", "abc", "x,0", "1,x", ",", "1" * 5000, "²,0", "1,²", "-1,0", " 1,0", "1,+0"]
+)
 def test_command_response_garbage(data: str) -> None:
-    with pytest.raises(RemoteProtocolError):
+    """Issue 10 item 6: a value parser raises ValueError, never a protocol error."""
+    with pytest.raises(ValueError):
         CommandResponse.parse(data)
 
 

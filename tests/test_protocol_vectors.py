@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import json
 import secrets
 import string
+from pathlib import Path
 
 import pytest
 
@@ -21,37 +23,32 @@ from protocol import (
 )
 from protocol.welcome import Scheme0Login
 
-CARPASS = "DEMO"
-VEHICLEID = "DEMO"
-CLIENT_TOKEN = "abcdefghijklmnopqrstuv"
-CLIENT_DIGEST = "I19P/bXxwPgQEGdpIIzapg=="
-CLIENT_WELCOME = b"MP-C 0 abcdefghijklmnopqrstuv I19P/bXxwPgQEGdpIIzapg== DEMO"
-SERVER_TOKEN = "ABCDEFGHIJKLMNOPQRSTUV"
-SERVER_DIGEST = "uYfWa48MsR++o78IaSTglA=="
-SERVER_WELCOME = b"MP-S 0 ABCDEFGHIJKLMNOPQRSTUV uYfWa48MsR++o78IaSTglA=="
-SESSION_KEY = bytes.fromhex("b1d3c51bae20e0ad1eb1aa8a707fe5fe")
+# The project's own copy of shared/vectors/handshake.json (refresh it from there).
+VECTORS = json.loads((Path(__file__).parent / "vectors" / "handshake.json").read_text())
+
+CARPASS: str = VECTORS["carpass"]
+VEHICLEID: str = VECTORS["vehicleid"]
+CLIENT_TOKEN: str = VECTORS["client_token"]
+CLIENT_DIGEST: str = VECTORS["client_digest_b64"]
+CLIENT_DIGEST_UNPADDED: str = VECTORS["client_digest_b64_unpadded"]
+CLIENT_WELCOME: bytes = VECTORS["client_welcome"].encode()
+CLIENT_WELCOME_UNPADDED: bytes = VECTORS["client_welcome_unpadded"].encode()
+SERVER_TOKEN: str = VECTORS["server_token"]
+SERVER_DIGEST: str = VECTORS["server_digest_b64"]
+SERVER_DIGEST_UNPADDED: str = VECTORS["server_digest_b64_unpadded"]
+SERVER_WELCOME: bytes = VECTORS["server_welcome"].encode()
+SESSION_KEY = bytes.fromhex(VECTORS["session_key_hex"])
 
 # (plain line including the "MP-0 " prefix, wire line without CRLF), in stream order.
-CAR_TO_SERVER = [
-    ("MP-0 A", b"9w0vmQYF"),
-    (
-        "MP-0 S80,K,220,70,charging,standard,280,270,13,0,0,0,0,0,0,0,0,0,0",
-        b"0Dfkk+5HB4z3t2b1/NO5b0+TawZZIen0X7iypg0pyUScaHt/0EGRTnaIeaOTlP8qCs5TvfY6PZ8DkfcOXGIB8XmC",
-    ),
-    (
-        "MP-0 L22.274165,114.185715,90,30,1,1,0,0",
-        b"KBanWg+0h6QPm1iKe1JmmXgCNd90yambLvtxefRhL3Ct/sDFl74S1w==",
-    ),
-    (
-        "MP-0 h1,0,*-LOG-Trip,1,86400,trip data",
-        b"KddvGgN+UOuvDnPuwnnNnaye1WQaIvu5Fa5ZNEmuyzU4fRg8424=",
-    ),
-]
-SERVER_TO_CAR = [
-    ("MP-0 Z0", b"9w0vmQYerQ=="),
-    ("MP-0 a", b"KpmO/jRe"),
-    ("MP-0 h1", b"8YvReuem0g=="),
-]
+CAR_TO_SERVER = [(v["plain"], v["wire"].encode()) for v in VECTORS["car_to_server"]]
+SERVER_TO_CAR = [(v["plain"], v["wire"].encode()) for v in VECTORS["server_to_car"]]
+
+
+def test_vector_file_is_complete() -> None:
+    # The worked example still has what the tests below walk through.
+    assert len(CAR_TO_SERVER) >= 4 and len(SERVER_TO_CAR) >= 3
+    assert CLIENT_DIGEST == CLIENT_DIGEST_UNPADDED + "=="
+    assert SERVER_DIGEST == SERVER_DIGEST_UNPADDED + "=="
 
 
 def _msg(plain: str) -> Message:
@@ -85,11 +82,34 @@ def test_session_key_server_token_first() -> None:
     assert crypto.session_key(CARPASS.encode(), CLIENT_TOKEN, SERVER_TOKEN) != SESSION_KEY
 
 
-def test_digests_match() -> None:
-    assert crypto.digests_match(CLIENT_DIGEST, CLIENT_DIGEST)
-    assert not crypto.digests_match(CLIENT_DIGEST, SERVER_DIGEST)
-    assert not crypto.digests_match(CLIENT_DIGEST, "")
-    assert not crypto.digests_match(CLIENT_DIGEST, "é" * 24)  # non-ASCII: no exception
+def test_digest_matches_padded_and_unpadded() -> None:
+    """Issue 10 item 1: both forms carry the same 16 bytes."""
+    key = crypto.hmac_md5(CARPASS.encode(), CLIENT_TOKEN.encode())
+    assert crypto.digest_matches(key, CLIENT_DIGEST)
+    assert crypto.digest_matches(key, CLIENT_DIGEST_UNPADDED)
+    assert not crypto.digest_matches(key, SERVER_DIGEST)
+    assert not crypto.digest_matches(key, SERVER_DIGEST_UNPADDED)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "", "é" * 24, "=" * 24, CLIENT_DIGEST_UNPADDED[:-1], CLIENT_DIGEST + "=",
+        CLIENT_DIGEST_UNPADDED + "=", CLIENT_DIGEST_UNPADDED + "A", CLIENT_DIGEST[:-3] + "*==",
+        base64.b64encode(bytes(17)).decode(), base64.b64encode(bytes(15)).decode(),
+    ],
+)
+def test_malformed_digests_never_match(bad: str) -> None:
+    key = crypto.hmac_md5(CARPASS.encode(), CLIENT_TOKEN.encode())
+    assert crypto.decode_digest(bad) is None
+    assert not crypto.digest_matches(key, bad)  # and no exception
+
+
+def test_decode_digest_both_forms() -> None:
+    key = crypto.hmac_md5(CARPASS.encode(), CLIENT_TOKEN.encode())
+    assert crypto.decode_digest(CLIENT_DIGEST) == key
+    assert crypto.decode_digest(CLIENT_DIGEST_UNPADDED) == key
+    assert crypto.unpadded_b64(key) == CLIENT_DIGEST_UNPADDED
 
 
 def test_rc4_streams_with_the_session_key() -> None:
@@ -142,6 +162,31 @@ def test_server_send_many_matches_sends() -> None:
     server.accept_scheme0(CARPASS, server_token=SERVER_TOKEN)
     expected = b"".join(wire + b"\r\n" for _, wire in SERVER_TO_CAR)
     assert server.send_many(_msg(p) for p, _ in SERVER_TO_CAR) == expected
+
+
+def test_server_accepts_the_unpadded_welcome() -> None:
+    """Issue 10 item 1: the official Perl tools' welcome (b64digest, no padding)."""
+    server = ServerSession()
+    server.receive_data(CLIENT_WELCOME_UNPADDED + b"\r\n")
+    login = server.next_event()
+    assert login == Scheme0Login(
+        ClientType.CAR, CLIENT_TOKEN, CLIENT_DIGEST_UNPADDED, VEHICLEID, "")
+    assert server.scheme0_digest_ok(CARPASS)
+    assert not server.scheme0_digest_ok(CARPASS + "x")
+    # The server's own answer stays padded, as the public server sends it.
+    assert server.accept_scheme0(CARPASS, server_token=SERVER_TOKEN) == SERVER_WELCOME + b"\r\n"
+    server.receive_data(b"".join(wire + b"\r\n" for _, wire in CAR_TO_SERVER))
+    for plain, _ in CAR_TO_SERVER:
+        assert server.next_event() == _msg(plain)
+
+
+def test_client_accepts_an_unpadded_server_digest() -> None:
+    client = _client()
+    client.welcome()
+    client.receive_data(f"MP-S 0 {SERVER_TOKEN} {SERVER_DIGEST_UNPADDED}\r\n".encode())
+    assert client.next_event() == ServerWelcome(0)
+    for plain, wire in CAR_TO_SERVER:
+        assert client.send(_msg(plain)) == wire + b"\r\n"
 
 
 def test_server_random_token_differs_from_client() -> None:

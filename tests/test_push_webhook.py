@@ -118,7 +118,7 @@ async def test_history_listed_as_log_notification_records(
     await app.drain()
     await app.send("C", "32,*-Log-Notification")
     answers = [m.text() for m in await app.receive_until("c")]
-    assert answers[-1].startswith("c32,0,0,2,*-Log-Notification,")
+    assert answers[-1].startswith("c32,0,1,2,*-Log-Notification,")  # k from 1
 
 
 async def test_retries_on_500_and_429_then_delivers(

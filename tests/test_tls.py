@@ -14,7 +14,7 @@ from protocol import ClientType, Message
 from relay.cli import build_parser, make_config
 from relay.config import Config, ConfigError
 from relay.tls import client_context, context_from_config, server_context
-from tests.conftest import OWNER, PASSWORD, VEHICLES, RelayUnderTest, StartRelay
+from tests.conftest import OWNER, PASSWORD, T_NEVER, VEHICLES, RelayUnderTest, StartRelay
 from tools import admin
 from tools.v2client import LoginRefused, V2Client
 
@@ -100,7 +100,7 @@ async def settled_pair(tls_relay: TLSRelay) -> tuple[V2Client, V2Client]:
     car = await tls_relay.car()
     app = await tls_relay.app()
     await expect(car, "Z0", "Z1")
-    await expect(app, "Z1")
+    await expect(app, "Z1", T_NEVER)
     return car, app
 
 
@@ -127,7 +127,7 @@ async def test_car_and_app_over_tls(tls_relay: TLSRelay) -> None:
 async def test_tls_and_plain_clients_share_one_vehicle(tls_relay: TLSRelay) -> None:
     car = await tls_relay.car()
     plain_app = await tls_relay.relay.app()
-    await expect(plain_app, "Z1")
+    await expect(plain_app, "Z1", T_NEVER)
     await expect(car, "Z0", "Z1")
     await car.send("S", "55,M")
     await expect(plain_app, "S55,M", "T0")

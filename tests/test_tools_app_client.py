@@ -142,6 +142,12 @@ def test_decoding() -> None:
     record = json.loads(as_json(Message("Y", "4,FL,FR,RL,RR,4,200,200,276,276,1")))
     assert record["fields"]["wheels"] == ["FL", "FR", "RL", "RR"]
     assert record["fields"]["pressure"] == ["200", "200", "276", "276"]
-    assert is_last_answer(CommandResponse.parse("31,0,1,2,x"))
-    assert not is_last_answer(CommandResponse.parse("32,0,0,2,x"))
+    # Issue 10 item 3: the server's answers count k from 1 to n; the car's lists from 0.
+    assert not is_last_answer(CommandResponse.parse("31,0,1,2,x"))
+    assert is_last_answer(CommandResponse.parse("31,0,2,2,x"))
+    assert not is_last_answer(CommandResponse.parse("32,0,1,2,x"))
+    assert is_last_answer(CommandResponse.parse("32,0,2,2,x"))
+    assert is_last_answer(CommandResponse.parse("30,0,1,1,x"))
+    assert not is_last_answer(CommandResponse.parse("1,0,0,2,x"))
+    assert is_last_answer(CommandResponse.parse("1,0,1,2,x"))
     assert is_last_answer(CommandResponse.parse("20,0"))

@@ -25,7 +25,7 @@ from wsproto.events import (
 
 from protocol import ClientSession, ClientType
 from protocol import Message as V2Message
-from tests.conftest import OWNER, PASSWORD, VEHICLES, RelayUnderTest, StartRelay
+from tests.conftest import OWNER, PASSWORD, T_NEVER, VEHICLES, RelayUnderTest, StartRelay
 from tests.test_tls import (
     CertFiles,
     TLSRelay,
@@ -109,7 +109,7 @@ async def test_app_over_websocket_gets_z_replay_relays_and_commands(ports: Ports
 async def test_car_over_websocket(ports: Ports) -> None:
     car = await ports.ws_client(client_type=ClientType.CAR)
     app = await ports.relay.app()
-    await expect(app, "Z1")
+    await expect(app, "Z1", T_NEVER)
     await expect(car, "Z0", "Z1")
     await car.send("S", S_MSG)
     await expect(app, "S" + S_MSG, "T0")
@@ -173,7 +173,7 @@ class RawWebSocket:
 
 
 async def logged_in(ports: Ports, **request: Any) -> tuple[RawWebSocket, ClientSession]:
-    """A raw WebSocket app of DEMO (scheme 0), past its Z1/Z0."""
+    """A raw WebSocket app of DEMO (scheme 0), past its Z1/Z0 and T (no stored data)."""
     raw = await RawWebSocket.open(ports, **request)
     assert isinstance(await raw.event(), AcceptConnection)
     session = ClientSession(ClientType.APP, "DEMO", carpass=VEHICLES["DEMO"])
@@ -182,6 +182,8 @@ async def logged_in(ports: Ports, **request: Any) -> tuple[RawWebSocket, ClientS
     assert session.next_event() is not None
     session.receive_data((await raw.text()).encode() + b"\r\n")
     assert session.next_event() is not None  # Z0 / Z1
+    session.receive_data((await raw.text()).encode() + b"\r\n")
+    assert session.next_event() == V2Message("T", T_NEVER[1:])
     return raw, session
 
 
@@ -251,7 +253,7 @@ async def test_plain_http_get_gets_400_and_others_carry_on(ports: Ports) -> None
     car = await ports.relay.car()
     app = await ports.ws_client()
     await expect(car, "Z0", "Z1")
-    await expect(app, "Z1")
+    await expect(app, "Z1", T_NEVER)
     stream = await ports.tcp()
     await stream.send_all(b"GET /apiv2 HTTP/1.1\r\nHost: x\r\n\r\n")
     answer = b""
@@ -267,7 +269,7 @@ async def test_overlong_line_closes_only_that_websocket(ports: Ports) -> None:
     car = await ports.relay.car()
     app = await ports.ws_client()
     await expect(car, "Z0", "Z1")
-    await expect(app, "Z1")
+    await expect(app, "Z1", T_NEVER)
     raw, _ = await logged_in(ports)
     await expect(car, "Z2")
     # A frame far beyond the 32 KiB line bound, in pieces as a sender would stream it.

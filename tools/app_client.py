@@ -53,8 +53,6 @@ from tools.v2client import (
 PROG = "ovms-app"
 EXIT_OK, EXIT_CONNECTION, EXIT_USAGE, EXIT_FAILED, EXIT_UNSUPPORTED, EXIT_TIMEOUT = range(6)
 RESULT_TEXT = {0: "ok", 1: "failed", 2: "unsupported", 3: "unimplemented"}
-# Commands answered with several lines ``<n>,0,<index>,<count>,...``.
-LIST_COMMANDS = frozenset({1, 3, 30, 31, 32})
 
 KINDS = {
     "S": "status", "D": "environment", "L": "location", "W": "tpms", "Y": "tpms",
@@ -193,13 +191,8 @@ def as_json(msg: Message) -> str:
 
 
 def is_last_answer(resp: CommandResponse) -> bool:
-    """List commands answer ``<n>,0,<index>,<count>,...`` lines up to index count-1."""
-    if resp.number not in LIST_COMMANDS or resp.result != 0:
-        return True
-    try:
-        return int(resp.rest[0]) >= int(resp.rest[1]) - 1
-    except (IndexError, ValueError):
-        return True
+    """The car's lists (1, 3) end at index count-1, the server's (30-32) at k == n."""
+    return resp.is_last_line()
 
 
 def exit_status(result: int) -> int:
@@ -263,7 +256,10 @@ async def run_command(client: V2Client, command: str, printer: Printer, timeout:
             msg = await receive(client)
             if msg.code != "c":
                 continue
-            resp = CommandResponse.parse(msg.data)
+            try:
+                resp = CommandResponse.parse(msg.data)
+            except ValueError:
+                continue
             if resp.number != number:
                 continue
             printer.show(msg)

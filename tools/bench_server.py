@@ -19,7 +19,7 @@ from pathlib import Path
 import attrs
 import trio
 
-from protocol import ClientType
+from protocol import ClientType, CommandResponse
 from relay import db
 from tools import admin
 from tools.v2client import V2Client
@@ -193,7 +193,7 @@ async def stored_records_v2(host: str, port: int, carpass: str, htype: str,
                     if parts[1] != "0":
                         break
                     numbers.add(int(parts[6]))
-                    if int(parts[2]) >= int(parts[3]) - 1:
+                    if CommandResponse.parse(msg.data).is_last_line():  # k == n
                         break
                 out[vid] = numbers
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import ssl
 from types import TracebackType
@@ -14,9 +15,12 @@ from protocol import (
     ClientType,
     Message,
     ProvisionAnswer,
+    RefusedMessage,
     ServerWelcome,
 )
 from relay.websocket import connect_websocket
+
+log = logging.getLogger("ovms.v2client")
 
 
 class LoginRefused(Exception):
@@ -90,6 +94,9 @@ class V2Client:
     async def _next_event(self) -> ServerWelcome | ProvisionAnswer | Message:
         while True:
             event = self.session.next_event()
+            if isinstance(event, RefusedMessage):
+                log.warning("message %r from the server dropped: %s", event.code, event.reason)
+                continue
             if isinstance(event, (ServerWelcome, ProvisionAnswer, Message)):
                 return event
             data = await self.stream.receive_some(65536)
