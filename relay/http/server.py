@@ -9,6 +9,7 @@ complete within ``api_request_timeout`` of its first byte (slow-loris).
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import http
 import logging
@@ -181,10 +182,12 @@ class HttpConnection:
 
     async def _send(self, response: Response, *, head_only: bool, close: bool = False) -> None:
         body = response.body
+        own = {name for name, _ in response.headers}
         headers = [
             (b"content-type", response.content_type),
-            (b"content-length", str(len(body)).encode("ascii")),
-            *_STATIC_HEADERS,
+            *(() if response.stream is not None
+              else ((b"content-length", str(len(body)).encode("ascii")),)),
+            *(h for h in _STATIC_HEADERS if h[0] not in own),
             (b"date", _date.value()),
             *response.headers,
         ]
@@ -193,7 +196,14 @@ class HttpConnection:
         conn = self.conn
         data = conn.send(h11.Response(status_code=response.status, headers=headers,
                                       reason=_REASONS.get(response.status, b"")))
-        if body and not head_only and response.status not in (204, 304):
+        if response.stream is not None:
+            await self.stream.send_all(data)
+            async with contextlib.aclosing(response.stream) as chunks:
+                if not head_only:
+                    async for chunk in chunks:
+                        await self.stream.send_all(conn.send(h11.Data(data=chunk)))
+            data = b""
+        elif body and not head_only and response.status not in (204, 304):
             data += conn.send(h11.Data(data=body))
         data += conn.send(h11.EndOfMessage())
         await self.stream.send_all(data)

@@ -1,0 +1,242 @@
+"""The web console over plain HTTP (no browser): login, pages, CSRF, escaping, live events.
+
+Issue 14. The browser tests (test_console_browser.py) show the same pages working
+in Chromium; these check what a browser does not show: headers, refusals, and
+that hostile text from cars and users arrives escaped.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+import trio
+
+from relay.http.views import COOKIE_NAME
+from tests.conftest import OWNER, PASSWORD, RelayUnderTest
+from tests.http_helpers import D_MSG, F_MSG, L_MSG, S_MSG, base_url, scripted_car, sync
+
+XSS = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+_CSRF_RE = re.compile(r'name="csrf" value="([0-9a-f]+)"')
+
+
+@pytest.fixture
+async def ui(relay: RelayUnderTest) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=base_url(relay), timeout=10.0) as c:
+        yield c
+
+
+async def login(ui: httpx.AsyncClient, username: str = OWNER, password: str = PASSWORD
+                ) -> httpx.Response:
+    return await ui.post("/ui/", data={"username": username, "password": password})
+
+
+def csrf(page: httpx.Response) -> str:
+    match = _CSRF_RE.search(page.text)
+    assert match is not None, page.text[:500]
+    return match.group(1)
+
+
+async def test_login_form_and_session_cookie(ui: httpx.AsyncClient) -> None:
+    page = await ui.get("/ui/")
+    assert page.status_code == 200
+    assert 'name="username"' in page.text and 'name="password"' in page.text
+    assert "content-security-policy" in page.headers
+    answer = await login(ui)
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/ui/vehicles"
+    cookie = answer.headers["set-cookie"]
+    assert cookie.startswith(f"{COOKIE_NAME}=")
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    assert "Secure" not in cookie  # plain HTTP; test_console_tls covers HTTPS
+    # The same session works on the REST API.
+    listed = await ui.get("/api/vehicles")
+    assert listed.status_code == 200
+    assert {v["id"] for v in listed.json()} == {"DEMO", "TESTCAR"}
+
+
+async def test_wrong_password_is_refused_next_to_the_field(ui: httpx.AsyncClient) -> None:
+    answer = await login(ui, OWNER, "wrong")
+    assert answer.status_code == 401
+    assert 'id="password-error"' in answer.text
+    assert "Wrong user name or password" in answer.text
+    assert COOKIE_NAME not in answer.headers.get("set-cookie", "")
+    empty = await ui.post("/ui/", data={"username": "", "password": ""})
+    assert empty.status_code == 400
+    assert 'id="username-error"' in empty.text and 'id="password-error"' in empty.text
+
+
+async def test_pages_need_a_login(ui: httpx.AsyncClient) -> None:
+    page = await ui.get("/ui/vehicles")
+    assert page.status_code == 303 and page.headers["location"] == "/ui/"
+    events = await ui.get("/ui/events?v=DEMO")
+    assert events.status_code == 401
+    post = await ui.post("/ui/tokens", data={"application": "x"})
+    assert post.status_code == 401
+
+
+async def test_vehicle_list_and_page_show_the_car(relay: RelayUnderTest,
+                                                  ui: httpx.AsyncClient) -> None:
+    car = await scripted_car(relay, "DEMO", [("S", S_MSG), ("D", D_MSG), ("L", L_MSG),
+                                             ("F", F_MSG)])
+    await login(ui)
+    listed = await ui.get("/ui/vehicles")
+    assert listed.status_code == 200
+    row = listed.text[listed.text.index('data-vehicle="DEMO"'):]
+    assert "online" in row[:600] and "30%" in row[:600]
+    page = await ui.get("/ui/vehicles/DEMO")
+    assert page.status_code == 200
+    assert 'data-lat="22.270553"' in page.text
+    assert "VIN123456789012345" in page.text
+    await car.aclose()
+
+
+async def test_someone_elses_vehicle_is_not_shown(ui: httpx.AsyncClient) -> None:
+    await login(ui)
+    page = await ui.get("/ui/vehicles/OTHERCAR")
+    assert page.status_code == 404
+    series = await ui.get("/ui/vehicles/OTHERCAR/series")
+    assert series.status_code == 404
+
+
+async def test_state_changes_need_the_csrf_token(ui: httpx.AsyncClient) -> None:
+    await login(ui)
+    tokens = await ui.get("/ui/tokens")
+    form = {"application": "phone", "purpose": "p", "permit_auth": "1"}
+    missing = await ui.post("/ui/tokens", data=form)
+    assert missing.status_code == 403
+    forged = await ui.post("/ui/tokens", data={**form, "csrf": "0" * 64})
+    assert forged.status_code == 403
+    cross = await ui.post("/ui/tokens", data={**form, "csrf": csrf(tokens)},
+                          headers={"origin": "https://evil.example"})
+    assert cross.status_code == 403
+    assert (await ui.get("/api/token")).json() == []
+    made = await ui.post("/ui/tokens", data={**form, "csrf": csrf(tokens)})
+    assert made.status_code == 201
+    assert len((await ui.get("/api/token")).json()) == 1
+
+
+async def test_token_create_shows_it_once_and_revoke(ui: httpx.AsyncClient) -> None:
+    await login(ui)
+    token_page = await ui.get("/ui/tokens")
+    made = await ui.post("/ui/tokens", data={
+        "application": "car-app", "purpose": "dashboard", "permit_v4": "1",
+        "csrf": csrf(token_page)})
+    assert made.status_code == 201
+    value = re.search(r'id="new-token" readonly value="([0-9a-f]{64})"', made.text)
+    assert value is not None
+    listed = (await ui.get("/api/token")).json()
+    assert listed[0]["permit"] == "v4" and listed[0]["application"] == "car-app"
+    again = await ui.get("/ui/tokens")
+    assert value.group(1) not in again.text  # shown once
+    revoked = await ui.post("/ui/tokens/delete", data={"token": listed[0]["token"],
+                                                       "csrf": csrf(again)})
+    assert revoked.status_code == 303
+    assert (await ui.get("/api/token")).json() == []
+
+
+async def test_token_form_rejects_bad_values_next_to_the_field(ui: httpx.AsyncClient) -> None:
+    await login(ui)
+    token_page = await ui.get("/ui/tokens")
+    none_chosen = await ui.post("/ui/tokens", data={"application": "a",
+                                                    "csrf": csrf(token_page)})
+    assert none_chosen.status_code == 400
+    assert 'id="permit-error"' in none_chosen.text
+    control = await ui.post("/ui/tokens", data={"application": "a\x01b", "permit_auth": "1",
+                                                "csrf": csrf(token_page)})
+    assert control.status_code == 400
+    assert 'id="application-error"' in control.text
+
+
+async def test_hostile_text_is_escaped(relay: RelayUnderTest, ui: httpx.AsyncClient) -> None:
+    """Car-supplied names (F: vehicle type, VIN), alert texts (P) and token labels."""
+    car = await scripted_car(relay, "DEMO", [
+        ("F", f"1.5.0,{XSS},5,1,{XSS},DNET"), ("S", S_MSG), ("P", f"A{XSS}")])
+    await sync(car)
+    await login(ui)
+    token_page = await ui.get("/ui/tokens")
+    await ui.post("/ui/tokens", data={"application": XSS, "purpose": XSS, "permit_auth": "1",
+                                      "csrf": csrf(token_page)})
+    with trio.fail_after(5):
+        while True:  # the alert is stored by the push intake task
+            page = await ui.get("/ui/vehicles/DEMO")
+            if "&lt;script&gt;alert(&#34;x&#34;)" in page.text and "alert" in page.text:
+                if page.text.count("&lt;script&gt;") >= 3:
+                    break
+            await trio.sleep(0.05)
+    for url in ("/ui/vehicles/DEMO", "/ui/vehicles", "/ui/tokens"):
+        text = (await ui.get(url)).text
+        assert "<script>alert" not in text and "<img src=x" not in text, url
+        assert "&lt;script&gt;" in text, url
+    await car.aclose()
+
+
+async def test_control_answers_like_the_rest_api(relay: RelayUnderTest,
+                                                 ui: httpx.AsyncClient) -> None:
+    await login(ui)
+    page = await ui.get("/ui/vehicles/DEMO")
+    token = csrf(page)
+    # No car: 409, shown as a notice on the next page.
+    answer = await ui.post("/ui/vehicles/DEMO/control",
+                           data={"action": "lock", "pin": "1234", "csrf": token})
+    assert answer.status_code == 303
+    shown = await ui.get("/ui/vehicles/DEMO")
+    assert "Lock: Vehicle not connected (409)" in shown.text
+    # A missing PIN is an error next to the field.
+    no_pin = await ui.post("/ui/vehicles/DEMO/control", data={"action": "lock",
+                                                              "csrf": token})
+    assert no_pin.status_code == 400 and 'id="pin-error"' in no_pin.text
+    car = await scripted_car(relay, "DEMO", [("S", S_MSG)])
+
+    async def answer_car() -> None:
+        msg = await car.receive_until("C")
+        assert msg[-1].data == "20,1234"
+        await car.send("c", "20,0")
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(answer_car)
+        done = await ui.post("/ui/vehicles/DEMO/control",
+                             data={"action": "lock", "pin": "1234", "csrf": token})
+    assert done.status_code == 303
+    assert "Lock: done (200)" in (await ui.get("/ui/vehicles/DEMO")).text
+    bad = await ui.post("/ui/vehicles/DEMO/control",
+                        data={"action": "charge_current", "current": "abc", "csrf": token})
+    assert bad.status_code == 400 and 'id="current-error"' in bad.text
+    await car.aclose()
+
+
+async def test_live_events_follow_the_car(relay: RelayUnderTest, ui: httpx.AsyncClient) -> None:
+    car = await scripted_car(relay, "DEMO", [("S", S_MSG)])
+    await login(ui)
+    async with ui.stream("GET", "/ui/events?v=DEMO&v=OTHERCAR") as events:
+        assert events.headers["content-type"] == "text/event-stream"
+        lines = events.aiter_lines()
+
+        async def next_vehicle() -> dict[str, object]:
+            async for line in lines:
+                if line.startswith("data: "):
+                    data: dict[str, object] = json.loads(line[6:])
+                    return data
+            raise AssertionError("stream ended")
+
+        with trio.fail_after(5):
+            first = await next_vehicle()
+            assert first["id"] == "DEMO" and first["soc"] == "30" and first["online"]
+            await car.send("S", S_MSG.replace("30,", "31,", 1))
+            second = await next_vehicle()
+            assert second["id"] == "DEMO" and second["soc"] == "31"
+            await car.aclose()
+            third = await next_vehicle()
+            assert third["online"] is False
+
+
+async def test_static_files_are_served_from_the_package(ui: httpx.AsyncClient) -> None:
+    js = await ui.get("/ui/static/vendor/uplot/uPlot.iife.min.js")
+    assert js.status_code == 200 and "javascript" in js.headers["content-type"]
+    assert "max-age=3600" in js.headers["cache-control"]
+    assert (await ui.get("/ui/static/vendor/leaflet/LICENSE")).status_code == 200
+    assert (await ui.get("/ui/static/../web.py")).status_code == 404
+    assert (await ui.get("/ui/static/nothing.js")).status_code == 404
