@@ -168,6 +168,9 @@ class V2Connection:
             return None
         else:
             result = await check_scheme1(self.s.store, login)
+        self.s.connlog.login(login.vehicleid, ctype, self.address,
+                             accepted=isinstance(result, Granted), reason=result.reason
+                             if not isinstance(result, Granted) else "")
         if not isinstance(result, Granted):
             log.info("%s: refused %s login for vehicle %s: %s",
                      self._ctx(), ctype, login.vehicleid, result.reason)

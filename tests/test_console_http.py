@@ -240,3 +240,56 @@ async def test_static_files_are_served_from_the_package(ui: httpx.AsyncClient) -
     assert (await ui.get("/ui/static/vendor/leaflet/LICENSE")).status_code == 200
     assert (await ui.get("/ui/static/../web.py")).status_code == 404
     assert (await ui.get("/ui/static/nothing.js")).status_code == 404
+
+
+async def test_operator_pages_need_the_admin_permit(relay: RelayUnderTest,
+                                                    ui: httpx.AsyncClient) -> None:
+    await login(ui)  # demo has "*", which includes admin
+    admin = await ui.get("/ui/admin")
+    assert admin.status_code == 200 and "Connected cars" in admin.text
+    made = await ui.post("/ui/admin/owners", data={
+        "owner_name": "driver", "owner_password": "drive123", "owner_permissions": "auth,v4",
+        "csrf": csrf(admin)})
+    assert made.status_code == 303
+    async with httpx.AsyncClient(base_url=base_url(relay), timeout=10.0) as other:
+        await login(other, "driver", "drive123")
+        refused = await other.get("/ui/admin")
+        assert refused.status_code == 403
+        assert "Operators" not in (await other.get("/ui/vehicles")).text
+        post = await other.post("/ui/admin/owners", data={
+            "owner_name": "x", "owner_password": "y", "csrf": csrf(refused)})
+        assert post.status_code == 403
+
+
+async def test_operator_manages_vehicles_and_sees_refused_logins(
+        relay: RelayUnderTest, ui: httpx.AsyncClient) -> None:
+    await login(ui)
+    admin = await ui.get("/ui/admin")
+    token = csrf(admin)
+    bad = await ui.post("/ui/admin/vehicles", data={
+        "vehicle_id": "BAD ID", "vehicle_owner": OWNER, "vehicle_carpass": "pw",
+        "csrf": token})
+    assert bad.status_code == 400 and 'id="vehicle_id-error"' in bad.text
+    made = await ui.post("/ui/admin/vehicles", data={
+        "vehicle_id": "newcar", "vehicle_owner": OWNER, "vehicle_carpass": "pw1",
+        "csrf": token})
+    assert made.status_code == 303
+    car = await relay.car("NEWCAR", carpass="pw1")
+    reset = await ui.post("/ui/admin/vehicles/carpass", data={"vehicleid": "NEWCAR",
+                                                              "csrf": token})
+    assert reset.status_code == 200
+    carpass = re.search(r'id="new-carpass" readonly value="([^"]+)"', reset.text)
+    assert carpass is not None
+    assert await car.closed_by_server()  # the old password's connection is gone
+    with pytest.raises(Exception):  # noqa: B017 - the refusal is a closed connection
+        await relay.car("NEWCAR", carpass="pw1")
+    again = await relay.car("NEWCAR", carpass=carpass.group(1))
+    log_page = await ui.get("/ui/admin/vehicles/NEWCAR")
+    assert log_page.status_code == 200
+    assert "refused:</strong> digest does not match the carpass" in log_page.text
+    assert "accepted" in log_page.text
+    await again.aclose()
+    deleted = await ui.post("/ui/admin/vehicles/delete", data={"vehicleid": "NEWCAR",
+                                                               "csrf": token})
+    assert deleted.status_code == 303
+    assert "NEWCAR" not in (await ui.get("/api/vehicles")).text

@@ -5,7 +5,7 @@ See docs/console.md. ``mount`` hangs it on the REST API's listeners.
 
 from __future__ import annotations
 
-from relay.console import monitors, pages
+from relay.console import monitors, operators, pages
 from relay.console.web import PREFIX, Console, UiRoute, route
 from relay.http.api import HttpApi
 
@@ -27,6 +27,14 @@ ROUTES: list[UiRoute] = [
     route("POST", "/tokens/delete", pages.token_delete),
     route("GET", "/push", pages.push),
     route("POST", "/push/deactivate", pages.push_deactivate),
+    route("GET", "/admin", operators.admin, admin=True),
+    route("POST", "/admin/owners", operators.owner_create, admin=True),
+    route("POST", "/admin/owners/password", operators.owner_password, admin=True),
+    route("POST", "/admin/owners/delete", operators.owner_delete, admin=True),
+    route("POST", "/admin/vehicles", operators.vehicle_create, admin=True),
+    route("POST", "/admin/vehicles/delete", operators.vehicle_delete, admin=True),
+    route("POST", "/admin/vehicles/carpass", operators.vehicle_carpass, admin=True),
+    route("GET", "/admin/vehicles/{vehicleid}", operators.vehicle_log, admin=True),
 ]
 
 

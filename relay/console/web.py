@@ -16,6 +16,7 @@ import logging
 import mimetypes
 import re
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
@@ -27,6 +28,7 @@ import jinja2
 from relay.console.bridge import Bridge, Result
 from relay.http.api import HttpApi
 from relay.http.auth import permitted
+from relay.http.formatting import time_text
 from relay.http.messages import HttpError, Request, Response, parse_params
 from relay.http.sessions import Session
 from relay.http.views import COOKIE_NAME
@@ -122,8 +124,18 @@ class Console:
             loader=jinja2.PackageLoader("relay.console", "templates"),
             autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True,
             lstrip_blocks=True)
+        self.templates.filters["utc"] = time_text
         self.page_headers = _page_headers(self.tile_url)
         self._static: dict[str, tuple[bytes, bytes]] = {}
+        self.started = time.monotonic()
+        # (when, car messages so far) at the previous status view: the rate between views.
+        self._rate_sample = (self.started, 0)
+
+    def message_rate(self, now: float, messages: int) -> float:
+        """Car messages per second since the previous call (since start, the first time)."""
+        then, before = self._rate_sample
+        self._rate_sample = (now, messages)
+        return (messages - before) / max(now - then, 1e-3)
 
     # --- sessions, CSRF and notices ---------------------------------------------------
 

@@ -117,7 +117,8 @@
     var scope = el.closest("[data-vehicle]");
     if (made.known) {
       var marker = L.circleMarker([made.lat, made.lon],
-                                  { radius: 8, weight: 3, color: "#0b3d91", fillOpacity: 0.6 });
+                                  { radius: 8, weight: 3, color: "#0b3d91", fillOpacity: 0.6,
+                                    className: "car" });
       marker.addTo(made.map).bindTooltip("Last position");
       if (scope) vehicleMarkers[scope.getAttribute("data-vehicle")] = marker;
     }
@@ -129,7 +130,8 @@
       if (layer) made.map.removeLayer(layer);
       layer = null;
       if (points.length > 1) {
-        layer = L.polyline(points, { color: "#c2185b", weight: 4, dashArray: "8 4" });
+        layer = L.polyline(points, { color: "#c2185b", weight: 4, dashArray: "8 4",
+                                     className: "track" });
         layer.addTo(made.map);
         if (fit) made.map.fitBounds(layer.getBounds(), { padding: [20, 20] });
       }
