@@ -197,12 +197,17 @@ def browser() -> Iterator[Browser]:
         launched.close()
 
 
+# Dialogs the pages opened: "confirm" before destructive actions, never an "alert".
+dialogs: list[str] = []
+
+
 @pytest.fixture(scope="module")
 def page(browser: Browser, server: ThreadedRelay) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1280, "height": 900},
                                   base_url=server.url)
     context.set_default_timeout(15_000)
     tab = context.new_page()
+    tab.on("dialog", lambda dialog: dialogs.append(dialog.type) or dialog.accept())
     tab.goto("/ui/")
     tab.fill("input[name=username]", OWNER)
     tab.fill("input[name=password]", PASSWORD)
@@ -287,6 +292,7 @@ def test_create_and_revoke_a_token(page: Page, shots: Path) -> None:
     row.locator("button", has_text="Revoke").click()
     expect(page.locator(".notice.ok")).to_contain_text("Token revoked")
     expect(page.locator("tr", has_text="dashboard")).to_have_count(0)
+    assert dialogs[-1] == "confirm"
 
 
 def test_create_and_delete_a_monitor(page: Page, shots: Path) -> None:
@@ -318,6 +324,7 @@ def test_phone_width_is_usable(browser: Browser, server: ThreadedRelay, page: Pa
     phone = context.new_page()
     phone.goto("/ui/vehicles/DEMO")
     expect(phone.locator("h1")).to_contain_text("DEMO")
+    expect(phone.locator("#chart-soc canvas")).to_be_attached()
     width = phone.evaluate("document.documentElement.scrollWidth")
     assert width <= 360, width
     snap(phone, shots, "vehicle-360")
@@ -345,3 +352,18 @@ def test_operator_pages(page: Page, server: ThreadedRelay, shots: Path) -> None:
     page.goto("/ui/admin")
     page.locator("tr", has_text="FLEET1").locator("button", has_text="Delete").click()
     expect(page.locator(".notice.ok")).to_contain_text("Vehicle FLEET1")
+
+
+def test_hostile_text_renders_inert(page: Page, server: ThreadedRelay) -> None:
+    """Script in an alert text and a token label shows as text and never runs."""
+    hostile = '<script>alert("alert")</script><img src=x onerror="alert(1)">'
+    server.run(server.car_sends, "P", "A" + hostile)
+    page.goto("/ui/tokens")
+    page.fill("#application", hostile)
+    page.click("text=Create token")
+    expect(page.locator("h2#h-new")).to_contain_text('<script>alert("alert")</script>')
+    page.goto("/ui/vehicles/DEMO")
+    expect(page.locator(".alerts")).to_contain_text('<img src=x onerror="alert(1)">')
+    page.goto("/ui/tokens")
+    expect(page.locator("table")).to_contain_text("<script>")
+    assert "alert" not in dialogs

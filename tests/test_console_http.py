@@ -293,3 +293,16 @@ async def test_operator_manages_vehicles_and_sees_refused_logins(
                                                                "csrf": token})
     assert deleted.status_code == 303
     assert "NEWCAR" not in (await ui.get("/api/vehicles")).text
+
+
+def test_vendored_libraries_match_the_vendor_script() -> None:
+    """What tools/vendor_static.py would copy is committed, with version and licence."""
+    from tools.vendor_static import LIBRARIES, VENDOR
+
+    for library in LIBRARIES:
+        folder = VENDOR / library.name
+        assert (folder / "VERSION").read_text().startswith(
+            f"{library.name} {library.version}\n")
+        assert (folder / "LICENSE").stat().st_size > 0
+        for name in library.files:
+            assert (folder / name.removeprefix("dist/")).is_file(), name

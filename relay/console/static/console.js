@@ -133,13 +133,17 @@
         layer = L.polyline(points, { color: "#c2185b", weight: 4, dashArray: "8 4",
                                      className: "track" });
         layer.addTo(made.map);
-        if (fit) made.map.fitBounds(layer.getBounds(), { padding: [20, 20] });
+        if (fit) {
+          var bounds = layer.getBounds();
+          if (made.known) bounds.extend([made.lat, made.lon]);
+          made.map.fitBounds(bounds, { padding: [20, 20] });
+        }
       }
     }
     fetch(seriesUrl(el.getAttribute("data-series"), "days=1&since=" + since),
           { credentials: "same-origin" })
       .then(function (r) { return r.json(); })
-      .then(function (data) { draw(track(data), !made.known); })
+      .then(function (data) { draw(track(data), true); })
       .catch(function () {});
     document.querySelectorAll("button.trip").forEach(function (button) {
       button.addEventListener("click", function () {
@@ -266,7 +270,16 @@
     });
   }
 
+  function confirmations() {
+    document.querySelectorAll("form[data-confirm]").forEach(function (form) {
+      form.addEventListener("submit", function (e) {
+        if (!window.confirm(form.getAttribute("data-confirm"))) e.preventDefault();
+      });
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    confirmations();
     refreshAges();
     setInterval(refreshAges, 10000);
     startLive();
