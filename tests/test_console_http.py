@@ -16,7 +16,7 @@ import pytest
 import trio
 
 from relay.http.views import COOKIE_NAME
-from tests.conftest import OWNER, PASSWORD, RelayUnderTest
+from tests.conftest import OWNER, PASSWORD, RelayUnderTest, StartRelay
 from tests.http_helpers import D_MSG, F_MSG, L_MSG, S_MSG, base_url, scripted_car, sync
 
 XSS = '<script>alert("x")</script><img src=x onerror=alert(1)>'
@@ -306,3 +306,72 @@ def test_vendored_libraries_match_the_vendor_script() -> None:
         assert (folder / "LICENSE").stat().st_size > 0
         for name in library.files:
             assert (folder / name.removeprefix("dist/")).is_file(), name
+
+
+async def test_push_subscriptions_list_and_deactivate(relay: RelayUnderTest,
+                                                      ui: httpx.AsyncClient) -> None:
+    from relay.store import PushSubscription
+
+    store = relay.handle.store
+    secret_url = "https://push.example/secret-device-key"
+    await store.add_push_subscription(PushSubscription(
+        "DEMO", "phone1", OWNER, "webhook", "simple", secret_url))
+    await store.add_push_subscription(PushSubscription(
+        "OTHERCAR", "theirs", "other", "webhook", "simple", "https://push.example/o"))
+    await login(ui)
+    page = await ui.get("/ui/push")
+    assert "phone1" in page.text and "theirs" not in page.text
+    assert secret_url not in page.text  # the key is named by a digest only
+    key = re.search(r'name="key" value="([0-9a-f]+)"', page.text)
+    assert key is not None
+    # Someone else's subscription cannot be reached through this form.
+    await ui.post("/ui/push/deactivate", data={"vehicleid": "OTHERCAR", "appid": "theirs",
+                                               "key": key.group(1), "csrf": csrf(page)})
+    assert len(await store.push_subscriptions("OTHERCAR")) == 1
+    done = await ui.post("/ui/push/deactivate", data={
+        "vehicleid": "DEMO", "appid": "phone1", "key": key.group(1), "csrf": csrf(page)})
+    assert done.status_code == 303
+    await store.flush()
+    assert await store.push_subscriptions("DEMO") == []
+
+
+async def test_monitor_form_errors_land_next_to_their_field(ui: httpx.AsyncClient) -> None:
+    await login(ui)
+    page = await ui.get("/ui/vehicles/DEMO/monitors")
+    token = csrf(page)
+    form = {"label": "Evenings", "target": "http://10.0.0.1/hook", "time_recurrence": "Weekly",
+            "time_start": "18:00", "time_hours": "3", "day_Mon": "1", "csrf": token}
+    refused = await ui.post("/ui/vehicles/DEMO/monitors", data=form)
+    # The v4 endpoint's own check: private addresses are not callback targets.
+    assert refused.status_code == 400
+    assert 'id="target-error"' in refused.text and "not an allowed" in refused.text
+    bad_time = await ui.post("/ui/vehicles/DEMO/monitors",
+                             data={**form, "time_start": "25:00", "day_Mon": ""})
+    assert bad_time.status_code == 400
+    assert 'id="time_start-error"' in bad_time.text and 'id="time_days-error"' in bad_time.text
+    nothing = await ui.post("/ui/vehicles/DEMO/monitors",
+                            data={"label": "x", "target": "https://example.org/x",
+                                  "csrf": token})
+    assert nothing.status_code == 400 and 'id="triggers-error"' in nothing.text
+
+
+async def test_logout_ends_the_live_stream(start_relay: StartRelay) -> None:
+    relay = await start_relay(api_idle_timeout=0.6)
+    async with httpx.AsyncClient(base_url=base_url(relay), timeout=10.0) as ui:
+        await login(ui)
+        page = await ui.get("/ui/vehicles")
+        async with ui.stream("GET", "/ui/events?v=DEMO") as events:
+            lines = events.aiter_lines()
+            with trio.fail_after(5):
+                async for line in lines:
+                    if line.startswith("event: vehicle"):
+                        break
+                async with httpx.AsyncClient(base_url=base_url(relay), timeout=10.0,
+                                             cookies=ui.cookies) as other:
+                    out = await other.post("/ui/logout", data={"csrf": csrf(page)})
+                    assert out.status_code == 303
+                async for line in lines:
+                    if line.startswith("event: "):
+                        assert line == "event: logout"
+                        break
+        assert (await ui.get("/api/vehicles")).status_code == 401
