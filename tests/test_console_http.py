@@ -375,3 +375,24 @@ async def test_logout_ends_the_live_stream(start_relay: StartRelay) -> None:
                         assert line == "event: logout"
                         break
         assert (await ui.get("/api/vehicles")).status_code == 401
+
+
+async def test_an_open_vehicle_page_counts_as_an_app(relay: RelayUnderTest,
+                                                     ui: httpx.AsyncClient) -> None:
+    """The car hears Z 1 while a vehicle page is open (and reports often), Z 0 after."""
+    car = await scripted_car(relay, "DEMO", [("S", S_MSG)])
+    await login(ui)
+    with trio.fail_after(5):
+        async with ui.stream("GET", "/ui/events?v=DEMO&app=1") as events:
+            async for line in events.aiter_lines():
+                if line.startswith("event: vehicle"):
+                    break
+            assert [m.data for m in await car.receive_until("Z")][-1] == "1"
+            async with ui.stream("GET", "/ui/events?v=DEMO&app=1") as second:
+                async for line in second.aiter_lines():
+                    if line.startswith("event: vehicle"):
+                        break
+        # Both pages closed: the car is told once nobody watches.
+        assert [m.data for m in await car.receive_until("Z")][-1] == "0"
+    assert (await ui.get("/api/vehicles")).json()[0]["v_apps_connected"] == 0
+    await car.aclose()

@@ -8,10 +8,12 @@ readers the endpoints use.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import re
 import time
+from collections.abc import AsyncGenerator
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -256,9 +258,25 @@ async def events(page: Page) -> Response:
         return sessions.get(session.sid) is session
 
     heartbeat = min(live.HEARTBEAT, max(0.05, sessions.idle_timeout / 3))
-    body = live.stream(services.store, services.hub, session, ids, alive, heartbeat)
+    updates = live.stream(services.store, services.hub, session, ids, alive, heartbeat)
+    # A vehicle's own page counts as an app watching it, as a phone app would: the car
+    # hears of it (Z) and reports often while the page is open.
+    watched = ids if page.form.get("app") == "1" and len(ids) == 1 else []
+    console = page.console
+
+    async def body() -> AsyncGenerator[bytes, None]:
+        for vehicleid in watched:
+            console.watching(session, vehicleid, +1)
+        try:
+            async with contextlib.aclosing(updates):
+                async for chunk in updates:
+                    yield chunk
+        finally:
+            for vehicleid in watched:
+                console.watching(session, vehicleid, -1)
+
     return Response(200, b"", b"text/event-stream", (
-        (b"cache-control", b"no-store"), (b"x-accel-buffering", b"no")), stream=body)
+        (b"cache-control", b"no-store"), (b"x-accel-buffering", b"no")), stream=body())
 
 
 # --- tokens -------------------------------------------------------------------------------

@@ -130,6 +130,21 @@ class Console:
         self.started = time.monotonic()
         # (when, car messages so far) at the previous status view: the rate between views.
         self._rate_sample = (self.started, 0)
+        # (session id, vehicle id) -> open vehicle pages (event streams) of that session
+        self._watching: dict[tuple[str, str], int] = {}
+
+    def watching(self, session: Session, vehicleid: str, delta: int) -> None:
+        """Count the session's open vehicle pages: the first registers the session as an
+        app of the vehicle (as ``GET /api/vehicle`` does), closing the last unregisters."""
+        key = (session.sid, vehicleid)
+        count = self._watching.get(key, 0) + delta
+        if count > 0:
+            self._watching[key] = count
+            if count == 1 and delta > 0:
+                self.api.sessions.connect(session, vehicleid)
+        else:
+            self._watching.pop(key, None)
+            self.api.sessions.disconnect(session, vehicleid)
 
     def message_rate(self, now: float, messages: int) -> float:
         """Car messages per second since the previous call (since start, the first time)."""

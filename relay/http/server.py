@@ -15,6 +15,7 @@ import http
 import logging
 import ssl
 import time
+from collections.abc import AsyncGenerator
 
 import h11
 import trio
@@ -198,15 +199,43 @@ class HttpConnection:
                                       reason=_REASONS.get(response.status, b"")))
         if response.stream is not None:
             await self.stream.send_all(data)
-            async with contextlib.aclosing(response.stream) as chunks:
-                if not head_only:
-                    async for chunk in chunks:
-                        await self.stream.send_all(conn.send(h11.Data(data=chunk)))
+            if head_only:
+                await response.stream.aclose()
+            else:
+                await self._send_stream(response.stream)
             data = b""
         elif body and not head_only and response.status not in (204, 304):
             data += conn.send(h11.Data(data=body))
         data += conn.send(h11.EndOfMessage())
         await self.stream.send_all(data)
+
+
+    async def _send_stream(self, body: AsyncGenerator[bytes, None]) -> None:
+        """A streamed body (server-sent events), until it ends or the client leaves.
+
+        An event stream may be quiet for long, so the client's leaving is watched for
+        (end of its stream) rather than found at the next write.
+        """
+        gone = False
+        async with trio.open_nursery() as nursery:
+
+            async def watch() -> None:
+                nonlocal gone
+                try:
+                    while data := await self.stream.receive_some(RECEIVE_SIZE):
+                        self.conn.receive_data(bytes(data))  # a next request, kept for h11
+                except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError):
+                    pass
+                gone = True
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(watch)
+            async with contextlib.aclosing(body) as chunks:
+                async for chunk in chunks:
+                    await self.stream.send_all(self.conn.send(h11.Data(data=chunk)))
+            nursery.cancel_scope.cancel()
+        if gone:
+            raise _Closed
 
 
 def _peer_host(stream: trio.abc.Stream) -> str:

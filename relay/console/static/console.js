@@ -71,6 +71,7 @@
     var url = PREFIX + "/events?" + ids.map(function (id) {
       return "v=" + encodeURIComponent(id);
     }).join("&");
+    if (document.querySelector("[data-live-app]")) url += "&app=1";
     var source = new EventSource(url);
     source.addEventListener("open", function () { if (state) text(state, "Live updates on."); });
     source.addEventListener("error", function () {
