@@ -103,6 +103,31 @@ def build(form: dict[str, str]) -> tuple[dict[str, Any], list[str], dict[str, st
     return body, fields, errors
 
 
+def describe(trigger: dict[str, Any]) -> str:
+    """One trigger of a stored monitor in words, for the list."""
+    zone = trigger.get("zone")
+    if isinstance(zone, dict):
+        circle = zone.get("circle", {})
+        center = circle.get("center", {})
+        verb = "enters" if zone.get("transition") == "In" else "leaves"
+        return (f"car {verb} {circle.get('radius')} km around "
+                f"{center.get('latitude')}, {center.get('longitude')}")
+    timing = trigger.get("time")
+    if isinstance(timing, dict):
+        windows = []
+        for window in timing.get("times", []):
+            days = ",".join(window.get("occurence", {}).get("day", []))
+            windows.append(" ".join(filter(None, (
+                str(window.get("recurrence", "")).lower(), days, "from",
+                str(window.get("start", "")), "for", str(window.get("duration", ""))))))
+        return f"{'; '.join(windows)} ({timing.get('time.zone', 'UTC')})"
+    data = trigger.get("data")
+    if isinstance(data, dict):
+        values = " and ".join(str(v) for v in data.get("value", []))
+        return f"{data.get('data')} {data.get('op')} {values}"
+    return str(trigger.get("name", ""))
+
+
 def error_field(message: str, fields: list[str]) -> str:
     """The form field a v4 validation message is about (``triggers`` when unsure)."""
     if message.startswith("subscribeParam.callback"):
@@ -124,6 +149,9 @@ async def monitors_page(page: Page, vehicleid: str, *, errors: dict[str, str] | 
         items = result.data.get("_embedded", {}).get("monitors", [])
     services = page.console.api.services
     state = await summary(services.store, services.hub, vehicleid)
+    for item in items:
+        triggers = item.get("triggerParam", {}).get("triggers", [])
+        item["described"] = [describe(t) for t in triggers if isinstance(t, dict)]
     return page.render("monitors.html", status, v=state, monitors=items,
                        errors=errors or {}, form=page.form, days=DAYS, ops=OPS,
                        paths=sorted(datapaths.PATHS))

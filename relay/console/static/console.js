@@ -170,6 +170,11 @@
     var latIn = document.getElementById("zone_lat");
     var lonIn = document.getElementById("zone_lon");
     var radiusIn = document.getElementById("zone_radius");
+    if (made.known) {
+      L.circleMarker([made.lat, made.lon], { radius: 6, weight: 2, color: "#0b3d91",
+                                             className: "car" }).addTo(made.map)
+        .bindTooltip("The car");
+    }
     var circle = null;
     function show() {
       var lat = parseFloat(latIn.value), lon = parseFloat(lonIn.value);
