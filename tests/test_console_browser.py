@@ -31,7 +31,7 @@ from relay.app import RelayHandle, run_relay
 from relay.config import Config
 from tests.conftest import OWNER, PASSWORD, copy_db
 from tests.http_helpers import D_MSG, F_MSG, L_MSG, S_MSG, W_MSG
-from tools.v2client import V2Client
+from tools.v2client import LoginRefused, V2Client
 
 CHROMIUM = "/usr/bin/chromium"
 _missing = [what for what, there in (
@@ -67,7 +67,10 @@ class SimCar:
 
     async def answer(self) -> None:
         while True:
-            msg = await self.client.receive(math.inf)
+            try:
+                msg = await self.client.receive(math.inf)
+            except (LoginRefused, trio.BrokenResourceError, trio.ClosedResourceError):
+                return  # the relay closed the connection (at the end of the module)
             if msg.code == "C":
                 self.commands.append(msg.data)
                 number = msg.data.split(",", 1)[0]
@@ -98,7 +101,7 @@ class ThreadedRelay:
                 self._ready.set()
                 await self._stop.wait()
                 nursery.cancel_scope.cancel()
-        except BaseException as exc:
+        except BaseException as exc:  # reported by stop()
             self._error = exc
             self._ready.set()
 
@@ -112,9 +115,11 @@ class ThreadedRelay:
         return trio.from_thread.run(fn, *args, trio_token=self._token)
 
     def stop(self) -> None:
-        if self._stop is not None:
+        if self._error is None and self._stop is not None:
             trio.from_thread.run_sync(self._stop.set, trio_token=self._token)
         self._thread.join(10)
+        if self._error is not None:
+            raise AssertionError("the relay stopped during the tests") from self._error
 
     @property
     def url(self) -> str:

@@ -396,3 +396,43 @@ async def test_an_open_vehicle_page_counts_as_an_app(relay: RelayUnderTest,
         assert [m.data for m in await car.receive_until("Z")][-1] == "0"
     assert (await ui.get("/api/vehicles")).json()[0]["v_apps_connected"] == 0
     await car.aclose()
+
+
+async def test_tile_url_setting_reaches_the_map_and_the_policy(start_relay: StartRelay
+                                                               ) -> None:
+    from relay.console.web import tile_origin
+
+    assert tile_origin("") == ""
+    assert tile_origin("https://{s}.tile.example.org/{z}/{x}/{y}.png") == \
+        "https://*.tile.example.org"
+    assert tile_origin("javascript:alert(1)") == ""
+    relay = await start_relay(console_tile_url="https://tiles.example.org/{z}/{x}/{y}.png")
+    async with httpx.AsyncClient(base_url=base_url(relay), timeout=10.0) as ui:
+        await login(ui)
+        page = await ui.get("/ui/vehicles/DEMO")
+    assert 'data-tiles="https://tiles.example.org/{z}/{x}/{y}.png"' in page.text
+    policy = page.headers["content-security-policy"]
+    assert "img-src 'self' data: https://tiles.example.org;" in policy
+    assert "script-src 'self';" in policy
+
+
+async def test_a_failing_event_stream_costs_one_connection_only(
+        relay: RelayUnderTest, ui: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A streamed answer that fails (or whose client vanishes mid-write) closes its own
+    connection; before, the error escaped as an ExceptionGroup and stopped the listener."""
+    from relay.console import live
+
+    async def broken(*args: object, **kwargs: object) -> dict[str, object]:
+        raise RuntimeError("summary failed")
+
+    await login(ui)
+    monkeypatch.setattr(live, "summary", broken)
+    with trio.fail_after(5):
+        with pytest.raises(httpx.HTTPError):
+            async with ui.stream("GET", "/ui/events?v=DEMO") as events:
+                async for _line in events.aiter_lines():
+                    pass
+                raise httpx.ReadError("stream ended")
+    monkeypatch.undo()
+    assert (await ui.get("/ui/")).status_code in (200, 303)
+    assert (await ui.get("/api/vehicles")).status_code == 200

@@ -230,9 +230,17 @@ class HttpConnection:
                 nursery.cancel_scope.cancel()
 
             nursery.start_soon(watch)
-            async with contextlib.aclosing(body) as chunks:
-                async for chunk in chunks:
-                    await self.stream.send_all(self.conn.send(h11.Data(data=chunk)))
+            # Caught here, not around the nursery: it would wrap them in an ExceptionGroup
+            # that no handler of a single connection's errors catches.
+            try:
+                async with contextlib.aclosing(body) as chunks:
+                    async for chunk in chunks:
+                        await self.stream.send_all(self.conn.send(h11.Data(data=chunk)))
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                gone = True
+            except Exception:
+                log.exception("http conn=%s: streamed answer failed", self.conn_id)
+                gone = True
             nursery.cancel_scope.cancel()
         if gone:
             raise _Closed
