@@ -11,8 +11,9 @@ import attrs
 import trio
 
 from protocol import ClientType
+from relay import console
 from relay.config import Config
-from relay.http import serve_http
+from relay.http import api_for, serve_http
 from relay.hub import GroupLimits, Hub
 from relay.push import PushDispatcher
 from relay.router import Router
@@ -122,6 +123,7 @@ async def run_relay(
                 ports["v2_tls_port"] = bound_port(tls_listeners)
                 log.info("v2 protocol over TLS listening on %s:%d",
                          config.host, ports["v2_tls_port"])
+            console.mount(api_for(services))
             http_host = config.http_host or config.host
             http_listeners = await start_listener(
                 nursery, "the REST API", serve_http, services, http_host, config.http_port)

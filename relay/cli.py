@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--webhook-allow", action="append", metavar="PREFIX",
                        help="also allow push webhook/ntfy URLs starting with PREFIX, e.g. "
                             "http://127.0.0.1:8080/ (repeatable; replaces the config file's list)")
+    serve.add_argument("--console-tile-url", metavar="URL",
+                       help="map tiles for the web console, e.g. "
+                            "https://tile.openstreetmap.org/{z}/{x}/{y}.png (default: none)")
     for name, text in (("car-timeout", "seconds a silent car is kept"),
                        ("app-timeout", "seconds a silent app is kept"),
                        ("batch-timeout", "seconds a silent batch client is kept"),

@@ -96,6 +96,10 @@ class Config:
     api_keepalive_timeout: float = 60.0  # an idle keep-alive connection is closed after this
     api_request_timeout: float = 30.0  # a started request must be complete within this
     mqtt_superuser: str = ""  # /mqapi: this user may use every topic ("" = none)
+    # --- web console (docs/console.md) ---
+    # Map tiles for the console's maps, e.g. "https://tile.openstreetmap.org/{z}/{x}/{y}.png";
+    # "" = no tiles: tracks and positions draw on a plain background.
+    console_tile_url: str = ""
     # --- push notifications (docs/push.md) ---
     # URL prefixes users' webhook/ntfy URLs may use besides https:// to public addresses.
     webhook_allow: list[str] = attrs.field(factory=list)

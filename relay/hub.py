@@ -73,6 +73,10 @@ class Peer:
         self.cancel_scope.cancel()
 
 
+# A live watcher's channel: (vehicle id, message) for each message to the vehicle's clients.
+Watcher = trio.MemorySendChannel[tuple[str, Message]]
+
+
 @attrs.define(eq=False)
 class CommandWaiter:
     """A sender that is not a v2 connection (an HTTP request) waiting for a car's answer.
@@ -150,6 +154,9 @@ class Hub:
         # group name -> vehicle id -> latest group data from that car
         self._group_data: dict[str, dict[str, str]] = {}
         self._group_members: dict[str, set[Peer]] = {}
+        # vehicle id -> live watchers (the web console's event streams): told of every
+        # message the vehicle's clients get, never counted as apps.
+        self._watchers: dict[str, dict[Watcher, None]] = {}
 
     def new_id(self, prefix: str) -> str:
         """A process-unique id for a connection or request, for log lines."""
@@ -232,12 +239,35 @@ class Hub:
 
     def to_clients(self, vehicleid: str, *msgs: Message) -> None:
         """To every app and batch client of the vehicle."""
+        self._to_watchers(vehicleid, msgs)
         links = self._vehicles.get(vehicleid)
         if links is None:
             return
         for peer in links.clients():
             for msg in msgs:
                 self.deliver(peer, msg)
+
+    # --- watchers ----------------------------------------------------------------------
+
+    def watch(self, vehicleid: str, watcher: Watcher) -> None:
+        self._watchers.setdefault(vehicleid, {})[watcher] = None
+
+    def unwatch(self, vehicleid: str, watcher: Watcher) -> None:
+        watchers = self._watchers.get(vehicleid)
+        if watchers is not None:
+            watchers.pop(watcher, None)
+            if not watchers:
+                del self._watchers[vehicleid]
+
+    def _to_watchers(self, vehicleid: str, msgs: Iterable[Message]) -> None:
+        for watcher in self._watchers.get(vehicleid, ()):
+            for msg in msgs:
+                try:
+                    watcher.send_nowait((vehicleid, msg))
+                except trio.WouldBlock:
+                    break  # a watcher behind re-reads the vehicle's state anyway
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    break
 
     def _peer_count_to_car(self, vehicleid: str) -> None:
         self.to_car(vehicleid, Message("Z", str(self.app_count(vehicleid))))
@@ -259,6 +289,7 @@ class Hub:
                 self._peers.discard(old)
                 old.close("duplicate car login")
             links.car = peer
+            self._to_watchers(peer.vehicleid, (Message("Z", "1"),))
             for client in links.clients():
                 self.deliver(client, Message("Z", "1"))
             self.deliver(peer, Message("Z", str(self.app_count(peer.vehicleid))))
@@ -289,6 +320,7 @@ class Hub:
                     if isinstance(waiting.peer, CommandWaiter):
                         waiting.peer.outbox.close()
                 links.waiting.clear()
+                self._to_watchers(peer.vehicleid, (Message("Z", "0"),))
                 for client in links.clients():
                     self.deliver(client, Message("Z", "0"))
                 self._drop_car_groups(peer.vehicleid)

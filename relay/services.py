@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from relay.config import Config
+from relay.connlog import ConnectionLog
 from relay.hub import Hub
 from relay.loginguard import GuardLimits, LoginGuard
 from relay.router import Router
@@ -41,6 +42,8 @@ class Services:
         # The REST API's state (sessions, rate limits), shared by the HTTP and HTTPS
         # listeners; created by relay.http.api.api_for.
         self.http_api: HttpApi | None = None
+        # Recent v2 logins per vehicle, for the web console's operator pages.
+        self.connlog = ConnectionLog()
         # The server-wide nursery that owns connections' short-lived helper tasks
         # (on-demand writers, h acks). One per server rather than one per connection:
         # a nursery costs ~1.8 KB, and a relay holds ~19,000 mostly idle cars.

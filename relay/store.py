@@ -783,6 +783,18 @@ class Store:
         # Further bounded purges (name -> round), run after the historical one.
         self._purges: dict[str, Callable[..., int]] = {}
 
+    @property
+    def queue_depth(self) -> int:
+        """Reads and writes waiting for the writer task (server status)."""
+        return self._send.statistics().current_buffer_used
+
+    def forget_cached(self, *, vehicleid: str | None = None, owner: str | None = None) -> None:
+        """Drop cached records an account change made stale (relay.accounts)."""
+        if vehicleid is not None:
+            self._vehicles.pop(vehicleid, None)
+        if owner is not None:
+            self._owners.pop(owner, None)
+
     # ----------------------------------------------------------------- queueing
 
     async def _submit(self, item: _Item) -> None:

@@ -176,6 +176,9 @@ class V2Connection:
             return None
         else:
             result = await check_scheme1(self.s.store, login, self.s.login_guard, host)
+        self.s.connlog.login(login.vehicleid, ctype, self.address,
+                             accepted=isinstance(result, Granted), reason=result.reason
+                             if not isinstance(result, Granted) else "")
         if not isinstance(result, Granted):
             # A login the guard refused unchecked: it logged the block once.
             log_refusal = log.debug if result.blocked else log.info

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Awaitable, Callable
 
 import trio
 
@@ -68,6 +69,8 @@ class HttpApi:
         )
         self.router = Router(ALL_ROUTES)
         self.trusted_proxies = parse_trusted(config.api_trusted_proxies)
+        # Path prefix -> handler of everything under it (the web console, relay.console).
+        self.mounts: dict[str, Callable[[Request], Awaitable[Response]]] = {}
         self._openapi: bytes | None = None
 
     def openapi_response(self) -> Response:
@@ -105,6 +108,9 @@ class HttpApi:
             return text_response(429, "Too many requests")
         if request.method == "OPTIONS":
             return _preflight(request)
+        for prefix, mounted in self.mounts.items():
+            if request.path == prefix or request.path.startswith(prefix + "/"):
+                return await mounted(request)
         match = self.router.match(request.method, request.path)
         if match is None:
             path = request.path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncGenerator
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -94,6 +95,8 @@ class Response:
     body: bytes = b""
     content_type: bytes = TEXT_TYPE
     headers: tuple[tuple[bytes, bytes], ...] = ()
+    # A body sent as it is produced (server-sent events) instead of ``body``.
+    stream: AsyncGenerator[bytes, None] | None = None
 
 
 def encode_json(data: Any) -> bytes:

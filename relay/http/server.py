@@ -9,11 +9,13 @@ complete within ``api_request_timeout`` of its first byte (slow-loris).
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import http
 import logging
 import ssl
 import time
+from collections.abc import AsyncGenerator
 
 import h11
 import trio
@@ -194,18 +196,63 @@ class HttpConnection:
         conn = self.conn
         data = conn.send(head)
         body = response.body
-        if body and not head_only and response.status not in (204, 304):
+        if response.stream is not None:
+            await self.stream.send_all(data)
+            if head_only:
+                await response.stream.aclose()
+            else:
+                await self._send_stream(response.stream)
+            data = b""
+        elif body and not head_only and response.status not in (204, 304):
             data += conn.send(h11.Data(data=body))
         data += conn.send(h11.EndOfMessage())
         await self.stream.send_all(data)
 
 
+    async def _send_stream(self, body: AsyncGenerator[bytes, None]) -> None:
+        """A streamed body (server-sent events), until it ends or the client leaves.
+
+        An event stream may be quiet for long, so the client's leaving is watched for
+        (end of its stream) rather than found at the next write.
+        """
+        gone = False
+        async with trio.open_nursery() as nursery:
+
+            async def watch() -> None:
+                nonlocal gone
+                try:
+                    while data := await self.stream.receive_some(RECEIVE_SIZE):
+                        self.conn.receive_data(bytes(data))  # a next request, kept for h11
+                except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError):
+                    pass
+                gone = True
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(watch)
+            # Caught here, not around the nursery: it would wrap them in an ExceptionGroup
+            # that no handler of a single connection's errors catches.
+            try:
+                async with contextlib.aclosing(body) as chunks:
+                    async for chunk in chunks:
+                        await self.stream.send_all(self.conn.send(h11.Data(data=chunk)))
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                gone = True
+            except Exception:
+                log.exception("http conn=%s: streamed answer failed", self.conn_id)
+                gone = True
+            nursery.cancel_scope.cancel()
+        if gone:
+            raise _Closed
+
+
 def _head(response: Response, close: bool) -> h11.Response:
     """The h11 response head; raises h11.LocalProtocolError for an invalid header."""
+    own = {name for name, _ in response.headers}
     headers = [
         (b"content-type", response.content_type),
-        (b"content-length", str(len(response.body)).encode("ascii")),
-        *_STATIC_HEADERS,
+        *(() if response.stream is not None
+          else ((b"content-length", str(len(response.body)).encode("ascii")),)),
+        *(h for h in _STATIC_HEADERS if h[0] not in own),
         (b"date", _date.value()),
         *response.headers,
     ]

@@ -89,6 +89,11 @@ class PushDispatcher:
         self._history_seq = itertools.count()
         self._auth_failed: set[str] = set()
 
+    @property
+    def queue_depth(self) -> int:
+        """Notifications waiting for the intake task plus deliveries waiting to retry."""
+        return self._intake_send.statistics().current_buffer_used + len(self._retries)
+
     # ----------------------------------------------------------------- relay side (sync)
 
     def notify(self, vehicleid: str, data: str) -> None:

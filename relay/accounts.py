@@ -1,0 +1,110 @@
+"""Account administration while the relay runs: owners and vehicles (the web console's
+operator pages).
+
+The store has no administrative writes: these run ``relay.db``'s admin functions,
+the very ones ``ovms-admin`` uses, on a connection of their own in a worker
+thread (as ``ovms-admin`` does from another process), then make the running
+relay forget what they made stale: cached owner and vehicle records, cached
+logins, and the car connection of a vehicle that was deleted or got a new car
+password. A cluster backend replaces this module, not its callers.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import trio
+
+from relay import db
+from relay.services import Services
+
+log = logging.getLogger("relay.accounts")
+
+T = TypeVar("T")
+AccountError = db.AdminError
+
+
+async def _run(services: Services, fn: Callable[..., T], *args: Any) -> T:
+    path = services.config.db
+
+    def work() -> T:
+        conn = db.connect(path)
+        try:
+            return fn(conn, *args)
+        finally:
+            conn.close()
+
+    return await trio.to_thread.run_sync(work)
+
+
+def _drop_car(services: Services, vehicleid: str, reason: str) -> None:
+    for peer in services.hub.vehicle_peers(vehicleid):
+        if peer.is_car:
+            peer.close(reason)
+
+
+async def list_owners(services: Services) -> list[dict[str, Any]]:
+    return await _run(services, db.list_owners)
+
+
+async def list_vehicles(services: Services) -> list[dict[str, Any]]:
+    return await _run(services, db.list_vehicles)
+
+
+async def add_owner(services: Services, name: str, password: str, permissions: str) -> None:
+    await _run(services, db.add_owner, name, password, permissions)
+    services.store.forget_cached(owner=name)
+    log.info("owner=%s: created (permissions %r)", name, permissions)
+
+
+async def set_password(services: Services, name: str, password: str) -> None:
+    await _run(services, db.set_password, name, password)
+    services.store.forget_cached(owner=name)
+    _forget_logins(services, name)
+    log.info("owner=%s: password reset", name)
+
+
+async def delete_owner(services: Services, name: str) -> None:
+    vehicles = [v["vehicleid"] for v in await _run(services, db.list_vehicles, name)]
+    await _run(services, db.delete_owner, name)
+    services.store.forget_cached(owner=name)
+    _forget_logins(services, name)
+    for vehicleid in vehicles:
+        services.store.forget_cached(vehicleid=vehicleid)
+        _drop_car(services, vehicleid, "vehicle deleted")
+    log.info("owner=%s: deleted with %d vehicle(s)", name, len(vehicles))
+
+
+async def add_vehicle(services: Services, vehicleid: str, owner: str, carpass: str) -> str:
+    vid = await _run(services, db.add_vehicle, vehicleid, owner, carpass)
+    services.store.forget_cached(vehicleid=vid)
+    log.info("vehicle=%s: created for owner %s", vid, owner)
+    return vid
+
+
+async def delete_vehicle(services: Services, vehicleid: str) -> None:
+    vid = db.normalize_vehicleid(vehicleid)
+    _drop_car(services, vid, "vehicle deleted")
+    await _run(services, db.delete_vehicle, vid)
+    services.store.forget_cached(vehicleid=vid)
+    log.info("vehicle=%s: deleted", vid)
+
+
+async def reset_carpass(services: Services, vehicleid: str) -> str:
+    """A new random car password (returned, to be shown once); the car must log in again."""
+    vid = db.normalize_vehicleid(vehicleid)
+    carpass = secrets.token_urlsafe(12)
+    await _run(services, db.set_carpass, vid, carpass)
+    services.store.forget_cached(vehicleid=vid)
+    _drop_car(services, vid, "car password reset")
+    log.info("vehicle=%s: car password reset", vid)
+    return carpass
+
+
+def _forget_logins(services: Services, owner: str) -> None:
+    api = services.http_api
+    if api is not None:
+        api.auth.forget(owner)
