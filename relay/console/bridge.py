@@ -22,6 +22,7 @@ from relay.http.call import Call
 from relay.http.messages import HttpError, Request
 from relay.http.sessions import Session
 from relay.http.views import COOKIE_NAME
+from relay.params import ParamError
 from relay.store import StoreError
 
 log = logging.getLogger("relay.console")
@@ -79,6 +80,8 @@ class Bridge:
             response = await route.handler(call)
         except HttpError as exc:
             return Result(exc.status, text=exc.text)
+        except ParamError as exc:
+            return Result(400, text=str(exc))
         except StoreError as exc:
             log.error("console %s %s: store unavailable: %s", method, route.path, exc)
             return Result(503, text="Service unavailable")
