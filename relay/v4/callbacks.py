@@ -204,14 +204,14 @@ class CallbackSender:
             log.warning("%s: callback retry queue full, given up: %s", ctx, reason)
             await self._give_up(job, reason)
             return
-        self.stats.retries += 1
-        log.info("%s: callback attempt %d failed (%s), retry in %g s", ctx, job.failures,
-                 reason, delay)
         if self._store is not None:
             await callback_rows.save(self._store, callback_rows.PendingRow(
                 job.jobid, job.monitorid, job.vehicleid, job.to_json(), job.failures,
                 time.time() + delay, job.created))
             job.stored = True
+        self.stats.retries += 1
+        log.info("%s: callback attempt %d failed (%s), retry in %g s", ctx, job.failures,
+                 reason, delay)
         self._delivery.retry_in(job, delay)
 
     async def _forget(self, job: CallbackJob) -> None:
