@@ -21,7 +21,7 @@ import trio.testing
 
 from relay.outbound.urlpolicy import UrlPolicy
 from relay.store import Store, open_store
-from relay.v4 import monitors
+from relay.v4 import callback_rows, monitors
 from relay.v4.callbacks import CallbackJob, CallbackSender
 from tests.conftest import copy_db
 from tests.test_push_support import FakeService, Reply
@@ -200,3 +200,25 @@ async def test_client_error_is_not_retried_under_transient(
         nursery.cancel_scope.cancel()
     assert [r for _, r, _ in outcomes.given_up] == ["HTTP 404"]
     assert callbacks.stats.retries == 0
+
+
+def test_purge_drops_rows_of_deleted_vehicles_and_rows_past_any_retry_policy(
+        db_path: str) -> None:
+    """Issue 11 finding 6: pending callback rows cannot pile up: the store's purge takes
+    those of deleted vehicles and those older than the longest retry policy, in rounds."""
+    now = time.time()
+    conn = sqlite3.connect(db_path)
+    try:
+        with conn:
+            conn.executemany(
+                "INSERT INTO v4_callback_pending VALUES (?, 'm', ?, '{}', 1, ?, ?)",
+                [("keep", "DEMO", now, now - 86400),
+                 ("gone1", "NOSUCHCAR", now, now), ("gone2", "NOSUCHCAR", now, now),
+                 ("old", "DEMO", now, now - callback_rows.MAX_AGE - 1)])
+        with conn:
+            assert callback_rows.purge(conn, now=now, limit=2) == 2
+        with conn:
+            assert callback_rows.purge(conn, now=now, limit=2) == 1
+        assert conn.execute("SELECT jobid FROM v4_callback_pending").fetchall() == [("keep",)]
+    finally:
+        conn.close()

@@ -20,11 +20,12 @@ from typing import Any
 import attrs
 
 from relay.store import Store
+from relay.v4 import monitors
 
 TABLE = "v4_callback_pending"
-# A pending row of a vehicle that was deleted (or one kept far longer than any retry
-# policy allows, after a long stop) is purged.
-MAX_AGE = 7 * 86400.0
+# A pending row of a vehicle that was deleted, or one older than the longest retry
+# policy can last (plus a day for a stopped server), is purged.
+MAX_AGE = (monitors.MAX_RETRIES + 2) * float(monitors.MAX_RETRY_DELAY)
 
 _SAVE = (f"INSERT OR REPLACE INTO {TABLE}(jobid, monitorid, vehicleid, job, failures, "
          "next_try, created) VALUES (?, ?, ?, ?, ?, ?, ?)")
