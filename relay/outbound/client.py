@@ -10,6 +10,11 @@ from __future__ import annotations
 
 import httpx
 
+from relay import __version__
+
+# Sent with every outbound request (receivers and services see who calls).
+USER_AGENT = f"ovms-relay/{__version__}"
+
 
 def open_client(*, timeout: float, max_connections: int, http2_only: bool = False,
                 transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:

@@ -27,10 +27,9 @@ import httpx
 import trio
 
 from relay.logsafe import redact_url
-from relay.outbound.client import open_client
+from relay.outbound.client import USER_AGENT, open_client
 from relay.outbound.delivery import Delivery
 from relay.outbound.urlpolicy import Unresolvable, UrlPolicy, UrlRefused
-from relay.push.base import USER_AGENT
 from relay.store import Store, StoreClosed
 from relay.v4 import callback_rows, datapaths, monitors
 
