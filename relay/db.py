@@ -26,7 +26,7 @@ from argon2.exceptions import Argon2Error, InvalidHashError
 
 from relay import legacy_hash
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 VEHICLE_TYPES = ("CAR", "SERVER")
 _VEHICLE_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")
@@ -168,6 +168,19 @@ CREATE INDEX IF NOT EXISTS v4_telemetry_series ON v4_telemetry(vehicleid, metric
 CREATE INDEX IF NOT EXISTS v4_telemetry_ts ON v4_telemetry(ts);
 """
 
+# Version 4: API v4 monitor callback batches waiting for a retry (relay.v4.callback_rows).
+_SCHEMA_V4 = """
+CREATE TABLE IF NOT EXISTS v4_callback_pending (
+    jobid     TEXT PRIMARY KEY,
+    monitorid TEXT NOT NULL,
+    vehicleid TEXT NOT NULL,
+    job       TEXT NOT NULL,
+    failures  INTEGER NOT NULL,
+    next_try  REAL NOT NULL,
+    created   REAL NOT NULL
+);
+"""
+
 # Tables holding per-vehicle data, deleted together with the vehicle.
 _VEHICLE_DATA_TABLES = ("latest", "historical", "usage", "push_subscriptions", "push_pending",
                         "v4_monitors", "v4_trips", "v4_trip_state", "v4_telemetry")
@@ -242,7 +255,7 @@ def _ensure_schema(conn: sqlite3.Connection) -> None:
         # Re-check under the write lock: another process may have just done it.
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version == 0:
-            for statement in (_SCHEMA + _SCHEMA_V2 + _SCHEMA_V3).split(";"):
+            for statement in (_SCHEMA + _SCHEMA_V2 + _SCHEMA_V3 + _SCHEMA_V4).split(";"):
                 if statement.strip():
                     conn.execute(statement)
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
@@ -255,6 +268,9 @@ def _ensure_schema(conn: sqlite3.Connection) -> None:
                     if statement.strip():
                         conn.execute(statement)
                 version = 3
+            if version == 3:
+                conn.execute(_SCHEMA_V4)
+                version = 4
             conn.execute(f"PRAGMA user_version={version}")
         # Future migrations: ``if version == 1: ...; version = 2`` and so on.
 

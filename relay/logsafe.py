@@ -6,8 +6,9 @@ scheme 1 welcome's password, URL passwords, bearer tokens, session cookies) and 
 control characters the way ``repr`` does (``\\x1b``, ``\\r``, ``\\n``), so what a peer
 sent can neither color, overwrite nor forge lines. It sees library records too (h11's
 "illegal request line" quotes the request line, query string and all), which is why
-it sits on the handler and not on our loggers; the HTTP client's request lines keep
-only the host of each URL (push and webhook URLs are secrets in themselves).
+it sits on the handler and not on our loggers; in the HTTP client's lines every URL
+becomes ``redact_url``'s form (push and webhook URLs are secrets in themselves), the
+same form our own push and callback lines use.
 Tracebacks are cleaned the same way, keeping only their own line breaks.
 
 ``install`` puts it, after ``relay.lograte.RateLimitFilter``, on a handler; the CLI
@@ -16,8 +17,10 @@ does so for the root logger's handlers.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
+import secrets
 import time
 from collections.abc import Callable
 
@@ -47,9 +50,14 @@ _RULES: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 
 # The HTTP client logs every request's URL; ours go to push services and webhooks whose
-# path or query is the secret (an ntfy topic, a webhook token): keep only the host.
+# path or query is the secret (an ntfy topic, a webhook token).
 _CLIENT_LOGGERS = ("httpx", "httpcore")
-_URL_PATH = re.compile(r"(?i)\b(https?://[^/\s'\"]+)/[^\s'\"]*")
+_URL = re.compile(r"(?i)\b[a-z][a-z0-9+.-]*://[^\s'\"<>]+")
+_URL_PARTS = re.compile(r"(?i)([a-z][a-z0-9+.-]*)://(?:[^/?#@]*@)?([^/?#]*)(.*)", re.DOTALL)
+# Keyed per process: equal URLs get equal hashes within one run (so lines about one
+# target can be followed), but a guessable secret (an ntfy topic is often a word) can't
+# be found by hashing candidates.
+_URL_HASH_KEY = secrets.token_bytes(16)
 
 # Control characters (C0, DEL, C1), line and paragraph separators, bidirectional
 # overrides (they reorder what a terminal shows) and lone surrogates (undecodable car
@@ -67,6 +75,29 @@ def _escape_char(match: re.Match[str]) -> str:
         return named
     code = ord(char)
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def redact_url(url: str) -> str:
+    """An outbound URL as it may be logged: scheme, host (and port), a short hash of the rest.
+
+    ``https://ntfy.sh/my-topic`` -> ``https://ntfy.sh/#1a2b3c4d``; a URL with nothing
+    after the host stays ``https://ntfy.sh/``. User information is dropped.
+    """
+    match = _URL_PARTS.fullmatch(url.strip())
+    if match is None:
+        return "<unparsable URL>"
+    scheme, host, rest = match.groups()
+    host = escape(host)
+    if rest in ("", "/"):
+        return f"{scheme.lower()}://{host}/"
+    digest = hashlib.blake2b(rest.encode("utf-8", "surrogateescape"), digest_size=4,
+                             key=_URL_HASH_KEY).hexdigest()
+    return f"{scheme.lower()}://{host}/#{digest}"
+
+
+def redact_urls(text: str) -> str:
+    """``text`` with every URL in it in ``redact_url``'s form."""
+    return _URL.sub(lambda match: redact_url(match.group()), text)
 
 
 def redact(text: str) -> str:
@@ -101,7 +132,7 @@ class SafeLineFilter(logging.Filter):
         except Exception:
             message = f"unformattable log message {record.msg!r} with {record.args!r}"
         if record.name.startswith(_CLIENT_LOGGERS):
-            message = _URL_PATH.sub(rf"\g<1>/{MASK}", message)
+            message = redact_urls(message)
         record.msg = clean(message)
         record.args = None
         try:
@@ -134,4 +165,5 @@ def install_on_root() -> None:
         install(handler)
 
 
-__all__ = ["MASK", "SafeLineFilter", "clean", "escape", "install", "install_on_root", "redact"]
+__all__ = ["MASK", "SafeLineFilter", "clean", "escape", "install", "install_on_root", "redact",
+           "redact_url", "redact_urls"]

@@ -96,13 +96,16 @@ def test_trip_without_a_position_at_ignition_starts_at_the_first_fix() -> None:
 def test_schema_3_migrates_from_2_and_purges_telemetry(tmp_path: Path) -> None:
     path = str(tmp_path / "old.db")
     conn = db.connect(path)
-    for table in ("v4_monitors", "v4_trips", "v4_trip_state", "v4_telemetry"):
+    for table in ("v4_monitors", "v4_trips", "v4_trip_state", "v4_telemetry",
+                  "v4_callback_pending"):
         conn.execute(f"DROP TABLE {table}")
     conn.execute("PRAGMA user_version=2")
     conn.close()
     conn = db.connect(path)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+        # Through version 3 (these tables) to 4 (v4_callback_pending).
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
+        assert conn.execute("SELECT count(*) FROM v4_callback_pending").fetchone()[0] == 0
         conn.executemany("INSERT INTO v4_telemetry VALUES (?, ?, ?, ?)",
                          [("DEMO", ts, "vehicle.speed", 1.0) for ts in range(10)])
         assert persist.purge_telemetry(conn, now=107, limit=3, retention=100) == 3

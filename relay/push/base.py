@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from relay import __version__
+from relay.outbound.client import USER_AGENT
 from relay.push.outcome import Outcome
 from relay.store import PendingPush
 
-USER_AGENT = f"ovms-relay/{__version__}"
+__all__ = ["USER_AGENT", "Sender", "title"]
 
 
 class Sender(Protocol):

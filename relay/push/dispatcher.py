@@ -4,12 +4,13 @@ Path: ``Router`` calls :meth:`PushDispatcher.notify` (never blocks: a bounded
 intake queue, a full one drops the notification with a log line) -> the intake
 task logs it as a ``*-Log-Notification`` historical record, looks up the
 vehicle's subscriptions and stores one ``push_pending`` row per subscription ->
-the jobs queue -> one of ``push_workers`` worker tasks sends it through the
-subscription type's sender. A retryable failure (429, 5xx, timeout, connection
-trouble) goes to the retry heap with exponential back-off and is sent again when
-due; a dead token deactivates the subscription; success, failure, expiry or the
-last attempt delete the row. Rows left at shutdown are loaded again at start, so
-a restart loses nothing that was pending.
+an ``outbound.Delivery`` (a small queue and ``push_workers`` worker tasks) sends it
+through the subscription type's sender. A retryable failure (429, 5xx, timeout,
+connection trouble) goes back to it with exponential back-off
+(``outbound.retry.backoff``) and is sent again when due; a dead token deactivates
+the subscription; success, failure, expiry or the last attempt delete the row.
+Rows left at shutdown are loaded again at start, so a restart loses nothing that
+was pending.
 
 Store writes are group-committed and never awaited for commit: the rows are a
 safety net for restarts, not on the delivery path.
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import random
 import re
 import secrets
 import time
@@ -29,12 +29,14 @@ import httpx
 import trio
 
 from relay.config import Config
+from relay.logsafe import redact_url
+from relay.outbound.delivery import Delivery
+from relay.outbound.retry import backoff
+from relay.outbound.urlpolicy import Unresolvable, UrlPolicy, UrlRefused
 from relay.push.base import Sender
 from relay.push.ntfy import TOPIC_RE, is_url
 from relay.push.outcome import Dead, Delivered, Failed, Outcome, Retry
 from relay.push.services import open_senders
-from relay.push.ssrf import Unresolvable, UrlPolicy, UrlRefused, describe
-from relay.retryqueue import RetryQueue
 from relay.store import PendingPush, Store, StoreClosed
 
 log = logging.getLogger("relay.push")
@@ -81,11 +83,10 @@ class PushDispatcher:
         self._intake_send, self._intake_recv = trio.open_memory_channel[Alert](
             max(1, config.push_queue_size)
         )
-        # Small: a backlog waits in the intake queue or the retry heap, not here.
-        self._jobs_send, self._jobs_recv = trio.open_memory_channel[PendingPush](
-            max(1, config.push_workers)
-        )
-        self._retries: RetryQueue[PendingPush] = RetryQueue()
+        # Small queue: a backlog waits in the intake queue or the retry heap, not here.
+        self._delivery: Delivery[PendingPush] = Delivery(
+            "push", self._attempt, workers=config.push_workers,
+            queue_size=config.push_workers, stop_on=(StoreClosed,), describe=_ctx)
         self._history_seq = itertools.count()
         self._auth_failed: set[str] = set()
 
@@ -137,7 +138,7 @@ class PushDispatcher:
         except Unresolvable as exc:
             # Nothing to fetch now; every delivery checks the address again.
             log.info("push URL %s does not resolve now (%s); stored, checked again on delivery",
-                     describe(pushkeyvalue), exc)
+                     redact_url(pushkeyvalue), exc)
         return None
 
     # ----------------------------------------------------------------- tasks
@@ -149,10 +150,8 @@ class PushDispatcher:
                 self.senders.setdefault(name, sender)
             async with trio.open_nursery() as nursery:
                 await self._load_pending()
+                await nursery.start(self._delivery.run)
                 nursery.start_soon(self._intake)
-                nursery.start_soon(self._retries.release_into, self._jobs_send)
-                for _ in range(max(1, self.config.push_workers)):
-                    nursery.start_soon(self._worker)
                 log.info("push delivery running (%s)", ", ".join(sorted(self.senders)) or "none")
                 task_status.started(self)
 
@@ -160,9 +159,9 @@ class PushDispatcher:
         pending, expired = await self.store.take_push_pending()
         if expired:
             log.info("push: %d pending notifications expired while stopped", expired)
-        now, clock = time.time(), trio.current_time()
+        now = time.time()
         for item in pending:
-            self._schedule(item, clock + max(0.0, item.next_try - now))
+            self._delivery.retry_in(item, item.next_try - now)
         if pending:
             log.info("push: %d pending notifications reloaded", len(pending))
 
@@ -173,8 +172,8 @@ class PushDispatcher:
             except StoreClosed:
                 return
             except Exception as exc:  # one bad notification must not stop push delivery
-                log.error("vehicle=%s push intake failed: %s: %s",
-                          alert.vehicleid, type(exc).__name__, exc)
+                log.exception("vehicle=%s push intake failed: %s", alert.vehicleid,
+                              type(exc).__name__)
 
     async def _accept(self, alert: Alert) -> None:
         now = time.time()
@@ -198,17 +197,7 @@ class PushDispatcher:
             )
             await self.store.add_push_pending(item)
             self.stats.queued += 1
-            await self._jobs_send.send(item)
-
-    async def _worker(self) -> None:
-        async for item in self._jobs_recv:
-            try:
-                await self._attempt(item)
-            except StoreClosed:
-                return
-
-    def _schedule(self, item: PendingPush, due: float) -> None:
-        self._retries.schedule(item, due)
+            await self._delivery.put(item)
 
     # ----------------------------------------------------------------- one attempt
 
@@ -251,8 +240,7 @@ class PushDispatcher:
     async def _retry(self, item: PendingPush, outcome: Retry) -> None:
         config = self.config
         attempts = item.attempts + 1
-        delay = min(config.push_retry_max, config.push_retry_base * 2 ** (attempts - 1))
-        delay *= random.uniform(0.9, 1.1)  # spread a burst of retries out
+        delay = backoff(attempts, config.push_retry_base, config.push_retry_max)
         if outcome.after is not None:
             delay = max(delay, min(outcome.after, config.push_retry_max))
         now = time.time()
@@ -267,7 +255,7 @@ class PushDispatcher:
                  _ctx(item), attempts, outcome.reason, delay)
         item = attrs.evolve(item, attempts=attempts, next_try=now + delay)
         await self.store.retry_push_pending(item)
-        self._schedule(item, trio.current_time() + delay)
+        self._delivery.retry_in(item, delay)
 
 
 async def _send(sender: Sender, item: PendingPush) -> Outcome:

@@ -12,9 +12,9 @@ from urllib.parse import quote
 
 import httpx
 
+from relay.outbound.urlpolicy import Target, UrlPolicy
 from relay.push.base import USER_AGENT, title
 from relay.push.outcome import Outcome, by_status
-from relay.push.ssrf import Target, UrlPolicy
 from relay.store import PendingPush
 
 TOPIC_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")

@@ -15,13 +15,14 @@ from contextlib import asynccontextmanager
 import httpx
 
 from relay.config import Config, ConfigError
+from relay.outbound.client import open_client
+from relay.outbound.urlpolicy import UrlPolicy
 from relay.push.apns import ApnsKeyError, ApnsSender, ApnsSettings, load_key
 from relay.push.base import Sender
 from relay.push.expo import ExpoSender
 from relay.push.fcm import CredentialsError, FcmSender, ServiceAccount
 from relay.push.mail import MailSender, SmtpSettings
 from relay.push.ntfy import NtfySender
-from relay.push.ssrf import UrlPolicy
 from relay.push.webhook import WebhookSender
 from relay.store import Store
 
@@ -29,16 +30,8 @@ log = logging.getLogger("relay.push")
 
 
 def _client(config: Config, *, http2_only: bool = False) -> httpx.AsyncClient:
-    # trust_env=False: no proxy or certificate settings picked up from the environment;
-    # follow_redirects=False: a redirect would take a checked URL somewhere unchecked.
-    return httpx.AsyncClient(
-        timeout=httpx.Timeout(config.push_timeout),
-        follow_redirects=False,
-        trust_env=False,
-        http1=not http2_only,
-        http2=http2_only,
-        limits=httpx.Limits(max_connections=max(4, config.push_workers * 2)),
-    )
+    return open_client(timeout=config.push_timeout,
+                       max_connections=max(4, config.push_workers * 2), http2_only=http2_only)
 
 
 @asynccontextmanager

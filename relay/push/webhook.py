@@ -16,9 +16,9 @@ import time
 
 import httpx
 
+from relay.outbound.urlpolicy import UrlPolicy
 from relay.push.base import USER_AGENT
 from relay.push.outcome import Failed, Outcome, by_status
-from relay.push.ssrf import UrlPolicy
 from relay.store import PendingPush, Store
 from relay.timefmt import utc_text
 

@@ -14,7 +14,8 @@ or clock. The rest wires them into the server:
 - ``web``: authentication (Bearer, cookie, password), JSON errors, HAL answers.
 - ``resources``, ``remote``: the route handlers; ``routes``: their route table.
 - ``engine``: the background component (trips, telemetry, monitors, remote actions),
-  fed by the router; ``callbacks``: monitor callback delivery; ``persist``: the SQL.
+  fed by the router; ``callbacks``: monitor callback delivery (on ``relay.outbound``);
+  ``callback_rows``: its retries waiting in the database; ``persist``: the other SQL.
 """
 
 from relay.v4.jsonparse import ApiError, DuplicateKey, InvalidRequest, NotSupported

@@ -1,21 +1,23 @@
-"""Monitor callbacks on the wire: a bounded queue, worker tasks, retries per retryPolicy.
+"""Monitor callbacks on the wire: an ``outbound.Delivery``, retries per retryPolicy.
 
 ``CallbackSender.submit`` never blocks (a full queue drops the batch, logged),
 so evaluating monitors can never be slowed by a slow callback target. Workers
 build the request (``monitors.build_callback``) when it is sent, check the
 target against the outbound allow-list every time (the list may have changed
-since the monitor was stored, and DNS answers change), POST it with httpx and
-schedule retries with ``monitors.retry_after``. A batch given up on becomes a
-``monitor.callbackFailed`` alert of the vehicle.
+since the monitor was stored, and DNS answers change), POST it with the outbound
+HTTP client and schedule retries with ``monitors.retry_after``. A batch given up
+on becomes a ``monitor.callbackFailed`` alert of the vehicle.
 
-Retries wait in memory (a heap, bounded like the queue): a restart forgets
-them. Header values are never logged (they carry the receiver's credentials),
-nor the URL past its host.
+A batch waiting for a retry is stored (``callback_rows``) and loaded again at
+start, so a restart does not lose it; the retry heap is bounded like the queue.
+Header values are never logged (they carry the receiver's credentials), and the
+URL only as ``logsafe.redact_url`` shows it.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
@@ -24,10 +26,12 @@ import attrs
 import httpx
 import trio
 
-from relay.push.base import USER_AGENT
-from relay.push.ssrf import Unresolvable, UrlPolicy, UrlRefused, describe
-from relay.retryqueue import RetryQueue
-from relay.v4 import datapaths, monitors
+from relay.logsafe import redact_url
+from relay.outbound.client import USER_AGENT, open_client
+from relay.outbound.delivery import Delivery
+from relay.outbound.urlpolicy import Unresolvable, UrlPolicy, UrlRefused
+from relay.store import Store, StoreClosed
+from relay.v4 import callback_rows, datapaths, monitors
 
 
 @attrs.define(eq=False)
@@ -40,6 +44,25 @@ class CallbackJob:
     snapshot: dict[str, str]  # the vehicle's latest messages when the batch was ready
     location_at: float | None
     failures: int = 0
+    jobid: str = attrs.field(factory=lambda: secrets.token_hex(8))
+    created: float = attrs.field(factory=time.time)
+    stored: bool = False  # a row exists in callback_rows
+
+    def to_json(self) -> dict[str, Any]:
+        return {"vin": self.vin, "monitor": monitors.monitor_to_json(self.monitor),
+                "events": [monitors.event_to_json(e) for e in self.events],
+                "snapshot": dict(self.snapshot), "locationAt": self.location_at}
+
+    @classmethod
+    def from_row(cls, row: callback_rows.PendingRow) -> CallbackJob:
+        data = row.job
+        location_at = data.get("locationAt")
+        return cls(row.monitorid, row.vehicleid, data.get("vin"),
+                   monitors.monitor_restore(data["monitor"]),
+                   tuple(monitors.event_from_json(e) for e in data["events"]),
+                   {str(k): str(v) for k, v in dict(data.get("snapshot") or {}).items()},
+                   float(location_at) if location_at is not None else None,
+                   row.failures, row.jobid, row.created, stored=True)
 
 
 @attrs.define
@@ -49,6 +72,7 @@ class CallbackStats:
     retries: int = 0
     failed: int = 0  # given up
     dropped: int = 0  # queue full
+    reloaded: int = 0  # pending retries loaded at start
 
 
 AlertsFor = Callable[[str], Awaitable[list[dict[str, Any]]]]
@@ -57,58 +81,73 @@ GaveUp = Callable[[CallbackJob, str], Awaitable[None]]
 log = logging.getLogger("relay.v4.callbacks")
 
 
+def _ctx(job: CallbackJob) -> str:
+    return (f"vehicle={job.vehicleid} monitor={job.monitorid} "
+            f"target={redact_url(job.monitor.callback.target)}")
+
+
 class CallbackSender:
     def __init__(self, policy: UrlPolicy, *, timeout: float, queue_size: int, workers: int,
-                 alerts_for: AlertsFor, gave_up: GaveUp,
+                 alerts_for: AlertsFor, gave_up: GaveUp, store: Store | None = None,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.policy = policy
         self.timeout = timeout
-        self.queue_size = max(1, queue_size)
-        self.workers = max(1, workers)
         self.stats = CallbackStats()
         self._alerts_for = alerts_for
         self._gave_up = gave_up
+        self._store = store
         self._transport = transport
-        self._send, self._recv = trio.open_memory_channel[CallbackJob](self.queue_size)
-        self._retries: RetryQueue[CallbackJob] = RetryQueue()
-        self._busy = 0
+        self._client: httpx.AsyncClient | None = None
+        self._delivery: Delivery[CallbackJob] = Delivery(
+            "callbacks", self._attempt, workers=workers, queue_size=queue_size,
+            stop_on=(StoreClosed,), describe=_ctx)
+        self.queue_size = self._delivery.queue_size
 
     def submit(self, job: CallbackJob) -> None:
         """Queue a batch for delivery; never blocks."""
-        try:
-            self._send.send_nowait(job)
-        except (trio.WouldBlock, trio.ClosedResourceError):
+        if not self._delivery.offer(job):
             self.stats.dropped += 1
             log.warning("vehicle=%s monitor=%s callback queue full, %d events dropped",
                         job.vehicleid, job.monitorid, len(job.events))
 
     def idle(self) -> bool:
         """Nothing queued, being sent or waiting for a retry (for tests and shutdown logs)."""
-        return self._busy == 0 and not self._retries and \
-            self._recv.statistics().current_buffer_used == 0
+        return self._delivery.idle()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                   ) -> None:
-        async with httpx.AsyncClient(transport=self._transport, follow_redirects=False,
-                                     timeout=self.timeout, trust_env=False) as client:
+        async with open_client(timeout=self.timeout,
+                               max_connections=max(4, self._delivery.workers * 2),
+                               transport=self._transport) as client:
+            self._client = client
+            if self._store is not None:
+                self._store.add_purge(callback_rows.TABLE, callback_rows.purge)
+                await self._load_pending(self._store)
             async with trio.open_nursery() as nursery:
-                for _ in range(self.workers):
-                    nursery.start_soon(self._worker, client)
-                nursery.start_soon(self._retries.release_into, self._send)
+                await nursery.start(self._delivery.run)
                 task_status.started()
 
-    async def _worker(self, client: httpx.AsyncClient) -> None:
-        async for job in self._recv:
-            self._busy += 1
+    async def _load_pending(self, store: Store) -> None:
+        rows, broken = await callback_rows.load(store)
+        for jobid in broken:
+            await callback_rows.delete(store, jobid)
+        now = time.time()
+        for row in rows:
             try:
-                await self._attempt(client, job)
-            except Exception:  # one bad batch must not stop delivery
-                log.exception("vehicle=%s monitor=%s callback crashed", job.vehicleid,
-                              job.monitorid)
-            finally:
-                self._busy -= 1
+                job = CallbackJob.from_row(row)
+            except (ValueError, KeyError, TypeError) as exc:
+                log.error("vehicle=%s monitor=%s pending callback cannot be loaded, dropped: %s",
+                          row.vehicleid, row.monitorid, exc)
+                await callback_rows.delete(store, row.jobid)
+                continue
+            self.stats.reloaded += 1
+            self._delivery.retry_in(job, row.next_try - now)
+        if rows:
+            log.info("callbacks: %d pending retries reloaded", self.stats.reloaded)
 
-    async def _attempt(self, client: httpx.AsyncClient, job: CallbackJob) -> None:
+    async def _attempt(self, job: CallbackJob) -> None:
+        client = self._client
+        assert client is not None, "CallbackSender._attempt before run"
         alerts: Sequence[Mapping[str, Any]] = ()
         if "vehicle.alerts" in job.monitor.extended:
             alerts = await self._alerts_for(job.vehicleid)
@@ -118,7 +157,7 @@ class CallbackSender:
             job.monitor, job.events, extended,
             monitors.VehicleInfo(job.vehicleid, job.vin), monitor_id=job.monitorid,
             sent_at=time.time())
-        ctx = f"vehicle={job.vehicleid} monitor={job.monitorid} target={describe(request.url)}"
+        ctx = _ctx(job)
         status: int | None = None
         reason = ""
         try:
@@ -148,28 +187,40 @@ class CallbackSender:
                     reason = f"{type(exc).__name__}: {exc}"[:200]
             if not reason:
                 reason = "timeout"
-        job.failures += 0 if monitors.delivered(status) else 1
         if monitors.delivered(status):
             self.stats.delivered += 1
             log.info("%s: callback delivered (%d events, HTTP %s)", ctx, len(job.events), status)
+            await self._forget(job)
             return
+        job.failures += 1
         delay = monitors.retry_after(job.monitor.retry, job.failures, status)
         if delay is None:
             log.warning("%s: callback given up after %d attempts: %s", ctx, job.failures,
                         reason)
             await self._give_up(job, reason)
             return
-        if len(self._retries) >= self.queue_size:
+        if self._delivery.retrying >= self.queue_size:
             log.warning("%s: callback retry queue full, given up: %s", ctx, reason)
             await self._give_up(job, reason)
             return
+        if self._store is not None:
+            await callback_rows.save(self._store, callback_rows.PendingRow(
+                job.jobid, job.monitorid, job.vehicleid, job.to_json(), job.failures,
+                time.time() + delay, job.created))
+            job.stored = True
         self.stats.retries += 1
         log.info("%s: callback attempt %d failed (%s), retry in %g s", ctx, job.failures,
                  reason, delay)
-        self._retries.schedule(job, trio.current_time() + delay)
+        self._delivery.retry_in(job, delay)
+
+    async def _forget(self, job: CallbackJob) -> None:
+        if job.stored and self._store is not None:
+            await callback_rows.delete(self._store, job.jobid)
+            job.stored = False
 
     async def _give_up(self, job: CallbackJob, reason: str) -> None:
         self.stats.failed += 1
+        await self._forget(job)
         await self._gave_up(job, reason)
 
 

@@ -36,7 +36,8 @@ from relay.config import Config
 from relay.http import control
 from relay.http.call import Call
 from relay.http.messages import HttpError
-from relay.push.ssrf import UrlPolicy, describe
+from relay.logsafe import redact_url
+from relay.outbound.urlpolicy import UrlPolicy, describe
 from relay.store import Store, StoreClosed
 from relay.v4 import alerts, datapaths, hal, monitors, persist, trips
 from relay.v4.actions import ActionTable, RemoteActionRecord
@@ -114,7 +115,7 @@ class V4Engine:
         self.callbacks = CallbackSender(
             self.policy, timeout=config.callback_timeout, queue_size=config.callback_queue_size,
             workers=config.callback_workers, alerts_for=self.recent_alerts,
-            gave_up=self._callback_failed)
+            gave_up=self._callback_failed, store=store)
         self.trip_config = trips.TripConfig(end_after=config.trip_end_after,
                                             max_silence=config.trip_max_silence)
         self._send, self._recv = trio.open_memory_channel[_Item](
@@ -418,7 +419,7 @@ class V4Engine:
         await persist.save_monitor(self.store, entry.row())
         self._register(entry)
         log.info("vehicle=%s monitor=%s %s (target %s)", vehicleid, entry.monitorid,
-                 "replaced" if existing else "created", describe(monitor.callback.target))
+                 "replaced" if existing else "created", redact_url(monitor.callback.target))
         return entry
 
     async def delete_monitor(self, entry: MonitorEntry) -> None:

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from relay.http.messages import Response
-from relay.push.ssrf import Unresolvable, UrlRefused
+from relay.outbound.urlpolicy import Unresolvable, UrlRefused
 from relay.v4 import hal, monitors
 from relay.v4.actions import action_json
 from relay.v4.engine import MonitorEntry

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import trio
 
-from relay.push.ssrf import UrlPolicy, UrlRefused, normalise
+from relay.outbound.urlpolicy import UrlPolicy, UrlRefused, normalise
 from relay.store import PushSubscription
 from tests.conftest import OWNER, RelayUnderTest, StartRelay
 from tests.http_helpers import client

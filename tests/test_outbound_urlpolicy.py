@@ -1,4 +1,4 @@
-"""Which user-supplied push URLs the relay fetches (relay.push.ssrf), and their config."""
+"""Which user-supplied URLs the relay fetches (relay.outbound.urlpolicy), and their config."""
 
 from __future__ import annotations
 
@@ -8,7 +8,14 @@ import pytest
 
 from relay.cli import build_parser, make_config
 from relay.config import Config, ConfigError
-from relay.push.ssrf import Target, Unresolvable, UrlPolicy, UrlRefused, describe, is_public
+from relay.outbound.urlpolicy import (
+    Target,
+    Unresolvable,
+    UrlPolicy,
+    UrlRefused,
+    describe,
+    is_public,
+)
 
 
 @pytest.mark.parametrize("address", [

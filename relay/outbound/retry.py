@@ -1,19 +1,33 @@
-"""Work waiting for its retry time: a heap of (due, item), released into a channel.
+"""Retry timing: the back-off rule, and a heap of (due, item) released into a channel.
 
-Push delivery and API v4 callbacks both retry with back-off; the waiting items
-live here rather than in one sleeping task each, so a thousand pending retries
-cost a thousand heap entries, not a thousand tasks.
+Push delivery and API v4 callbacks both retry; the waiting items live here rather
+than in one sleeping task each, so a thousand pending retries cost a thousand heap
+entries, not a thousand tasks. Due times are on trio's clock, so the whole schedule
+runs on ``trio.testing.MockClock`` in tests.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
+import random
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 import trio
 
 T = TypeVar("T")
+
+
+def backoff(attempts: int, base: float, cap: float, *, jitter: float = 0.1,
+            uniform: Callable[[float, float], float] = random.uniform) -> float:
+    """Seconds before the next try after ``attempts`` failed ones (1 after the first).
+
+    ``base`` doubling with each failure, at most ``cap``, then spread by ``jitter``
+    either way so a burst of failures does not come back as a burst of retries.
+    """
+    delay: float = min(cap, base * 2.0 ** max(0, attempts - 1))
+    return delay * uniform(1.0 - jitter, 1.0 + jitter)
 
 
 class RetryQueue(Generic[T]):

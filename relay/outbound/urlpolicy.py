@@ -1,11 +1,13 @@
-"""Which user-supplied URLs the relay may send to (webhook and ntfy subscriptions).
+"""Which user-supplied URLs the relay may send to (webhook and ntfy subscriptions,
+API v4 monitor callbacks).
 
-A push subscription's URL comes from whoever knows the vehicle password, and the
-relay will POST to it from inside the operator's network: without a check, that
-is a server-side request forgery hole (cloud metadata at 169.254.169.254, admin
-pages on localhost, the LAN). The default therefore only allows ``https://`` to
-hosts whose every address is public; the operator widens it with URL prefixes
-(``--webhook-allow``), which are trusted as they stand.
+A push subscription's or callback's URL comes from whoever knows the vehicle
+password or holds a token, and the relay will POST to it from inside the
+operator's network: without a check, that is a server-side request forgery
+hole (cloud metadata at 169.254.169.254, admin pages on localhost, the LAN).
+The default therefore only allows ``https://`` to hosts whose every address is
+public; the operator widens it with URL prefixes (``--webhook-allow``), which are
+trusted as they stand.
 
 A URL is normalised before any comparison (lower-case scheme and host, default
 port dropped, ``.`` and ``..`` segments resolved) and the normalised URL is what
@@ -62,7 +64,10 @@ class Target:
 
 
 def describe(url: str) -> str:
-    """``scheme://host`` of a URL, for log lines (paths and queries may hold secrets)."""
+    """``scheme://host`` of a URL, for texts shown to the vehicle's owner (API v4 alerts).
+
+    Log lines use ``relay.logsafe.redact_url`` instead (it tells URLs on one host apart).
+    """
     try:
         parts = urlsplit(url)
         return f"{parts.scheme}://{parts.hostname or '?'}"

@@ -1,0 +1,83 @@
+"""Monitor callback batches waiting for a retry, in table ``v4_callback_pending``.
+
+A batch whose attempt failed and that will be tried again is stored (with the
+monitor definition it was made for, so it is sent as it would have been even if
+the monitor is changed meanwhile), its row updated at each further failure and
+deleted once delivered or given up. At start the sender loads them all again, so
+pending callback retries survive a restart as pending pushes do.
+
+The SQL runs through the store's extension API (``query``/``write``/``add_purge``):
+writes are group-committed and not awaited for commit, like the push rows. The
+table itself is created with the other v4 tables (``relay.db``).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+import attrs
+
+from relay.store import Store
+from relay.v4 import monitors
+
+TABLE = "v4_callback_pending"
+# A pending row of a vehicle that was deleted, or one older than the longest retry
+# policy can last (plus a day for a stopped server), is purged.
+MAX_AGE = (monitors.MAX_RETRIES + 2) * float(monitors.MAX_RETRY_DELAY)
+
+_SAVE = (f"INSERT OR REPLACE INTO {TABLE}(jobid, monitorid, vehicleid, job, failures, "
+         "next_try, created) VALUES (?, ?, ?, ?, ?, ?, ?)")
+_DELETE = f"DELETE FROM {TABLE} WHERE jobid=?"
+_LOAD = (f"SELECT jobid, monitorid, vehicleid, job, failures, next_try, created FROM {TABLE} "
+         "ORDER BY next_try")
+_PURGE = (f"DELETE FROM {TABLE} WHERE rowid IN (SELECT rowid FROM {TABLE} WHERE created<? "
+          "OR vehicleid NOT IN (SELECT vehicleid FROM vehicles) LIMIT ?)")
+
+
+@attrs.frozen
+class PendingRow:
+    jobid: str
+    monitorid: str
+    vehicleid: str
+    job: dict[str, Any]  # what ``callbacks`` needs to send the batch again
+    failures: int
+    next_try: float  # wall time
+    created: float
+
+
+async def save(store: Store, row: PendingRow) -> None:
+    await store.write(TABLE, _SAVE, (
+        row.jobid, row.monitorid, row.vehicleid,
+        json.dumps(row.job, sort_keys=True, separators=(",", ":")),
+        row.failures, row.next_try, row.created))
+
+
+async def delete(store: Store, jobid: str) -> None:
+    await store.write(TABLE, _DELETE, (jobid,))
+
+
+def _load(conn: sqlite3.Connection) -> tuple[list[PendingRow], list[str]]:
+    rows: list[PendingRow] = []
+    broken: list[str] = []
+    for jobid, monitorid, vehicleid, job, failures, next_try, created in conn.execute(_LOAD):
+        try:
+            data = json.loads(job)
+        except ValueError:
+            broken.append(jobid)
+            continue
+        rows.append(PendingRow(jobid, monitorid, vehicleid, data, int(failures),
+                               float(next_try), float(created)))
+    return rows, broken
+
+
+async def load(store: Store) -> tuple[list[PendingRow], list[str]]:
+    """Every stored row, and the ids of rows whose job is not valid JSON."""
+    result: tuple[list[PendingRow], list[str]] = await store.query(_load)
+    return result
+
+
+def purge(conn: sqlite3.Connection, *, now: float, limit: int) -> int:
+    """For ``Store.add_purge``: rows of deleted vehicles and rows older than MAX_AGE."""
+    return int(conn.execute(_PURGE, (now - MAX_AGE, limit)).rowcount)
