@@ -93,7 +93,8 @@ class PushDispatcher:
     @property
     def queue_depth(self) -> int:
         """Notifications waiting for the intake task plus deliveries waiting to retry."""
-        return self._intake_send.statistics().current_buffer_used + len(self._retries)
+        return (self._intake_send.statistics().current_buffer_used
+                + self._delivery.retrying)
 
     # ----------------------------------------------------------------- relay side (sync)
 
