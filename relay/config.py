@@ -66,9 +66,12 @@ class Config:
     log_level: str = "INFO"
     # --- REST API (docs/rest-api.md) ---
     http_host: str = ""  # "" = same as host
-    # A session (cookie, or a cookie-less vehicle registration) unused this long ends,
-    # and with it its vehicle registrations (the public server's timeout_api).
+    # A vehicle registration (GET /api/vehicle/<id>: an app, the car in fast mode) of a
+    # session unused this long ends (the public server's timeout_api), and with it a
+    # cookie-less caller's implicit session.
     api_idle_timeout: float = 120.0
+    # A cookie login unused this long ends (sliding): clients poll every few minutes.
+    api_session_timeout: float = 24 * 3600.0
     # Bound on waiting for the car's answer to a control command (then 504).
     command_timeout: float = 30.0
     # Per client address: a burst quota, refilled per minute up to a cap (0 = no limit).

@@ -63,7 +63,7 @@ async def test_unknown_routes_are_404_before_authentication(
 async def test_expired_cookie_is_refused_and_its_registration_ends(
     start_relay: StartRelay,
 ) -> None:
-    relay = await start_relay(api_idle_timeout=0.3)
+    relay = await start_relay(api_idle_timeout=0.3, api_session_timeout=0.3)
     car = await scripted_car(relay)
     async with client(relay) as http:
         assert_text(await http.get("/api/cookie", params=CREDS), 200, "Login ok")

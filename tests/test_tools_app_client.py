@@ -16,7 +16,7 @@ import trio
 
 from protocol import CommandResponse, Message
 from tests.conftest import make_db
-from tools.app_client import as_json, describe, fields_of, is_last_answer
+from tools.app_client import as_json, describe, fields_of, is_last_answer, parse_args
 from tools.car import CarConfig, SimCar
 
 S_MSG = ("30,K,0,0,done,standard,105,85,13,0,0,0,7,13,0,0,0,1,160,0,0,80,80,0,31,60,0,0,0,"
@@ -151,3 +151,29 @@ def test_decoding() -> None:
     assert not is_last_answer(CommandResponse.parse("1,0,0,2,x"))
     assert is_last_answer(CommandResponse.parse("1,0,1,2,x"))
     assert is_last_answer(CommandResponse.parse("20,0"))
+
+
+def test_tls_defaults_to_the_tls_port() -> None:
+    """Issue 10 item 16: ``--tls`` (or --cafile/--insecure) means port 6870 unless --port."""
+    login = ["--vehicle", "DEMO", "--carpass", "DEMO"]
+    assert parse_args(login).port == 6867
+    assert parse_args([*login, "--tls"]).port == 6870
+    assert parse_args([*login, "--insecure"]).port == 6870
+    assert parse_args([*login, "--tls", "--port", "7000"]).port == 7000
+
+
+async def test_push_alone_exits_once_the_server_handled_it(
+    server: int, tmp_path: Path
+) -> None:
+    """Issue 10 item 16: ``ovms-app --push`` subscribes and exits (it used to watch
+    until interrupted); the subscription is stored by then."""
+    with trio.fail_after(20):  # a guard against the old endless watch, not a timing check
+        result = await app(server, "--vehicle", "TESTCAR", "--carpass", "NETPASS", "--push",
+                           "app2,ntfy,production,https://ntfy.example/t")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.decode().splitlines() == [
+        "p  push subscription app2 (ntfy) handled by the server "
+        "(stored unless the vehicle password is wrong)"]
+    rows = sqlite3.connect(tmp_path / "app.db").execute(
+        "SELECT appid, vehicleid FROM push_subscriptions").fetchall()
+    assert rows == [("app2", "TESTCAR")]

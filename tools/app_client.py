@@ -6,6 +6,10 @@ notifications and to groups. Meant for people and for scripts::
 
     ovms-app --port 6867 --vehicle DEMO --carpass PASS --duration 60
     ovms-app --vehicle DEMO --carpass PASS --command 20,1234 --json
+    ovms-app --tls --vehicle DEMO --carpass PASS   # port 6870 unless --port
+
+``--push`` alone subscribes, waits until the server has handled the subscription
+and exits; with ``--group``, ``--duration`` or ``--count`` it goes on watching.
 
 Exit status: 0 success; 1 cannot connect, login refused or connection lost;
 2 usage error; 3 a command failed (result 1); 4 a command is unsupported or
@@ -52,6 +56,7 @@ from tools.v2client import (
 
 PROG = "ovms-app"
 EXIT_OK, EXIT_CONNECTION, EXIT_USAGE, EXIT_FAILED, EXIT_UNSUPPORTED, EXIT_TIMEOUT = range(6)
+PLAIN_PORT, TLS_PORT = 6867, 6870
 RESULT_TEXT = {0: "ok", 1: "failed", 2: "unsupported", 3: "unimplemented"}
 
 KINDS = {
@@ -218,6 +223,10 @@ class Printer:
         self.printed += 1
 
 
+def uses_tls(args: argparse.Namespace) -> bool:
+    return bool(args.tls or args.cafile or args.insecure)  # the latter two imply --tls
+
+
 async def connect(args: argparse.Namespace) -> V2Client:
     ctype = ClientType.BATCH if args.batch else ClientType.APP
     try:
@@ -271,6 +280,32 @@ async def run_command(client: V2Client, command: str, printer: Printer, timeout:
     return EXIT_TIMEOUT
 
 
+async def confirm_push(client: V2Client, appid: str, pushtype: str, printer: Printer,
+                       timeout: float) -> int:
+    """Wait until the server has handled the ``p`` just sent, then report it.
+
+    The v2 protocol does not answer ``p``, but the server handles a client's lines in
+    order: the answer to a ping sent after it means the subscription was handled.
+    A wrong vehicle password is refused without an answer (only the server logs it).
+    """
+    await client.send("A", "")
+    with trio.move_on_after(timeout):
+        while (await receive(client)).code != "a":
+            pass
+        text = (f"push subscription {appid} ({pushtype}) handled by the server "
+                "(stored unless the vehicle password is wrong)")
+        if printer.json:
+            printer.out.write(json.dumps({"time": round(time.time(), 3), "code": "p",
+                                          "kind": "push-subscription", "text": text},
+                                         sort_keys=True) + "\n")
+        else:
+            printer.out.write(f"p  {text}\n")
+        printer.out.flush()
+        return EXIT_OK
+    print(f"{PROG}: error: no answer from the server within {timeout:.0f} s", file=sys.stderr)
+    return EXIT_TIMEOUT
+
+
 async def session(args: argparse.Namespace, printer: Printer) -> int:
     client = await connect(args)
     async with client:
@@ -281,6 +316,9 @@ async def session(args: argparse.Namespace, printer: Printer) -> int:
             netpass = args.netpass or args.carpass
             await client.send("p", ",".join([appid, pushtype, keytype, args.vehicle.upper(),
                                              netpass, keyvalue]))
+            if not (args.command or args.group or args.duration is not None
+                    or args.count is not None):
+                return await confirm_push(client, appid, pushtype, printer, args.timeout)
         if args.command:
             status = EXIT_OK
             for command in args.command:
@@ -321,14 +359,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog=PROG, description="Watch and command an OVMS vehicle over the v2 protocol.")
     add_login_arguments(
         p, vehicle_help="vehicle id ('*' for the account's first with scheme 1)",
-        carpass_help="the vehicle password (scheme 0, as the phone app)")
+        carpass_help="the vehicle password (scheme 0, as the phone app)", tls_port=True)
     p.add_argument("--batch", action="store_true",
                    help="log in as a batch client (not counted as a watching app)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--command", action="append", default=[], metavar="N[,PARAMS]",
                    help="send a command, print its answer and exit (repeatable)")
     p.add_argument("--push", metavar="APPID,TYPE,KEYTYPE,KEY",
-                   help="subscribe to push notifications")
+                   help="subscribe to push notifications and exit once the server has "
+                        "handled it (with --group, --duration or --count: keep watching)")
     p.add_argument("--netpass", help="vehicle password for --push (default --carpass)")
     p.add_argument("--group", action="append", default=[], metavar="NAME",
                    help="subscribe to a group's updates (repeatable)")
@@ -358,14 +397,22 @@ def _check(args: argparse.Namespace) -> str | None:
     return None
 
 
-def run(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
-    try:
-        args = build_parser().parse_args(argv)
-    except UsageError as exc:
-        return _fail(str(exc), EXIT_USAGE)
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The checked arguments, ``port`` filled in; raises UsageError."""
+    args = build_parser().parse_args(argv)
     problem = _check(args)
     if problem:
-        return _fail(problem, EXIT_USAGE)
+        raise UsageError(problem)
+    if args.port is None:
+        args.port = TLS_PORT if uses_tls(args) else PLAIN_PORT
+    return args
+
+
+def run(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    try:
+        args = parse_args(argv)
+    except UsageError as exc:
+        return _fail(str(exc), EXIT_USAGE)
     printer = Printer(out or sys.stdout, json=args.json)
     status = EXIT_OK
     try:

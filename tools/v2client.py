@@ -177,10 +177,18 @@ def client_ssl_context(
     return context
 
 
-def add_login_arguments(parser: Any, *, vehicle_help: str, carpass_help: str) -> None:
-    """Where to connect and how to log in: the flags ovms-car and ovms-app share."""
+def add_login_arguments(parser: Any, *, vehicle_help: str, carpass_help: str,
+                        tls_port: bool = False) -> None:
+    """Where to connect and how to log in: the flags ovms-car and ovms-app share.
+
+    With ``tls_port``, ``--port`` defaults to None: 6867, or 6870 with TLS.
+    """
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=6867, help="v2 port (default %(default)s)")
+    if tls_port:
+        parser.add_argument("--port", type=int, help="v2 port (default 6867; 6870 with TLS)")
+    else:
+        parser.add_argument("--port", type=int, default=6867,
+                            help="v2 port (default %(default)s)")
     parser.add_argument("--vehicle", required=True, metavar="ID", help=vehicle_help)
     parser.add_argument("--carpass", help=carpass_help)
     parser.add_argument("--username", help="account name (scheme 1; needs TLS or a server "

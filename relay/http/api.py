@@ -60,7 +60,8 @@ class HttpApi:
         self.services = services
         self.config: Config = services.config
         config = self.config
-        self.sessions = SessionTable(services.hub, config.api_idle_timeout)
+        self.sessions = SessionTable(services.hub, config.api_idle_timeout,
+                                     config.api_session_timeout)
         self.auth = Authenticator(services.store, config.api_auth_cache_ttl,
                                   services.login_guard)
         self.limiter = RateLimiter(
@@ -152,26 +153,31 @@ class HttpApi:
         """Fill in ``call.login`` (and ``call.session``); an answer if the call is refused."""
         request = call.request
         sid = request.cookie(COOKIE_NAME)
+        reasons: list[str] = []  # why a 401, for its log line
         if sid:
             session = self.sessions.get(sid)
             if session is not None:
                 call.session = session
                 call.login = Login(session.owner, session.permissions, "session",
                                    session.credential)
+            else:
+                reasons.append(self.sessions.why_not(sid))
         if call.login is None:
             username = call.params.get("username", "")
             password = call.params.get("password", "")
             if username and password:
                 call.login = await self.auth.check(username, password, request.client_host)
                 if call.login is None:
-                    log.info("http conn=%s addr=%s user=%r: authentication failed",
-                             request.conn_id, request.client_host, username[:64])
+                    reasons.append(f"bad password or token for user {username[:64]!r}")
                 else:
                     # Keeps the caller's implicit session (if any) alive.
                     self.sessions.implicit(call.login.owner, request.client_host,
                                            call.login.permissions, create=False,
                                            credential=call.login.credential)
         if call.login is None or grants_nothing(call.login.permissions):
+            reasons.append("token with permit none" if call.login else "no credentials")
+            log.info("http conn=%s addr=%s: %s %s: 401 (%s)", request.conn_id,
+                     request.client_host, route.method, route.path, reasons[0])
             call.login = None
             return text_response(401, "Authentication failed")
         if not permitted(call.login.permissions, route.rights):

@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncGenerator
 from typing import Any
-from urllib.parse import parse_qsl
 
 import attrs
 
+from relay.http.forms import FormError, body_params
+from relay.http.forms import parse_params as _parse_params
+
 JSON_TYPE = b"application/json"
 TEXT_TYPE = b"text/plain"
-# Query strings and form bodies: more fields than any real client sends is an attack.
-MAX_PARAMS = 64
 
 
 @attrs.frozen
@@ -38,25 +38,17 @@ class Request:
         return None
 
     def params(self) -> dict[str, str]:
-        """Query parameters, overridden by a form or JSON object body (PUT/POST)."""
-        merged = parse_params(self.query) if self.query else {}
-        if not self.body:
-            return merged
-        ctype = self.headers.get(b"content-type", b"").split(b";")[0].strip().lower()
-        if ctype == b"application/json":
-            try:
-                data = json.loads(self.body)
-            except (ValueError, UnicodeDecodeError):
-                raise BadRequest("body is not valid JSON") from None
-            if not isinstance(data, dict):
-                raise BadRequest("JSON body must be an object")
-            for key, value in data.items():
-                if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-                    raise BadRequest(f"JSON field {key!r} must be a string or a number")
-                merged[str(key)] = str(value)
-        else:
-            # Form bodies, also without a content type (curl -d sends one; scripts may not).
-            merged.update(parse_params(self.body.decode("utf-8", "replace")))
+        """Body fields (form, multipart form or JSON object), then the query string's.
+
+        A name in both takes the query string's value: the public server's
+        Mojolicious ``param`` lists the body's fields first and answers the last.
+        """
+        try:
+            merged = body_params(self.headers.get(b"content-type", b""), self.body)
+            if self.query:
+                merged.update(_parse_params(self.query))
+        except FormError as exc:
+            raise BadRequest(str(exc)) from None
         return merged
 
 
@@ -77,16 +69,11 @@ class BadRequest(HttpError):
 
 
 def parse_params(text: str) -> dict[str, str]:
-    """First value of each name wins, as in the public server's query_param."""
-    out: dict[str, str] = {}
+    """A query string's fields; the first value of a repeated name. 400 if unreadable."""
     try:
-        pairs = parse_qsl(text, keep_blank_values=True, max_num_fields=MAX_PARAMS,
-                          errors="replace")
-    except ValueError:
-        raise BadRequest("too many parameters") from None
-    for key, value in pairs:
-        out.setdefault(key, value)
-    return out
+        return _parse_params(text)
+    except FormError as exc:
+        raise BadRequest(str(exc)) from None
 
 
 @attrs.frozen

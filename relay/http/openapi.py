@@ -183,8 +183,9 @@ def _operation(route: Route) -> dict[str, Any]:
             "schema": route.body or {"type": "object"}}}}
     elif route.method in ("PUT", "POST") and route.params:
         op["description"] = (op.get("description", "") + " Parameters may also be sent as "
-                             "a form (application/x-www-form-urlencoded) or JSON object "
-                             "body.").strip()
+                             "a form (application/x-www-form-urlencoded or multipart/form-"
+                             "data) or JSON object body; the query string's value wins "
+                             "over the body's.").strip()
     return op
 
 

@@ -2,11 +2,22 @@
 
 A session is either a cookie session (``GET /api/cookie``) or, for a client that
 sends ``username`` + ``password`` on every call, an implicit one per (owner,
-client address), created by its first ``GET /api/vehicle/<id>``. Either kind
-ends after ``idle_timeout`` without a request, and its registrations end with
-it, so the car is told (``Z``) that the watcher has gone: the public server
-shares one never-ending pseudo-session between all cookie-less callers, which
-keeps cars in their fast reporting mode forever.
+client address), created by its first ``GET /api/vehicle/<id>``.
+
+Two lifetimes, both sliding (every request of the session renews them):
+
+- the cookie *login* lives ``session_timeout`` (24 h by default) without a
+  request: Home Assistant's integration polls every 300 s and logs in again
+  only when answered 404, so a login that ended after 120 s left it with a
+  401 on every later poll;
+- the session's vehicle *registrations* (``GET /api/vehicle/<id>``: an app,
+  which keeps the car in its fast reporting mode) end after ``idle_timeout``
+  (120 s) without a request, and the car is told (``Z``). An implicit session
+  holds nothing else, so it ends with them. The public server shares one
+  never-ending pseudo-session between all cookie-less callers, which keeps
+  cars in their fast reporting mode forever.
+
+Times come from trio's clock (``trio.current_time``), so tests run on MockClock.
 
 A session also ends when the credential it was made with (an API token, or the
 account password) is revoked: at once for a token deleted through the API, else
@@ -17,11 +28,12 @@ with ``ovms-admin``, account disabled).
 from __future__ import annotations
 
 import logging
-import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 
 import attrs
+import trio
 
 from relay.http.auth import Credential
 from relay.hub import Hub
@@ -30,6 +42,9 @@ log = logging.getLogger("relay.http.sessions")
 
 # Live sessions at most; a flood of logins ends the oldest sessions, not the process.
 MAX_SESSIONS = 100_000
+# Ids of ended cookie sessions remembered, so a 401 can say why the cookie failed.
+MAX_ENDED = 10_000
+UNKNOWN_SESSION = "unknown session"
 
 
 @attrs.define(eq=False)
@@ -55,20 +70,34 @@ class Session:
 
 class SessionTable:
     def __init__(
-        self, hub: Hub, idle_timeout: float, clock: Callable[[], float] = time.monotonic
+        self, hub: Hub, idle_timeout: float, session_timeout: float | None = None,
+        clock: Callable[[], float] = trio.current_time,
     ) -> None:
         self._hub = hub
         self.idle_timeout = idle_timeout
+        self.session_timeout = idle_timeout if session_timeout is None else session_timeout
         self._clock = clock
         self._cookies: dict[str, Session] = {}
         # Implicit sessions are never reachable by cookie: their ids are not secrets.
         self._implicit: dict[tuple[str, str], Session] = {}
+        # sid -> why it ended, for the log line of a 401 (bounded, oldest dropped).
+        self._ended: OrderedDict[str, str] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._cookies) + len(self._implicit)
 
     def _expired(self, session: Session, now: float) -> bool:
-        return now - session.last_used > self.idle_timeout
+        limit = self.session_timeout if session.cookie else self.idle_timeout
+        return now - session.last_used > limit
+
+    def _registrations_idle(self, session: Session, now: float) -> bool:
+        return bool(session.vehicles) and now - session.last_used > self.idle_timeout
+
+    def _drop_registrations(self, session: Session) -> None:
+        log.info("%s: idle for %.0f s, %d vehicle registration(s) ended", session.context(),
+                 self.idle_timeout, len(session.vehicles))
+        for vehicleid in sorted(session.vehicles):
+            self.disconnect(session, vehicleid)
 
     def create(self, owner: str, permissions: str, host: str,
                credential: Credential | None = None) -> Session:
@@ -84,16 +113,22 @@ class SessionTable:
         return session
 
     def get(self, sid: str) -> Session | None:
-        """The live cookie session ``sid`` (now used again), or None."""
+        """The live cookie session ``sid`` (now used again), or None (``why_not`` says why)."""
         session = self._cookies.get(sid)
         if session is None:
             return None
         now = self._clock()
         if self._expired(session, now):
-            self.end(session, "idle timeout")
+            self.end(session, "expired")
             return None
+        if self._registrations_idle(session, now):
+            self._drop_registrations(session)
         session.last_used = now
         return session
+
+    def why_not(self, sid: str) -> str:
+        """Why ``sid`` names no live session: how it ended, or that it is unknown."""
+        return self._ended.get(sid, UNKNOWN_SESSION)
 
     def implicit(self, owner: str, host: str, permissions: str, *, create: bool,
                  credential: Credential | None = None) -> Session | None:
@@ -102,7 +137,7 @@ class SessionTable:
         session = self._implicit.get(key)
         now = self._clock()
         if session is not None and self._expired(session, now):
-            self.end(session, "idle timeout")
+            self.end(session, "expired")
             session = None
         if session is None:
             if not create:
@@ -137,6 +172,9 @@ class SessionTable:
             if self._cookies.get(session.sid) is not session:
                 return
             del self._cookies[session.sid]
+            self._ended[session.sid] = f"session ended ({reason})"
+            if len(self._ended) > MAX_ENDED:
+                self._ended.popitem(last=False)
         else:
             key = (session.owner, session.host)
             if self._implicit.get(key) is not session:
@@ -149,12 +187,15 @@ class SessionTable:
         session.vehicles.clear()
 
     def expire(self) -> int:
-        """End every session idle for longer than the timeout; returns how many."""
+        """End every session unused for longer than its lifetime, and the registrations
+        of cookie sessions idle for ``idle_timeout``; returns how many sessions ended."""
         now = self._clock()
         stale = [s for s in (*self._cookies.values(), *self._implicit.values())
                  if self._expired(s, now)]
         for session in stale:
-            self.end(session, "idle timeout")
+            self.end(session, "expired")
+        for session in [s for s in self._cookies.values() if self._registrations_idle(s, now)]:
+            self._drop_registrations(session)
         return len(stale)
 
     def credentials(self) -> set[tuple[str, Credential]]:

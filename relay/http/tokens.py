@@ -4,13 +4,17 @@ Tokens are 64 random hex characters, shown once when created. Only their
 SHA-256 digest is stored: a token is a random 256-bit secret, so a fast hash
 is as good as a KDF against guessing and keeps each token-authenticated call to
 one indexed lookup. The list therefore names each token by its digest, which
-``DELETE /api/token/<digest>`` accepts as well as the token itself.
+``DELETE /api/token/<digest>`` accepts as well as the token itself; except the
+token the call itself was authenticated with, shown in clear (the caller holds
+it): openWB lists the tokens and deletes every one that is not its own.
 """
 
 from __future__ import annotations
 
 import logging
 
+from relay import permits
+from relay.db import token_hash
 from relay.http.auth import Credential, permission_set
 from relay.http.call import Call
 from relay.http.control import free_text
@@ -20,12 +24,23 @@ from relay.http.messages import HttpError, Response, json_response
 log = logging.getLogger("relay.http.tokens")
 
 
+def _own_token(call: Call) -> tuple[str, str] | None:
+    """(digest, clear value) of the token this call was authenticated with, if any."""
+    login = call.login
+    if login is None or login.via != "token" or login.credential is None:
+        return None
+    clear = call.param("password") or ""
+    digest = login.credential.value
+    return (digest, clear) if clear and token_hash(clear) == digest else None
+
+
 async def token_list(call: Call) -> Response:
     records = await call.api.services.store.list_tokens(call.owner)
+    own = _own_token(call)
     return json_response([
         {
             "owner": r.owner,
-            "token": r.token_hash,
+            "token": own[1] if own is not None and r.token_hash == own[0] else r.token_hash,
             "application": r.application,
             "purpose": r.purpose,
             "permit": r.permit,
@@ -41,6 +56,10 @@ async def token_create(call: Call) -> Response:
     application = free_text(call, "application", required=False) or "notspecified"
     purpose = free_text(call, "purpose", required=False) or "notspecified"
     permit = free_text(call, "permit", required=False) or "auth"
+    try:
+        permits.parse(permit)
+    except permits.UnknownPermit as exc:
+        raise HttpError(400, str(exc)) from None
     held = permission_set(call.login.permissions)
     wanted = permission_set(permit)
     # No escalation: a token can only carry rights its creator holds.
