@@ -28,6 +28,7 @@ import attrs
 
 from protocol import MAX_LINE_LENGTH
 from relay import db, legacy_hash
+from relay.store.sqlite import encode_text
 
 # Perl's zero h_expires ("never") becomes 9999-12-31T23:59:59Z.
 NEVER = 253402300799
@@ -379,13 +380,8 @@ def _vehicle(row: dict[str, Any], vehicles: dict[tuple[int, str], VehicleRow]) -
     return found
 
 
-def _enc(text: str) -> str | bytes:
-    # As relay.store stores message text: undecodable bytes go in as the original BLOB.
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "surrogateescape")
-    return text
+# As the store stores peer text: undecodable bytes go in as the original BLOB (one rule).
+_enc = encode_text
 
 
 def plan_latest(row: dict[str, Any], vehicles: dict[tuple[int, str], VehicleRow]
