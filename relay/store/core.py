@@ -37,16 +37,7 @@ import attrs
 import trio
 
 from relay import legacy_hash
-from relay.store import (
-    accounts,
-    historical,
-    latest,
-    passwords,
-    provisioning,
-    push,
-    usage,
-    vehicles,
-)
+from relay.store import accounts, historical, latest, passwords, provisioning, push, usage, vehicles
 from relay.store.backend import Backend, Connection, one_line
 from relay.store.cache import LatestCache, TtlCache
 from relay.store.errors import StoreClosed, StoreError
