@@ -9,6 +9,7 @@ from typing import Any
 import attrs
 
 from relay import __version__
+from relay.store.settings import DEFAULTS as STORE
 
 
 class ConfigError(Exception):
@@ -47,15 +48,15 @@ class Config:
     tcp_keepalive: bool = True
     # Historical records with ack ("h") a car may have in flight before its reads pause.
     max_pending_acks: int = 256
-    purge_interval: float = 3600.0
+    purge_interval: float = STORE.purge_interval
     # A login's or REST call's database read (or a write it waits for) fails after
     # this: with a full disk, clients get an error (REST 503) instead of hanging.
-    store_timeout: float = 10.0
+    store_timeout: float = STORE.read_timeout
     # Latest messages stored per vehicle: distinct codes and total data size (counted
     # in characters: bytes for the ASCII cars send). Real cars use ~15 codes and a few
     # KB; beyond these a message is relayed but not stored.
-    max_stored_codes: int = 256
-    max_stored_bytes: int = 64 * 1024
+    max_stored_codes: int = STORE.max_stored_codes
+    max_stored_bytes: int = STORE.max_stored_bytes
     # Groups (``G`` subscriptions of a client, ``g`` memberships of a car) per connection,
     # and the length of a group name and of a car's group data; beyond: refused, logged.
     max_groups: int = 32
@@ -95,7 +96,7 @@ class Config:
     login_account_fail_max: int = 200
     login_account_window: float = 300.0
     # Argon2 checks running at once (each takes 64 MiB for ~50 ms); more wait.
-    password_hash_concurrency: int = 2
+    password_hash_concurrency: int = STORE.hash_concurrency
     api_keepalive_timeout: float = 60.0  # an idle keep-alive connection is closed after this
     api_request_timeout: float = 30.0  # a started request must be complete within this
     mqtt_superuser: str = ""  # /mqapi: this user may use every topic ("" = none)

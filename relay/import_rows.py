@@ -28,6 +28,8 @@ import attrs
 
 from protocol import MAX_LINE_LENGTH
 from relay import db, legacy_hash
+from relay.store import historical, usage
+from relay.store.sqlite import encode_text
 
 # Perl's zero h_expires ("never") becomes 9999-12-31T23:59:59Z.
 NEVER = 253402300799
@@ -379,13 +381,8 @@ def _vehicle(row: dict[str, Any], vehicles: dict[tuple[int, str], VehicleRow]) -
     return found
 
 
-def _enc(text: str) -> str | bytes:
-    # As relay.store stores message text: undecodable bytes go in as the original BLOB.
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "surrogateescape")
-    return text
+# As the store stores peer text: undecodable bytes go in as the original BLOB (one rule).
+_enc = encode_text
 
 
 def plan_latest(row: dict[str, Any], vehicles: dict[tuple[int, str], VehicleRow]
@@ -436,11 +433,7 @@ def plan_historical(row: dict[str, Any], vehicles: dict[tuple[int, str], Vehicle
             NEVER if expires is None else int(expires), _enc(data))
 
 
-WRITE_HISTORICAL = (
-    "INSERT INTO historical(vehicleid, htype, recordnumber, ts, expires, data) "
-    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(vehicleid, htype, recordnumber, ts) DO UPDATE SET "
-    "expires=excluded.expires, data=excluded.data"
-)
+WRITE_HISTORICAL = historical.UPSERT_HISTORICAL
 
 
 def plan_usage(row: dict[str, Any], vehicles: dict[tuple[int, str], VehicleRow]
@@ -475,14 +468,7 @@ def write_usage(conn: sqlite3.Connection, vehicleid: str, number: int, ts: int,
     if delta:
         counts = [0, 0, 0, 0]
         counts[number] = delta
-        day = time.strftime("%Y-%m-%d", time.gmtime(ts))
-        conn.execute(
-            "INSERT INTO usage(vehicleid, day, car_rx, car_tx, app_rx, app_tx) "
-            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(vehicleid, day) DO UPDATE SET "
-            "car_rx=car_rx+excluded.car_rx, car_tx=car_tx+excluded.car_tx, "
-            "app_rx=app_rx+excluded.app_rx, app_tx=app_tx+excluded.app_tx",
-            (vehicleid, day, *counts),
-        )
+        conn.execute(usage.ADD_USAGE, (vehicleid, usage.utc_day(ts), *counts))
 
 
 def plan_push(row: dict[str, Any], vehicles: dict[tuple[int, str], VehicleRow],

@@ -10,6 +10,7 @@ import pytest
 
 from relay import db
 from relay.http.auth import bearer_token
+from relay.store.sqlite import SQLiteConnection
 from relay.v4 import alerts, hal, persist, trips
 from relay.v4.actions import ActionTable, action_json
 from relay.v4.routes import V
@@ -108,9 +109,9 @@ def test_schema_3_migrates_from_2_and_purges_telemetry(tmp_path: Path) -> None:
         assert conn.execute("SELECT count(*) FROM v4_callback_pending").fetchone()[0] == 0
         conn.executemany("INSERT INTO v4_telemetry VALUES (?, ?, ?, ?)",
                          [("DEMO", ts, "vehicle.speed", 1.0) for ts in range(10)])
-        assert persist.purge_telemetry(conn, now=107, limit=3, retention=100) == 3
-        assert persist.purge_telemetry(conn, now=107, limit=3, retention=100) == 3
-        assert persist.purge_telemetry(conn, now=107, limit=3, retention=100) == 1
+        assert persist.purge_telemetry(SQLiteConnection(conn), now=107, limit=3, retention=100) == 3
+        assert persist.purge_telemetry(SQLiteConnection(conn), now=107, limit=3, retention=100) == 3
+        assert persist.purge_telemetry(SQLiteConnection(conn), now=107, limit=3, retention=100) == 1
         left = conn.execute("SELECT MIN(ts), COUNT(*) FROM v4_telemetry").fetchone()
         assert tuple(left) == (7, 3)
     finally:

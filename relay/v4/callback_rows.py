@@ -6,34 +6,36 @@ the monitor is changed meanwhile), its row updated at each further failure and
 deleted once delivered or given up. At start the sender loads them all again, so
 pending callback retries survive a restart as pending pushes do.
 
-The SQL runs through the store's extension API (``query``/``write``/``add_purge``):
-writes are group-committed and not awaited for commit, like the push rows. The
-table itself is created with the other v4 tables (``relay.db``).
+The SQL runs through the store's extension API (``query``/``write``/``add_purge``)
+on any backend: writes are group-committed and not awaited for commit, like the
+push rows. The table itself is created by the store's schema migrations.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from relay.store import Store
+from relay.store.backend import upsert_sql
 from relay.v4 import monitors
+
+if TYPE_CHECKING:
+    from relay.store.backend import Connection
 
 TABLE = "v4_callback_pending"
 # A pending row of a vehicle that was deleted, or one older than the longest retry
 # policy can last (plus a day for a stopped server), is purged.
 MAX_AGE = (monitors.MAX_RETRIES + 2) * float(monitors.MAX_RETRY_DELAY)
 
-_SAVE = (f"INSERT OR REPLACE INTO {TABLE}(jobid, monitorid, vehicleid, job, failures, "
-         "next_try, created) VALUES (?, ?, ?, ?, ?, ?, ?)")
+_SAVE = upsert_sql(TABLE, ("jobid",), ("jobid", "monitorid", "vehicleid", "job", "failures",
+                                         "next_try", "created"))
 _DELETE = f"DELETE FROM {TABLE} WHERE jobid=?"
 _LOAD = (f"SELECT jobid, monitorid, vehicleid, job, failures, next_try, created FROM {TABLE} "
          "ORDER BY next_try")
-_PURGE = (f"DELETE FROM {TABLE} WHERE rowid IN (SELECT rowid FROM {TABLE} WHERE created<? "
-          "OR vehicleid NOT IN (SELECT vehicleid FROM vehicles) LIMIT ?)")
+_PURGE_WHERE = "created<? OR vehicleid NOT IN (SELECT vehicleid FROM vehicles)"
 
 
 @attrs.frozen
@@ -58,7 +60,7 @@ async def delete(store: Store, jobid: str) -> None:
     await store.write(TABLE, _DELETE, (jobid,))
 
 
-def _load(conn: sqlite3.Connection) -> tuple[list[PendingRow], list[str]]:
+def _load(conn: Connection) -> tuple[list[PendingRow], list[str]]:
     rows: list[PendingRow] = []
     broken: list[str] = []
     for jobid, monitorid, vehicleid, job, failures, next_try, created in conn.execute(_LOAD):
@@ -78,6 +80,7 @@ async def load(store: Store) -> tuple[list[PendingRow], list[str]]:
     return result
 
 
-def purge(conn: sqlite3.Connection, *, now: float, limit: int) -> int:
+def purge(conn: Connection, *, now: float, limit: int) -> int:
     """For ``Store.add_purge``: rows of deleted vehicles and rows older than MAX_AGE."""
-    return int(conn.execute(_PURGE, (now - MAX_AGE, limit)).rowcount)
+    sql = conn.delete_some_sql(TABLE, _PURGE_WHERE)
+    return int(conn.execute(sql, (now - MAX_AGE, limit)).rowcount)

@@ -12,8 +12,8 @@ import trio
 import trio.testing
 
 from protocol import ClientType, ServerSession
-from relay import db
 from relay.loginguard import GuardLimits, GuardRefusal, LoginGuard, owner_account
+from relay.store import passwords
 from tests.conftest import OWNER, PASSWORD, RelayUnderTest, StartRelay
 from tests.http_helpers import CREDS, assert_text, client
 from tools.v2client import LoginRefused, V2Client
@@ -232,7 +232,7 @@ async def test_concurrent_logins_do_not_bypass_the_limit(
         time.sleep(0.01)  # in a worker thread: lets the other logins pile up
         return False
 
-    monkeypatch.setattr(db, "verify_password", slow_wrong)
+    monkeypatch.setattr(passwords, "verify_password", slow_wrong)
 
     async def guess(i: int) -> None:
         with pytest.raises(LoginRefused):

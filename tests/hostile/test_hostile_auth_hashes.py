@@ -13,14 +13,14 @@ import time
 import pytest
 import trio
 
-from relay import db
+from relay.store import passwords
 from tests.conftest import OWNER, StartRelay
 from tests.http_helpers import assert_text, client
 from tools.v2client import LoginRefused
 
 
 class InFlight:
-    """Wraps db.verify_password: counts the checks running at the same time."""
+    """Wraps passwords.verify_password: counts the checks running at the same time."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -47,7 +47,7 @@ async def test_concurrent_password_checks_are_bounded(
     overrides = {} if limit is None else {"password_hash_concurrency": limit}
     relay = await start_relay(allow_plain_login=True, **overrides)
     in_flight = InFlight()
-    monkeypatch.setattr(db, "verify_password", in_flight.verify)
+    monkeypatch.setattr(passwords, "verify_password", in_flight.verify)
 
     async def rest(i: int) -> None:
         async with client(relay) as api:

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from protocol import ServerSession
-from relay import db
-from relay import store as relay_store
+from relay.store import passwords
+from relay.store import vehicles as store_vehicles
 from tests.conftest import OWNER, RelayUnderTest, StartRelay
 from tools.v2client import LoginRefused
 
@@ -33,13 +33,13 @@ def digests(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 def vehicle_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Vehicle ids the store read from the database (not its cache)."""
     seen: list[str] = []
-    original = relay_store._read_vehicle
+    original = store_vehicles.read_vehicle
 
     def counting(conn: Any, vehicleid: str) -> Any:
         seen.append(vehicleid)
         return original(conn, vehicleid)
 
-    monkeypatch.setattr(relay_store, "_read_vehicle", counting)
+    monkeypatch.setattr(store_vehicles, "read_vehicle", counting)
     return seen
 
 
@@ -67,13 +67,13 @@ async def test_unknown_account_costs_what_a_wrong_password_costs(
     wrong password, instead of a refusal without one."""
     relay = await start_relay(allow_plain_login=True)
     verified: list[str] = []
-    original = db.verify_password
+    original = passwords.verify_password
 
     def counting(password_hash: str, password: str) -> bool:
         verified.append(password)
         return original(password_hash, password)
 
-    monkeypatch.setattr(db, "verify_password", counting)
+    monkeypatch.setattr(passwords, "verify_password", counting)
     counts = {}
     for username in (OWNER, "nobody"):
         verified.clear()

@@ -1,0 +1,47 @@
+"""The relay's store (see ``relay.store.core``), as a package of small pieces:
+
+- ``writequeue``: the generic group-commit write queue (one writer, batches);
+- ``backend``: the interface a database engine implements; ``sqlite``: SQLite's;
+- ``schema``: every table and the migrations;
+- repositories, one per table family: ``accounts`` (owners, tokens), ``vehicles``,
+  ``provisioning``, ``latest``, ``historical``, ``usage``, ``push``, ``v4rows``;
+- ``cache``: vehicles, owners and latest messages in memory; ``passwords``;
+- ``core``: the :class:`Store` callers use, and :func:`open_store`.
+"""
+
+from relay.store.core import Store, StoreStats, open_store
+from relay.store.errors import DatabaseError, StoreClosed, StoreError, StoreTimeout
+from relay.store.records import (
+    HistoricalRecord,
+    HistoricalSummary,
+    OwnerRecord,
+    PendingPush,
+    ProvisionRecord,
+    PushSubscription,
+    StoredMessage,
+    TokenRecord,
+    UsageDay,
+    VehicleRecord,
+)
+from relay.store.settings import StoreSettings
+
+__all__ = [
+    "DatabaseError",
+    "HistoricalRecord",
+    "HistoricalSummary",
+    "OwnerRecord",
+    "PendingPush",
+    "ProvisionRecord",
+    "PushSubscription",
+    "Store",
+    "StoreClosed",
+    "StoreError",
+    "StoreSettings",
+    "StoreStats",
+    "StoreTimeout",
+    "StoredMessage",
+    "TokenRecord",
+    "UsageDay",
+    "VehicleRecord",
+    "open_store",
+]
