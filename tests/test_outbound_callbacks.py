@@ -21,6 +21,7 @@ import trio.testing
 
 from relay.outbound.urlpolicy import UrlPolicy
 from relay.store import Store, open_store
+from relay.store.sqlite import SQLiteConnection
 from relay.v4 import callback_rows, monitors
 from relay.v4.callbacks import CallbackJob, CallbackSender
 from tests.conftest import copy_db
@@ -216,9 +217,9 @@ def test_purge_drops_rows_of_deleted_vehicles_and_rows_past_any_retry_policy(
                  ("gone1", "NOSUCHCAR", now, now), ("gone2", "NOSUCHCAR", now, now),
                  ("old", "DEMO", now, now - callback_rows.MAX_AGE - 1)])
         with conn:
-            assert callback_rows.purge(conn, now=now, limit=2) == 2
+            assert callback_rows.purge(SQLiteConnection(conn), now=now, limit=2) == 2
         with conn:
-            assert callback_rows.purge(conn, now=now, limit=2) == 1
+            assert callback_rows.purge(SQLiteConnection(conn), now=now, limit=2) == 1
         assert conn.execute("SELECT jobid FROM v4_callback_pending").fetchall() == [("keep",)]
     finally:
         conn.close()
