@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from relay.config import Config
-from relay.hub import Hub
+from relay.hubapi import HubApi
 from relay.loginguard import GuardLimits, LoginGuard
 from relay.router import Router
 from relay.store import Store
@@ -22,7 +22,7 @@ class Services:
     def __init__(
         self,
         config: Config,
-        hub: Hub,
+        hub: HubApi,
         store: Store,
         router: Router,
         nursery: trio.Nursery | None = None,
@@ -42,8 +42,11 @@ class Services:
         # listeners; created by relay.http.api.api_for.
         self.http_api: HttpApi | None = None
         # The server-wide nursery that owns connections' short-lived helper tasks
-        # (on-demand writers, h acks). One per server rather than one per connection:
-        # a nursery costs ~1.8 KB, and a relay holds ~19,000 mostly idle cars.
+        # (on-demand writers, h acks): "server-owned connection tasks". One per server
+        # rather than one per connection: a nursery costs ~1.8 KB, and a relay holds
+        # ~19,000 mostly idle cars. Each such task is bound to its connection anyway:
+        # a writer runs in a cancel scope its Outbox.close() cancels; an h ack ends
+        # with its store write (bounded by store_timeout) and finds the peer closed.
         self._nursery = nursery
 
     @property

@@ -24,7 +24,7 @@ from collections.abc import Callable
 import attrs
 
 from relay.http.auth import Credential
-from relay.hub import Hub
+from relay.hubapi import HubApi
 
 log = logging.getLogger("relay.http.sessions")
 
@@ -55,7 +55,7 @@ class Session:
 
 class SessionTable:
     def __init__(
-        self, hub: Hub, idle_timeout: float, clock: Callable[[], float] = time.monotonic
+        self, hub: HubApi, idle_timeout: float, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self._hub = hub
         self.idle_timeout = idle_timeout
