@@ -14,6 +14,7 @@ request) waiting for a car's answer.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Protocol
 
@@ -48,7 +49,7 @@ class Peer:
     # On trio's clock (relay.clock): what the sweeper's timeouts and pings compare.
     last_rx: float = attrs.field(factory=_trio_now)
     last_tx: float = attrs.field(factory=_trio_now)
-    last_ping: float = 0.0
+    last_ping: float = -math.inf  # never: a clock may start at 0 (MockClock does)
     close_reason: str | None = None
     # Bytes read and written since the usage counters were last handed to the store.
     rx_bytes: int = 0
