@@ -63,7 +63,7 @@ async def test_close_ends_a_writer_blocked_on_a_peer_that_stopped_reading(
     outlive its connection. A lockstep stream pair whose far end never reads keeps
     the writer in send_all; closing the outbox must end it, so the nursery (the
     server's, in production) is not left holding a dead connection's task."""
-    ours, theirs = trio.testing.lockstep_stream_pair()
+    ours, _theirs = trio.testing.lockstep_stream_pair()
 
     async def flush(batch: list[Message]) -> None:
         await ours.send_all(b"".join(m.text().encode() + b"\r\n" for m in batch))
