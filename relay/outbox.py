@@ -83,8 +83,6 @@ class Outbox:
         # connection's writing, never the server.
         try:
             with trio.CancelScope() as self._scope:
-                if self._closed:  # closed between start_soon and the task's first step
-                    return
                 while self._items and not self._closed:
                     batch = self._items[:WRITE_BATCH]
                     del self._items[:WRITE_BATCH]
