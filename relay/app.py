@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import time
 from collections.abc import Awaitable, Callable, Sequence
 
 import attrs
@@ -12,9 +11,11 @@ import trio
 
 from protocol import ClientType
 from relay import console
+from relay.clock import SYSTEM_CLOCK, Clock
 from relay.config import Config
 from relay.http import api_for, serve_http
 from relay.hub import GroupLimits, Hub
+from relay.hubapi import HubApi
 from relay.push import PushDispatcher
 from relay.router import Router
 from relay.services import Services
@@ -78,7 +79,13 @@ async def start_listener(
     return listeners
 
 
-async def sweep_forever(hub: Hub, store: Store, config: Config) -> None:
+async def sweep_forever(
+    hub: HubApi, store: Store, config: Config, clock: Clock = SYSTEM_CLOCK
+) -> None:
+    """Every ``sweep_interval``: close silent connections, ping quiet cars, hand over usage.
+
+    All of it on trio's clock, so tests run it on a MockClock.
+    """
     timeouts = {
         ClientType.CAR: config.car_timeout,
         ClientType.APP: config.app_timeout,
@@ -87,13 +94,14 @@ async def sweep_forever(hub: Hub, store: Store, config: Config) -> None:
     }
     while True:
         await trio.sleep(config.sweep_interval)
-        hub.sweep(time.monotonic(), timeouts=timeouts,
+        hub.sweep(clock.now(), timeouts=timeouts,
                   ping_after=config.car_ping_after, ping_every=config.car_ping_every)
         flush_usage(hub.peers(), store)
 
 
 async def run_relay(
-    config: Config, *, task_status: trio.TaskStatus[RelayHandle] = trio.TASK_STATUS_IGNORED
+    config: Config, *, clock: Clock = SYSTEM_CLOCK,
+    task_status: trio.TaskStatus[RelayHandle] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     # Before anything starts: a bad certificate or key fails with one line, not mid-startup.
     ssl_context = context_from_config(config)
@@ -107,11 +115,12 @@ async def run_relay(
         services = Services(config, hub, store, router)
         async with trio.open_nursery() as nursery:
             services.nursery = nursery
-            nursery.start_soon(sweep_forever, hub, store, config)
+            nursery.start_soon(sweep_forever, hub, store, config, clock)
             # Before the listeners: the router hands it P messages and subscriptions.
             router.push = await nursery.start(PushDispatcher(config, store).run)
             # API v4: trips, telemetry, monitors and their callbacks, remote actions.
-            router.v4 = await nursery.start(V4Engine(config, store, router.push.policy).run)
+            engine = V4Engine(config, store, router.push.policy, clock=clock)
+            router.v4 = await nursery.start(engine.run)
             listeners = await start_listener(
                 nursery, "the v2 protocol", serve_v2, services, config.host, config.v2_port)
             ports: dict[str, int] = {"v2_port": bound_port(listeners)}

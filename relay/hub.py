@@ -1,94 +1,35 @@
-"""The hub: who is connected to which vehicle, and every "deliver to ..." decision.
+"""The in-process hub: who is connected to which vehicle, and every "deliver to ..." decision.
 
 It is the one explicit registry object of the process. Listeners register
 connections here; the router asks it to deliver to the car, to the apps of a
-vehicle, or to one peer. When ovms-relay runs as several processes sharing a
-message bus, this is the class that gets a second implementation; the
-listeners and the router do not change.
+vehicle, or to one peer. ``Hub`` implements ``relay.hubapi.HubApi``, the interface
+every caller types against; when ovms-relay runs as several processes sharing a
+message bus, a bus-backed hub implements the same interface and the listeners,
+the router, REST and v4 do not change.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
-import time
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING
 
 import attrs
 import trio
 
 from protocol import ClientType, CommandResponse, Message
 from relay.config import Config
+from relay.hubapi import CommandWaiter, Peer, Watcher
 
-if TYPE_CHECKING:
-    from relay.outbox import Outbox
+# Peer and CommandWaiter live with the interface; re-exported for existing importers.
+__all__ = ["MAX_WAITING", "CommandWaiter", "GroupLimits", "Hub", "Peer", "VehicleLinks",
+           "Waiting"]
 
 log = logging.getLogger("relay.hub")
 
 # Commands a car can leave unanswered before the oldest waiting sender is forgotten;
 # without a bound a car that never answers would grow the queue forever.
 MAX_WAITING = 64
-
-
-@attrs.define(eq=False)
-class Peer:
-    """One logged-in connection as the hub sees it."""
-
-    conn_id: str
-    owner: str
-    vehicleid: str
-    client_type: ClientType
-    outbox: Outbox  # or anything with send_nowait/close, e.g. a trio.MemorySendChannel
-    cancel_scope: trio.CancelScope
-    address: str = ""
-    last_rx: float = attrs.field(factory=time.monotonic)
-    last_tx: float = attrs.field(factory=time.monotonic)
-    last_ping: float = 0.0
-    close_reason: str | None = None
-    # Bytes read and written since the usage counters were last handed to the store.
-    rx_bytes: int = 0
-    tx_bytes: int = 0
-    # Created on the first ``h`` record: most connections never send one.
-    pending_acks: trio.Semaphore | None = None
-    groups: dict[str, None] = attrs.field(factory=dict)  # an ordered set; see VehicleLinks
-    group_refusals: int = 0  # G or g refused (limits): the 1st, 10th, 100th... are logged
-
-    @property
-    def is_car(self) -> bool:
-        return self.client_type is ClientType.CAR
-
-    @property
-    def is_interactive(self) -> bool:
-        """Interactive apps count as peers for the car; batch clients do not."""
-        return self.client_type is ClientType.APP
-
-    def context(self) -> str:
-        return f"conn={self.conn_id} vehicle={self.vehicleid} type={self.client_type.label}"
-
-    def close(self, reason: str) -> None:
-        """Ask the connection to close; the first reason given is the one logged."""
-        if self.close_reason is None:
-            self.close_reason = reason
-        self.cancel_scope.cancel()
-
-
-# A live watcher's channel: (vehicle id, message) for each message to the vehicle's clients.
-Watcher = trio.MemorySendChannel[tuple[str, Message]]
-
-
-@attrs.define(eq=False)
-class CommandWaiter:
-    """A sender that is not a v2 connection (an HTTP request) waiting for a car's answer.
-
-    Answers arrive on its own bounded ``outbox``. ``gone`` marks a waiter that stopped
-    listening (answered, timed out, cancelled): later answers for it are discarded,
-    as for a departed connection. The outbox is closed if the car goes away first.
-    """
-
-    conn_id: str
-    outbox: trio.MemorySendChannel[Message]
-    gone: bool = False
 
 
 @attrs.define
@@ -146,6 +87,8 @@ class VehicleLinks:
 
 
 class Hub:
+    """The in-process implementation of ``relay.hubapi.HubApi``."""
+
     def __init__(self, group_limits: GroupLimits | None = None) -> None:
         self._group_limits = group_limits or GroupLimits()
         self._ids = itertools.count(1)
@@ -233,6 +176,10 @@ class Hub:
         limit = getattr(car.outbox, "limit", None)
         if limit is None or len(car.outbox) < limit // 2:
             return True
+        if sender.close_reason is not None:
+            # Already being closed (its reader is still handing over what it had
+            # buffered): one warning was enough.
+            return False
         log.warning("%s: sending faster than the car reads, disconnecting", sender.context())
         sender.close("flooding the car")
         return False

@@ -15,7 +15,7 @@ import trio
 from protocol import SERVER_COMMANDS, CommandResponse, HistoricalRecord, Message, values
 from protocol.messages import command_number
 from relay.config import Config
-from relay.hub import Hub, Peer
+from relay.hubapi import HubApi, Peer
 from relay.push import PushDispatcher
 from relay.store import PushSubscription, Store, StoredMessage, StoreError
 from relay.timefmt import utc_text
@@ -33,7 +33,7 @@ USAGE_DAYS = 90
 
 
 class Router:
-    def __init__(self, hub: Hub, store: Store, config: Config) -> None:
+    def __init__(self, hub: HubApi, store: Store, config: Config) -> None:
         self.hub = hub
         self.store = store
         self.config = config

@@ -8,7 +8,7 @@ import trio
 
 from relay.config import Config
 from relay.connlog import ConnectionLog
-from relay.hub import Hub
+from relay.hubapi import HubApi
 from relay.loginguard import GuardLimits, LoginGuard
 from relay.router import Router
 from relay.store import Store
@@ -23,7 +23,7 @@ class Services:
     def __init__(
         self,
         config: Config,
-        hub: Hub,
+        hub: HubApi,
         store: Store,
         router: Router,
         nursery: trio.Nursery | None = None,
@@ -45,8 +45,11 @@ class Services:
         # Recent v2 logins per vehicle, for the web console's operator pages.
         self.connlog = ConnectionLog()
         # The server-wide nursery that owns connections' short-lived helper tasks
-        # (on-demand writers, h acks). One per server rather than one per connection:
-        # a nursery costs ~1.8 KB, and a relay holds ~19,000 mostly idle cars.
+        # (on-demand writers, h acks): "server-owned connection tasks". One per server
+        # rather than one per connection: a nursery costs ~1.8 KB, and a relay holds
+        # ~19,000 mostly idle cars. Each such task is bound to its connection anyway:
+        # a writer runs in a cancel scope its Outbox.close() cancels; an h ack ends
+        # with its store write (bounded by store_timeout) and finds the peer closed.
         self._nursery = nursery
 
     @property

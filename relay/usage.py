@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from relay.hub import Peer
+from relay.hubapi import Peer
 from relay.store import Store
 
 

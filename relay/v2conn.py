@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import socket
-import time
 
 import trio
 
@@ -26,7 +25,7 @@ from protocol import (
     ServerSession,
 )
 from relay.auth import Granted, check_scheme0, check_scheme1
-from relay.hub import Peer
+from relay.hubapi import Peer
 from relay.outbox import Outbox
 from relay.services import Services
 from relay.store import StoreError
@@ -242,7 +241,7 @@ class V2Connection:
             if not data:
                 peer.close_reason = peer.close_reason or "closed by peer"
                 return
-            peer.last_rx = time.monotonic()
+            peer.last_rx = trio.current_time()
             peer.rx_bytes += len(data)
             session.receive_data(data)
             while True:
@@ -298,7 +297,7 @@ class V2Connection:
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             peer.close("connection lost while sending")
             return
-        peer.last_tx = time.monotonic()
+        peer.last_tx = trio.current_time()
         peer.tx_bytes += len(data)
 
 

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import io
-import os
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +18,7 @@ from relay.import_rows import Counts
 from tests import perl_fixture as fx
 from tests.conftest import RelayUnderTest, StartRelay
 from tests.mariadb_server import fresh_database, mariadb_url
+from tests.test_admin_cli import admin as admin_in_process
 from tools.import_perl import import_perl
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -204,9 +203,8 @@ def test_a_second_import_after_the_switch_keeps_newer_data(
 
 
 def admin(*args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", "tools.admin", *args], capture_output=True,
-                          text=True, cwd=ROOT, env=env, timeout=120)
+    """``ovms-admin`` in process (test_admin_cli runs the real program once)."""
+    return admin_in_process(*args)
 
 
 def test_command_line(tmp_path: Path, perl_db: fx.Fixture) -> None:

@@ -1,21 +1,26 @@
-"""ovms-app as a subprocess against a relay started as a subprocess, with a simulated car."""
+"""ovms-app against a relay, with a simulated car.
+
+The relay runs in the test's own trio loop (tests.conftest); so does ovms-app's
+session, except in one test that runs the command as a shell would, as a
+subprocess (exit codes and error messages).
+"""
 
 from __future__ import annotations
 
+import io
 import json
-import re
-import signal
 import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
 
+import attrs
 import pytest
 import trio
 
 from protocol import CommandResponse, Message
-from tests.conftest import make_db
+from tests.conftest import RelayUnderTest, StartRelay
+from tools import app_client
 from tools.app_client import as_json, describe, fields_of, is_last_answer, parse_args
 from tools.car import CarConfig, SimCar
 
@@ -24,26 +29,33 @@ S_MSG = ("30,K,0,0,done,standard,105,85,13,0,0,0,7,13,0,0,0,1,160,0,0,80,80,0,31
 
 
 @pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[int]:
-    db_path = tmp_path / "app.db"
-    make_db(db_path)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "relay", "serve", "--db", str(db_path), "--host", "127.0.0.1",
-         "--v2-port", "0", "--http-port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    assert proc.stdout is not None
-    line = await trio.to_thread.run_sync(proc.stdout.readline)
-    match = re.search(r"v2 protocol on [\d.]+:(\d+)", line)
-    assert match, line
-    try:
-        yield int(match.group(1))
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(10)
-        proc.stdout.close()
+async def relay_under_test(start_relay: StartRelay) -> AsyncIterator[RelayUnderTest]:
+    yield await start_relay()
 
 
-async def app(port: int, *args: str) -> subprocess.CompletedProcess[bytes]:
+@pytest.fixture
+def server(relay_under_test: RelayUnderTest) -> int:
+    return relay_under_test.handle.v2_port
+
+
+@attrs.frozen
+class Result:
+    """What a finished ovms-app left: as subprocess.CompletedProcess has it."""
+
+    returncode: int
+    stdout: bytes
+    stderr: bytes
+
+
+async def app(port: int, *args: str) -> Result:
+    """ovms-app in process: its session in the test's loop, its output captured."""
+    parsed = parse_args(["--port", str(port), *args])
+    out = io.StringIO()
+    code = await app_client.session(parsed, app_client.Printer(out, json=parsed.json))
+    return Result(code, out.getvalue().encode(), b"")
+
+
+async def app_process(port: int, *args: str) -> subprocess.CompletedProcess[bytes]:
     return await trio.run_process(
         [sys.executable, "-m", "tools.app_client", "--port", str(port), *args],
         capture_stdout=True, capture_stderr=True, check=False)
@@ -93,6 +105,8 @@ async def test_command_and_exit_codes(server: int, nursery: trio.Nursery) -> Non
 
 
 async def test_connection_and_usage_errors(server: int) -> None:
+    # As a subprocess: the command's exit codes and messages as a shell sees them.
+    app = app_process
     result = await app(server, "--vehicle", "DEMO", "--carpass", "WRONG", "--count", "1")
     assert result.returncode == 1
     assert result.stderr.decode().strip() == "ovms-app: error: login refused for vehicle DEMO"
@@ -107,10 +121,10 @@ async def test_connection_and_usage_errors(server: int) -> None:
 
 
 async def test_push_and_group_subscriptions(
-    server: int, nursery: trio.Nursery, tmp_path: Path
+    server: int, nursery: trio.Nursery, relay_under_test: RelayUnderTest
 ) -> None:
     car = await start_car(server, nursery)
-    results: list[subprocess.CompletedProcess[bytes]] = []
+    results: list[Result] = []
 
     async def watch() -> None:
         results.append(await app(server, "--vehicle", "TESTCAR", "--carpass", "NETPASS",
@@ -124,7 +138,7 @@ async def test_push_and_group_subscriptions(
         await car._send([Message("g", "fleet,22.28,114.16")])
     assert results[0].returncode == 0, results[0].stderr
     assert "g  group fleet: DEMO 22.28,114.16" in results[0].stdout.decode().splitlines()
-    rows = sqlite3.connect(tmp_path / "app.db").execute(
+    rows = sqlite3.connect(relay_under_test.db_path).execute(
         "SELECT appid, vehicleid FROM push_subscriptions").fetchall()
     assert rows == [("app1", "TESTCAR")]
 
@@ -163,7 +177,7 @@ def test_tls_defaults_to_the_tls_port() -> None:
 
 
 async def test_push_alone_exits_once_the_server_handled_it(
-    server: int, tmp_path: Path
+    server: int, relay_under_test: RelayUnderTest
 ) -> None:
     """Issue 10 item 16: ``ovms-app --push`` subscribes and exits (it used to watch
     until interrupted); the subscription is stored by then."""
@@ -174,6 +188,7 @@ async def test_push_alone_exits_once_the_server_handled_it(
     assert result.stdout.decode().splitlines() == [
         "p  push subscription app2 (ntfy) handled by the server "
         "(stored unless the vehicle password is wrong)"]
-    rows = sqlite3.connect(tmp_path / "app.db").execute(
+    await relay_under_test.handle.store.flush()
+    rows = sqlite3.connect(relay_under_test.db_path).execute(
         "SELECT appid, vehicleid FROM push_subscriptions").fetchall()
     assert rows == [("app2", "TESTCAR")]

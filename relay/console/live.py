@@ -23,7 +23,7 @@ import trio
 from protocol import Message
 from relay.console.summary import summary
 from relay.http.sessions import Session
-from relay.hub import Hub
+from relay.hubapi import HubApi
 from relay.store import Store
 
 log = logging.getLogger("relay.console")
@@ -44,7 +44,7 @@ def event(name: str, data: Any) -> bytes:
     return b"event: " + name.encode("ascii") + b"\ndata: " + json_bytes(data) + b"\n\n"
 
 
-async def stream(store: Store, hub: Hub, session: Session, vehicles: list[str],
+async def stream(store: Store, hub: HubApi, session: Session, vehicles: list[str],
                  session_alive: Callable[[], bool], heartbeat: float = HEARTBEAT
                  ) -> AsyncGenerator[bytes, None]:
     send, receive = trio.open_memory_channel[tuple[str, Message]](QUEUE)

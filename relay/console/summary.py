@@ -12,7 +12,7 @@ from typing import Any
 
 from relay.http import formatting
 from relay.http.messages import HttpError
-from relay.hub import Hub
+from relay.hubapi import HubApi
 from relay.store import Store
 
 # What a live update carries (and the pages show), by source.
@@ -36,7 +36,7 @@ def _number(value: Any) -> float | None:
     return number if number == number and abs(number) != float("inf") else None
 
 
-async def summary(store: Store, hub: Hub, vehicleid: str, now: float | None = None
+async def summary(store: Store, hub: HubApi, vehicleid: str, now: float | None = None
                   ) -> dict[str, Any]:
     now = time.time() if now is None else now
     latest = await store.latest(vehicleid)

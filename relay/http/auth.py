@@ -22,11 +22,11 @@ import hashlib
 import hmac
 import logging
 import secrets
-import time
 from collections.abc import Callable, Iterable
 from functools import partial
 
 import attrs
+import trio
 
 from relay.db import token_hash, token_shaped
 from relay.http.messages import HttpError
@@ -100,7 +100,7 @@ def grants_nothing(permissions: str) -> bool:
 class Authenticator:
     def __init__(
         self, store: Store, ttl: float, guard: LoginGuard,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = trio.current_time,
     ) -> None:
         self._store = store
         self._ttl = ttl

@@ -36,7 +36,7 @@ import attrs
 import trio
 
 from relay.http.auth import Credential
-from relay.hub import Hub
+from relay.hubapi import HubApi
 
 log = logging.getLogger("relay.http.sessions")
 
@@ -70,7 +70,7 @@ class Session:
 
 class SessionTable:
     def __init__(
-        self, hub: Hub, idle_timeout: float, session_timeout: float | None = None,
+        self, hub: HubApi, idle_timeout: float, session_timeout: float | None = None,
         clock: Callable[[], float] = trio.current_time,
     ) -> None:
         self._hub = hub

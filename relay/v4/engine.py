@@ -26,12 +26,12 @@ import itertools
 import logging
 import math
 import secrets
-import time
 from typing import Any
 
 import attrs
 import trio
 
+from relay.clock import SYSTEM_CLOCK, Clock, trio_deadline
 from relay.config import Config
 from relay.http import control
 from relay.http.call import Call
@@ -106,8 +106,12 @@ class EngineStats:
 class V4Engine:
     """Create, then run with ``await nursery.start(engine.run)``."""
 
-    def __init__(self, config: Config, store: Store, policy: UrlPolicy | None = None) -> None:
+    def __init__(self, config: Config, store: Store, policy: UrlPolicy | None = None,
+                 *, clock: Clock = SYSTEM_CLOCK) -> None:
         self.config = config
+        # Monitor windows, trips and actions are wall moments (stored, shown); every
+        # wait is on trio's clock: see relay.clock.
+        self.clock = clock
         self.store = store
         self.policy = policy or UrlPolicy(config.webhook_allow)
         self.stats = EngineStats()
@@ -141,10 +145,10 @@ class V4Engine:
     def car_message(self, vehicleid: str, code: str, data: str) -> None:
         """A car message the router stored; never blocks."""
         try:
-            self._send.send_nowait(CarMessage(vehicleid, code, data, time.time()))
+            self._send.send_nowait(CarMessage(vehicleid, code, data, self.clock.wall()))
         except (trio.WouldBlock, trio.ClosedResourceError):
             self.stats.dropped += 1
-            now = time.monotonic()
+            now = self.clock.now()
             if now - self._dropped_logged >= _DROP_LOG_EVERY:
                 # One line per interval, not per message: a flood must not become a log flood.
                 log.warning("vehicle=%s v4 queue full, %s message dropped (%d dropped so far)",
@@ -214,7 +218,7 @@ class V4Engine:
                 log.error("vehicle=%s trip state cannot be loaded: %s", vehicleid, exc)
 
     async def _loop(self) -> None:
-        self._next_tick = trio.current_time() + self.config.monitor_tick
+        self._next_tick = self.clock.now() + self.config.monitor_tick
         while True:
             items: list[_Item] = []
             with trio.move_on_at(self._deadline()):
@@ -228,8 +232,8 @@ class V4Engine:
                     break
             try:
                 await self._process_batch(items)
-                if not items or trio.current_time() >= self._next_tick \
-                        or time.time() >= self._wake_at:
+                if not items or self.clock.now() >= self._next_tick \
+                        or self.clock.wall() >= self._wake_at:
                     await self._tick()
             except StoreClosed:
                 return
@@ -276,8 +280,7 @@ class V4Engine:
         """The trio time of the next thing due without a message."""
         if self._wake_at == math.inf:
             return self._next_tick
-        soon = trio.current_time() + max(0.0, self._wake_at - time.time())
-        return min(self._next_tick, soon)
+        return min(self._next_tick, trio_deadline(self.clock, self._wake_at))
 
     def _trip_due(self, state: trips.TripState) -> float:
         trip = state.open
@@ -292,8 +295,8 @@ class V4Engine:
         return math.inf if due is None else due
 
     async def _tick(self) -> None:
-        now = time.time()
-        self._next_tick = trio.current_time() + self.config.monitor_tick
+        now = self.clock.wall()
+        self._next_tick = self.clock.now() + self.config.monitor_tick
         for vehicleid in list(self._by_vehicle):
             snapshot = await self.snapshot(vehicleid)
             await self._evaluate(vehicleid, snapshot, now)
@@ -410,7 +413,7 @@ class V4Engine:
                 >= self.config.monitor_max:
             raise InvalidRequest(f"at most {self.config.monitor_max} monitors per vehicle; "
                                  "delete one first")
-        now = time.time()
+        now = self.clock.wall()
         snapshot = await self.snapshot(vehicleid)
         state, _ = monitors.evaluate(monitor, monitors.MonitorState(), snapshot, now)
         entry = MonitorEntry(monitorid or secrets.token_hex(6), vehicleid, owner, monitor,
@@ -455,7 +458,7 @@ class V4Engine:
     # ------------------------------------------------------------- alerts
 
     async def add_server_alert(self, vehicleid: str, key: str, **params: object) -> None:
-        now = int(time.time())
+        now = int(self.clock.wall())
         await self.store.add_historical(
             vehicleid, alerts.SERVER_TYPE, next(self._alert_seq) % _ALERT_WRAP,
             alerts.server_record(key, **params), timestamp=now,
@@ -500,12 +503,12 @@ class V4Engine:
         try:
             answer = await control.send_command(call, record.vehicleid, int(number), args)
         except HttpError as exc:
-            record.settle(exc.status, exc.text, time.time())
+            record.settle(exc.status, exc.text, self.clock.wall())
         else:
             last = answer.lines[-1] if answer.lines else None
             text = ",".join(last.rest) if last is not None else ""
             status, body = hal.action_outcome(answer.result, text)
-            record.settle(status, str(body.get("message", text or "done")), time.time(),
+            record.settle(status, str(body.get("message", text or "done")), self.clock.wall(),
                           answer.result)
         log.info("vehicle=%s remote action %s (%s): %s", record.vehicleid, record.actionid,
                  record.action, record.status)

@@ -1,0 +1,127 @@
+"""Issue 11: the v4 engine's time windows on trio's MockClock, with an injected wall clock.
+
+The engine waits on trio's clock and reads wall time only through its ``Clock``;
+here the wall clock follows the MockClock from a fixed instant, so an hour of
+monitor windows and batch windows runs in milliseconds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+import trio
+import trio.testing
+
+from relay.config import Config
+from relay.store import open_store
+from relay.v4 import monitors
+from relay.v4.engine import V4Engine
+from tests.conftest import copy_db
+
+# Monday 5 January 2026, 09:59:00 UTC: the monitors' windows open at 10:00.
+EPOCH = dt.datetime(2026, 1, 5, 9, 59, tzinfo=dt.UTC).timestamp()
+
+
+@attrs.frozen
+class FollowingWallClock:
+    """Wall time that starts at ``epoch`` and moves with trio's (mock) clock."""
+
+    epoch: float
+
+    def now(self) -> float:
+        return trio.current_time()
+
+    def wall(self) -> float:
+        return self.epoch + trio.current_time()
+
+
+@attrs.define
+class Running:
+    engine: V4Engine
+    fired: trio.MemoryReceiveChannel[tuple[float, Any]]
+
+
+@pytest.fixture
+async def running(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path, template_db: Path,
+    nursery: trio.Nursery,
+) -> AsyncIterator[Any]:
+    # Autojump only after 20 ms of real idleness: the store's SQLite work runs in
+    # threads, during which the virtual clock must not race ahead.
+    autojump_clock.autojump_threshold = 0.02
+
+    async def start(**overrides: Any) -> Running:
+        path = tmp_path / "relay.db"
+        copy_db(template_db, path)
+        config = attrs.evolve(Config(db=str(path), store_timeout=1e6), **overrides)
+        store = await nursery.start(_store, str(path))
+        engine = V4Engine(config, store, clock=FollowingWallClock(EPOCH))
+        send, fired = trio.open_memory_channel[tuple[float, Any]](100)
+        # The callback sender is tested on its own: here, what the engine hands it, when.
+        engine.callbacks.submit = (  # type: ignore[method-assign]
+            lambda job: send.send_nowait((trio.current_time(), job)))
+        await nursery.start(engine.run)
+        return Running(engine, fired)
+
+    yield start
+
+
+async def _store(path: str, *, task_status: trio.TaskStatus[Any]) -> None:
+    async with open_store(path, read_timeout=1e6) as store:
+        task_status.started(store)
+        await trio.sleep_forever()
+
+
+def parse(triggers: list[dict[str, Any]], expression: str, **subscribe: Any
+          ) -> monitors.Monitor:
+    return monitors.monitor_from_json({
+        "label": "test",
+        "subscribeParam": {"callback": {"target": "http://192.0.2.1/cb", "name": "HTTP_CB"},
+                           **subscribe},
+        "triggerParam": {"triggers": triggers, "bool.exp": expression},
+    }, url_allowed=lambda url: True)
+
+
+WINDOW = {"name": "morning", "time": {"times": [
+    {"recurrence": "Daily", "start": "PT10H", "duration": "PT1H"}]}}
+
+
+async def test_time_window_opening_fires_on_the_monitor_tick(
+    autojump_clock: trio.testing.MockClock, running: Any,
+) -> None:
+    """Issue 11 item 5: a time window opening with no car message at all fires the
+    monitor on the first tick inside the window (10:00 is 60 s after the start)."""
+    run: Running = await running(monitor_tick=25)
+    await run.engine.put_monitor("DEMO", "demo", parse([WINDOW], "morning"))
+    with trio.fail_after(3600):
+        at, job = await run.fired.receive()
+    assert 60 <= at <= 60 + 25
+    assert job.vehicleid == "DEMO"
+    # The window stays open: no second firing on the next ticks (an edge, not a level).
+    with trio.move_on_after(200):
+        await run.fired.receive()
+        raise AssertionError("fired twice in one window")
+
+
+async def test_batch_window_closes_on_time_without_a_tick(
+    autojump_clock: trio.testing.MockClock, running: Any,
+) -> None:
+    """Issue 11 item 5: a batch's time window ends at a wall moment; the engine turns it
+    into a trio deadline and hands the batch over then, not at the next tick."""
+    run: Running = await running(monitor_tick=100_000)
+    soc = {"name": "low", "data": {"data": "vehicle.energy.electric.level",
+                                   "op": "lowerThan", "value": ["50"]}}
+    monitor = parse([soc], "low", batchNotify={"size": 10, "timeWindow": 300})
+    await run.engine.put_monitor("DEMO", "demo", monitor)
+    run.engine.car_message("DEMO", "S", "60,K,0,0,stopped,standard,200,150")
+    await trio.sleep(10)
+    run.engine.car_message("DEMO", "S", "40,K,0,0,stopped,standard,200,150")
+    with trio.fail_after(3600):
+        at, job = await run.fired.receive()
+    assert 10 + 300 <= at <= 10 + 300 + 1
+    assert job.vehicleid == "DEMO"
