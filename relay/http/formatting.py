@@ -4,7 +4,8 @@ Values the car sent stay the strings it sent; a field its message did not carry
 is ``null``. Bitfield flags are the masked integers (``caron`` is 128, not true),
 as the public server answers and clients expect. Every answer built from a
 message also carries ``m_msgtime_<code>`` and ``m_msgage_<code>``, the age being
-computed when the request is served.
+computed when the request is served. Field positions and flag bits come from
+``protocol.fields``, the description API v4 reads too.
 """
 
 from __future__ import annotations

@@ -11,6 +11,9 @@ and they are converted to km and km/h here so a monitor's threshold means the
 same thing on every car. (The ``D`` speed is always km/h: v3 modules send the
 metric unconverted.)
 
+Which field of which message, and which bit of a bitfield, comes from
+``protocol.fields``, the one description REST formatting reads too.
+
 Field encodings follow what OVMS v3 modules send (``ovms_server_v2.cpp``):
 odometer and trip meter are tenths of the distance unit, ``chargekwh`` is
 tenths of kWh, ``L`` energy counters are kWh, ``gpslock`` is 1/0.
