@@ -109,12 +109,11 @@ async def _serve(config: Config, notices: list[str], listening: Callable[[], Non
                                 ("REST API over TLS", handle.https_port))
             if port is not None
         )
-        # Catch SIGTERM before announcing the start: whoever reads the line may stop us at once.
+        for line in notices:
+            print(line)
+        print(f"ovms-relay {__version__}: v2 protocol on {config.host}:{handle.v2_port}"
+              f"{extra}, database {config.db}", flush=True)
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-            for line in notices:
-                print(line)
-            print(f"ovms-relay {__version__}: v2 protocol on {config.host}:{handle.v2_port}"
-                  f"{extra}, database {config.db}", flush=True)
             async for signum in signals:
                 log.info("received %s, shutting down", signal.Signals(signum).name)
                 nursery.cancel_scope.cancel()
