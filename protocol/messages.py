@@ -8,11 +8,11 @@ kept in ``extra``, so ``to_data()`` reproduces what arrived.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
 
 import attrs
 
-from protocol import values
+from protocol import fields, values
 
 # Text in messages is UTF-8 in practice; surrogateescape keeps any other byte
 # exactly as received so a relayed message is never altered.
@@ -181,14 +181,26 @@ V = TypeVar("V", bound="FieldView")
 
 
 class FieldView:
-    """Mixin: build an attrs view from comma-separated data and back."""
+    """Base of the typed views: built from a ``protocol.fields`` layout by ``_view``.
+
+    A view's attributes are the layout's field names (raw text, ``None`` when the
+    message was shorter) plus ``extra``, the values past the described fields.
+    """
 
     CODE: ClassVar[str]
+    LAYOUT: ClassVar[fields.Layout]
+    extra: tuple[str, ...]
+
+    if TYPE_CHECKING:
+        # The fields come from the layout at run time; to the type checker every
+        # one of them is optional text.
+        def __init__(self, **values: Any) -> None: ...
+        def __getattr__(self, name: str) -> str | None: ...
 
     @classmethod
     def from_data(cls: type[V], data: str) -> V:
         values = data.split(",") if data else []
-        names = [f.name for f in attrs.fields(cls) if f.name != "extra"]  # type: ignore[arg-type]
+        names = cls.LAYOUT.names()
         kwargs: dict[str, Any] = dict(zip(names, values, strict=False))
         kwargs["extra"] = tuple(values[len(names) :])
         return cls(**kwargs)
@@ -200,13 +212,13 @@ class FieldView:
         return cls.from_data(msg.data)
 
     def values(self) -> list[str | None]:
-        return [getattr(self, f.name) for f in attrs.fields(type(self)) if f.name != "extra"]  # type: ignore[arg-type]
+        return [getattr(self, name) for name in self.LAYOUT.names()]
 
     def to_data(self) -> str:
         # Fields are positional: trailing unset fields are left out, but an unset
         # field before a set one (or before ``extra``) is written empty, not dropped.
         values = self.values()
-        extra: list[str] = list(getattr(self, "extra", ()))
+        extra: list[str] = list(self.extra)
         if not extra:
             while values and values[-1] is None:
                 values.pop()
@@ -216,144 +228,24 @@ class FieldView:
         return Message(self.CODE, self.to_data())
 
     def as_dict(self) -> dict[str, str | None]:
-        names = [f.name for f in attrs.fields(type(self)) if f.name != "extra"]  # type: ignore[arg-type]
-        return dict(zip(names, self.values(), strict=True))
+        return dict(zip(self.LAYOUT.names(), self.values(), strict=True))
 
 
-_opt = attrs.field(default=None)
+def _view(name: str, layout: fields.Layout, doc: str) -> type[FieldView]:
+    """An attrs class with one optional text attribute per field of ``layout``."""
+    attributes: dict[str, Any] = {f: attrs.field(default=None) for f in layout.names()}
+    attributes["extra"] = attrs.field(default=())
+    cls = attrs.make_class(name, attributes, bases=(FieldView,), frozen=True, slots=True,
+                           class_body={"CODE": layout.code, "LAYOUT": layout,
+                                       "__doc__": doc, "__module__": __name__})
+    return cast("type[FieldView]", cls)
 
 
-@attrs.frozen
-class Status(FieldView):
-    CODE: ClassVar[str] = "S"
-    soc: str | None = None
-    units: str | None = None
-    linevoltage: str | None = None
-    chargecurrent: str | None = None
-    chargestate: str | None = None
-    chargemode: str | None = None
-    idealrange: str | None = None
-    estimatedrange: str | None = None
-    chargelimit: str | None = None
-    chargeduration: str | None = None
-    chargeb4: str | None = None
-    chargekwh: str | None = None
-    chargesubstate: str | None = None
-    chargestate_n: str | None = None
-    chargemode_n: str | None = None
-    chargetimermode: str | None = None
-    chargestarttime: str | None = None
-    chargetimerstale: str | None = None
-    cac100: str | None = None
-    charge_etr_full: str | None = None
-    charge_etr_limit: str | None = None
-    charge_limit_range: str | None = None
-    charge_limit_soc: str | None = None
-    cooldown_active: str | None = None
-    cooldown_tbattery: str | None = None
-    cooldown_timelimit: str | None = None
-    charge_estimate: str | None = None
-    charge_etr_range: str | None = None
-    charge_etr_soc: str | None = None
-    idealrange_max: str | None = None
-    chargetype: str | None = None
-    chargepower: str | None = None
-    battvoltage: str | None = None
-    soh: str | None = None
-    chargepowerinput: str | None = None
-    chargerefficiency: str | None = None
-    battcurrent: str | None = None
-    battrangespeed: str | None = None
-    chargekwhgrid: str | None = None
-    chargekwhgridtotal: str | None = None
-    batt_capacity: str | None = None
-    charge_endtime: str | None = None
-    extra: tuple[str, ...] = ()
-
-
-@attrs.frozen
-class Doors(FieldView):
-    CODE: ClassVar[str] = "D"
-    doors1: str | None = None
-    doors2: str | None = None
-    lockunlock: str | None = None
-    temp_pem: str | None = None
-    temp_motor: str | None = None
-    temp_battery: str | None = None
-    tripmeter: str | None = None
-    odometer: str | None = None
-    speed: str | None = None
-    parktimer: str | None = None
-    temp_ambient: str | None = None
-    doors3: str | None = None
-    staletemps: str | None = None
-    staleambient: str | None = None
-    vehicle12v: str | None = None
-    doors4: str | None = None
-    vehicle12v_ref: str | None = None
-    doors5: str | None = None
-    temp_charger: str | None = None
-    vehicle12v_current: str | None = None
-    temp_cabin: str | None = None
-    extra: tuple[str, ...] = ()
-
-
-@attrs.frozen
-class Location(FieldView):
-    CODE: ClassVar[str] = "L"
-    latitude: str | None = None
-    longitude: str | None = None
-    direction: str | None = None
-    altitude: str | None = None
-    gpslock: str | None = None
-    stalegps: str | None = None
-    speed: str | None = None
-    tripmeter: str | None = None
-    drivemode: str | None = None
-    power: str | None = None
-    energyused: str | None = None
-    energyrecd: str | None = None
-    invpower: str | None = None
-    invefficiency: str | None = None
-    gpsmode: str | None = None
-    satcount: str | None = None
-    hdop: str | None = None
-    gpsspeed: str | None = None
-    gpsquality: str | None = None
-    extra: tuple[str, ...] = ()
-
-
-@attrs.frozen
-class TPMS(FieldView):
-    """Old-style TPMS (``W``): pressures in psi."""
-
-    CODE: ClassVar[str] = "W"
-    fr_pressure: str | None = None
-    fr_temp: str | None = None
-    rr_pressure: str | None = None
-    rr_temp: str | None = None
-    fl_pressure: str | None = None
-    fl_temp: str | None = None
-    rl_pressure: str | None = None
-    rl_temp: str | None = None
-    staletpms: str | None = None
-    extra: tuple[str, ...] = ()
-
-
-@attrs.frozen
-class Firmware(FieldView):
-    CODE: ClassVar[str] = "F"
-    version: str | None = None
-    vin: str | None = None
-    signal_quality: str | None = None
-    write_enabled: str | None = None
-    vehicle_type: str | None = None
-    network: str | None = None
-    service_km: str | None = None
-    service_seconds: str | None = None
-    hardware: str | None = None
-    modem_mode: str | None = None
-    extra: tuple[str, ...] = ()
+Status = _view("Status", fields.STATUS, "Status (``S``).")
+Doors = _view("Doors", fields.DOORS, "Doors and environment (``D``).")
+Location = _view("Location", fields.LOCATION, "Location (``L``).")
+TPMS = _view("TPMS", fields.TPMS, "Old-style TPMS (``W``): pressures in psi.")
+Firmware = _view("Firmware", fields.FIRMWARE, "Firmware (``F``).")
 
 
 @attrs.frozen
@@ -373,8 +265,8 @@ class NewTPMS:
     A message cut short simply leaves the later series empty.
     """
 
-    CODE: ClassVar[str] = "Y"
-    SERIES: ClassVar[tuple[str, ...]] = ("pressure", "temperature", "health", "alert", "mapping")
+    CODE: ClassVar[str] = fields.NEW_TPMS.code
+    SERIES: ClassVar[tuple[str, ...]] = fields.NEW_TPMS.series
 
     names: tuple[str, ...] | None = None
     pressure: WheelSeries = WheelSeries()

@@ -1,23 +1,16 @@
-"""The protocol's timestamp format: UTC ``YYYY-MM-DD HH:MM:SS``."""
+"""The protocol's timestamp text: UTC ``YYYY-MM-DD HH:MM:SS``.
+
+Formatting only; every time a peer sends is parsed by ``protocol.values``.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 
-from relay.params import since
+from protocol.values import TIME_FORMAT
 
-FORMAT = "%Y-%m-%d %H:%M:%S"
+FORMAT = TIME_FORMAT
 
 
 def utc_text(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts, dt.UTC).strftime(FORMAT)
-
-
-def utc_day(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d")
-
-
-def parse_since(text: str) -> int | None:
-    """A v2 ``since`` argument: UTC timestamp text (date alone allowed) or unix seconds,
-    range-checked by ``relay.params.since`` (its ``ParamError`` is a ``ValueError``)."""
-    return since(text.strip())

@@ -4,7 +4,8 @@ Values the car sent stay the strings it sent; a field its message did not carry
 is ``null``. Bitfield flags are the masked integers (``caron`` is 128, not true),
 as the public server answers and clients expect. Every answer built from a
 message also carries ``m_msgtime_<code>`` and ``m_msgage_<code>``, the age being
-computed when the request is served.
+computed when the request is served. Field positions and flag bits come from
+``protocol.fields``, the description API v4 reads too.
 """
 
 from __future__ import annotations
@@ -13,57 +14,89 @@ import time
 from typing import Any
 
 from protocol import NewTPMS
+from protocol import fields as layouts
 from relay.http.messages import HttpError
 from relay.store import StoredMessage
 from relay.timefmt import utc_text
 
-# Field positions in the comma-separated message data, by the REST name.
-STATUS_S = {
-    "soc": 0, "units": 1, "chargestate": 4, "mode": 5, "idealrange": 6, "estimatedrange": 7,
-    "cac100": 18, "cooldown_active": 23, "idealrange_max": 29, "soh": 33,
+# REST name -> field of the message's layout (``protocol.fields``, imported as
+# ``layouts``). The REST names are the public server's; positions and masks come
+# from the layout.
+STATUS_S_FIELDS = {
+    "soc": "soc", "units": "units", "chargestate": "chargestate", "mode": "chargemode",
+    "idealrange": "idealrange", "estimatedrange": "estimatedrange", "cac100": "cac100",
+    "cooldown_active": "cooldown_active", "idealrange_max": "idealrange_max", "soh": "soh",
 }
-CHARGE_S = {
-    "soc": 0, "units": 1, "linevoltage": 2, "chargecurrent": 3, "chargestate": 4, "mode": 5,
-    "idealrange": 6, "estimatedrange": 7, "chargelimit": 8, "chargeduration": 9,
-    "chargeb4": 10, "chargekwh": 11, "chargesubstate": 12, "chargetimermode": 15,
-    "chargestarttime": 16, "chargetimerstale": 17, "cac100": 18, "charge_etr_full": 19,
-    "charge_etr_limit": 20, "charge_limit_range": 21, "charge_limit_soc": 22,
-    "cooldown_active": 23, "cooldown_tbattery": 24, "cooldown_timelimit": 25,
-    "charge_estimate": 26, "charge_etr_range": 27, "charge_etr_soc": 28, "idealrange_max": 29,
-    "chargetype": 30, "chargepower": 31, "battvoltage": 32, "soh": 33, "chargepowerinput": 34,
-    "chargerefficiency": 35, "batt_current": 36, "batt_range_speed": 37,
-    "charge_kwh_grid": 38, "charge_kwh_grid_total": 39, "batt_capacity": 40,
+CHARGE_S_FIELDS = {
+    "soc": "soc", "units": "units", "linevoltage": "linevoltage",
+    "chargecurrent": "chargecurrent", "chargestate": "chargestate", "mode": "chargemode",
+    "idealrange": "idealrange", "estimatedrange": "estimatedrange",
+    "chargelimit": "chargelimit", "chargeduration": "chargeduration", "chargeb4": "chargeb4",
+    "chargekwh": "chargekwh", "chargesubstate": "chargesubstate",
+    "chargetimermode": "chargetimermode", "chargestarttime": "chargestarttime",
+    "chargetimerstale": "chargetimerstale", "cac100": "cac100",
+    "charge_etr_full": "charge_etr_full", "charge_etr_limit": "charge_etr_limit",
+    "charge_limit_range": "charge_limit_range", "charge_limit_soc": "charge_limit_soc",
+    "cooldown_active": "cooldown_active", "cooldown_tbattery": "cooldown_tbattery",
+    "cooldown_timelimit": "cooldown_timelimit", "charge_estimate": "charge_estimate",
+    "charge_etr_range": "charge_etr_range", "charge_etr_soc": "charge_etr_soc",
+    "idealrange_max": "idealrange_max", "chargetype": "chargetype",
+    "chargepower": "chargepower", "battvoltage": "battvoltage", "soh": "soh",
+    "chargepowerinput": "chargepowerinput", "chargerefficiency": "chargerefficiency",
+    "batt_current": "battcurrent", "batt_range_speed": "battrangespeed",
+    "charge_kwh_grid": "chargekwhgrid", "charge_kwh_grid_total": "chargekwhgridtotal",
+    "batt_capacity": "batt_capacity",
 }
 _D_VALUES_COMMON = {
-    "temperature_pem": 3, "temperature_motor": 4, "temperature_battery": 5,
-    "temperature_ambient": 10, "staletemps": 12, "staleambient": 13, "vehicle12v": 14,
-    "vehicle12v_ref": 16, "temperature_charger": 18, "vehicle12v_current": 19,
-    "temperature_cabin": 20,
+    "temperature_pem": "temp_pem", "temperature_motor": "temp_motor",
+    "temperature_battery": "temp_battery", "temperature_ambient": "temp_ambient",
+    "staletemps": "staletemps", "staleambient": "staleambient", "vehicle12v": "vehicle12v",
+    "vehicle12v_ref": "vehicle12v_ref", "temperature_charger": "temp_charger",
+    "vehicle12v_current": "vehicle12v_current", "temperature_cabin": "temp_cabin",
 }
-STATUS_D = {**_D_VALUES_COMMON, "tripmeter": 6, "odometer": 7, "speed": 8, "parkingtimer": 9}
-CHARGE_D = dict(_D_VALUES_COMMON)
-# name: (field position, mask); PROTOCOL.md section 4 "Bitfields used by the REST API".
-STATUS_D_FLAGS = {
-    "fl_dooropen": (0, 0x01), "fr_dooropen": (0, 0x02), "cp_dooropen": (0, 0x04),
-    "pilotpresent": (0, 0x08), "charging": (0, 0x10), "handbrake": (0, 0x40),
-    "caron": (0, 0x80), "carlocked": (1, 0x08), "valetmode": (1, 0x10), "bt_open": (1, 0x40),
-    "tr_open": (1, 0x80), "carawake": (11, 0x02), "alarmsounding": (15, 0x04),
-    "charging_12v": (17, 0x10),
+STATUS_D_FIELDS = {**_D_VALUES_COMMON, "tripmeter": "tripmeter", "odometer": "odometer",
+                   "speed": "speed", "parkingtimer": "parktimer"}
+CHARGE_D_FIELDS = dict(_D_VALUES_COMMON)
+# The flags are the layout's bits of the same name (PROTOCOL.md section 4).
+STATUS_D_FLAG_NAMES = (
+    "fl_dooropen", "fr_dooropen", "cp_dooropen", "pilotpresent", "charging", "handbrake",
+    "caron", "carlocked", "valetmode", "bt_open", "tr_open", "carawake", "alarmsounding",
+    "charging_12v",
+)
+CHARGE_D_FLAG_NAMES = ("cp_dooropen", "pilotpresent", "charging", "caron", "carawake",
+                       "charging_12v")
+LOCATION_L_FIELDS = {name: name for name in (
+    "latitude", "longitude", "direction", "altitude", "gpslock", "stalegps", "speed",
+    "tripmeter", "drivemode", "power", "energyused", "energyrecd", "invpower",
+    "invefficiency")}
+TPMS_W_FIELDS = {
+    "fr_pressure": "fr_pressure", "fr_temperature": "fr_temp",
+    "rr_pressure": "rr_pressure", "rr_temperature": "rr_temp",
+    "fl_pressure": "fl_pressure", "fl_temperature": "fl_temp",
+    "rl_pressure": "rl_pressure", "rl_temperature": "rl_temp", "staletpms": "staletpms",
 }
-CHARGE_D_FLAGS = {
-    name: STATUS_D_FLAGS[name]
-    for name in ("cp_dooropen", "pilotpresent", "charging", "caron", "carawake", "charging_12v")
-}
-LOCATION_L = {
-    "latitude": 0, "longitude": 1, "direction": 2, "altitude": 3, "gpslock": 4, "stalegps": 5,
-    "speed": 6, "tripmeter": 7, "drivemode": 8, "power": 9, "energyused": 10,
-    "energyrecd": 11, "invpower": 12, "invefficiency": 13,
-}
-TPMS_W = {
-    "fr_pressure": 0, "fr_temperature": 1, "rr_pressure": 2, "rr_temperature": 3,
-    "fl_pressure": 4, "fl_temperature": 5, "rl_pressure": 6, "rl_temperature": 7,
-    "staletpms": 8,
-}
+
+
+def positions(layout: layouts.Layout, names: dict[str, str]) -> dict[str, int]:
+    """REST name -> field position; KeyError for a field the layout does not have."""
+    return {rest: layout.index(field) for rest, field in names.items()}
+
+
+def flag_masks(layout: layouts.Layout, names: tuple[str, ...]) -> dict[str, tuple[int, int]]:
+    """REST name -> (field position, mask) of the layout's bit of that name."""
+    return {name: (layout.flag(name).index, layout.flag(name).bit.mask) for name in names}
+
+
+# Field positions in the comma-separated message data, by the REST name.
+STATUS_S = positions(layouts.STATUS, STATUS_S_FIELDS)
+CHARGE_S = positions(layouts.STATUS, CHARGE_S_FIELDS)
+STATUS_D = positions(layouts.DOORS, STATUS_D_FIELDS)
+CHARGE_D = positions(layouts.DOORS, CHARGE_D_FIELDS)
+# name: (field position, mask)
+STATUS_D_FLAGS = flag_masks(layouts.DOORS, STATUS_D_FLAG_NAMES)
+CHARGE_D_FLAGS = flag_masks(layouts.DOORS, CHARGE_D_FLAG_NAMES)
+LOCATION_L = positions(layouts.LOCATION, LOCATION_L_FIELDS)
+TPMS_W = positions(layouts.TPMS, TPMS_W_FIELDS)
 KPA_TO_PSI = 0.14503773773020923
 # Wheel names become JSON keys; past this many a Y message is not a real car's.
 MAX_WHEELS = 16
@@ -206,10 +239,8 @@ def _new_tpms(msg: StoredMessage, out: dict[str, Any], now: float) -> None:
     parsed = NewTPMS.from_data(msg.data)
     stamp(msg, "y", out, now)
     names = parsed.names or ()
-    series = {
-        "pressure": parsed.pressure, "temperature": parsed.temperature,
-        "health": parsed.health, "alert": parsed.alert,
-    }
+    series = {kind: getattr(parsed, kind) for kind in layouts.NEW_TPMS.series
+              if kind not in layouts.NEW_TPMS.optional}
     for i, raw in enumerate(names[:MAX_WHEELS]):
         wheel = raw.lower()
         if i < len(parsed.pressure.values):

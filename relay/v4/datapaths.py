@@ -11,6 +11,9 @@ and they are converted to km and km/h here so a monitor's threshold means the
 same thing on every car. (The ``D`` speed is always km/h: v3 modules send the
 metric unconverted.)
 
+Which field of which message, and which bit of a bitfield, comes from
+``protocol.fields``, the one description REST formatting reads too.
+
 Field encodings follow what OVMS v3 modules send (``ovms_server_v2.cpp``):
 odometer and trip meter are tenths of the distance unit, ``chargekwh`` is
 tenths of kWh, ``L`` energy counters are kWh, ``gpslock`` is 1/0.
@@ -24,7 +27,8 @@ from typing import Literal, TypeAlias
 
 import attrs
 
-from protocol.messages import Doors, FieldView, Firmware, Location, Status
+from protocol import fields
+from protocol.messages import Location
 
 Value: TypeAlias = float | str | bool | None
 Snapshot: TypeAlias = Mapping[str, str]
@@ -34,22 +38,42 @@ Kind = Literal["number", "boolean", "text"]
 
 MILE_KM = 1.609344
 EARTH_RADIUS_KM = 6371.0088  # IUGG mean Earth radius
-_VIEWS: dict[str, type[FieldView]] = {"S": Status, "D": Doors, "L": Location, "F": Firmware}
 
 
 @attrs.frozen
 class DataPath:
+    """A v4 value read from one field of a car message, as ``protocol.fields`` lays it out.
+
+    A boolean read from a bitfield names the bit (``flag``); the field's position
+    and the bit's mask come from the layout, so they cannot drift from REST.
+    """
+
     path: str
     code: str  # message code: S, D, L or F
-    field: str  # field name in protocol.messages' view of that code
+    field: str  # field name in the layout of that code (protocol.fields)
     kind: Kind
     unit: str | None = None
-    bit: int | None = None  # for bitfield flags: bit number (bit 0 = value 1)
-    mask: int | None = None  # overrides bit when a flag has two known positions
+    flag: str | None = None  # for a bitfield: the name of the bit in the layout
     scale: float = 1.0  # multiply the raw number by this (tenths -> units)
     car_units: bool = False  # in the car's distance unit: convert miles to km
     in_status: bool = True  # part of the /status resource
     description: str = ""
+    # From the layout: the field's position and, for a flag, its bit (bit 0 = value 1).
+    index: int = attrs.field(init=False, repr=False, eq=False)
+    bit: int | None = attrs.field(init=False, repr=False, eq=False)
+    mask: int | None = attrs.field(init=False, repr=False, eq=False)
+
+    def __attrs_post_init__(self) -> None:
+        layout = fields.LAYOUTS[self.code]
+        object.__setattr__(self, "index", layout.index(self.field))
+        bit = None
+        if self.flag is not None:
+            position = layout.flag(self.flag)
+            if position.field.name != self.field:
+                raise ValueError(f"{self.path}: bit {self.flag} is not in {self.field}")
+            bit = position.bit.bit
+        object.__setattr__(self, "bit", bit)
+        object.__setattr__(self, "mask", None if bit is None else 1 << bit)
 
 
 def _p(path: str, code: str, field: str, kind: Kind, unit: str | None = None, desc: str = "",
@@ -75,9 +99,10 @@ TABLE: tuple[DataPath, ...] = (
        "charge state as the car names it: charging, topoff, done, stopped, prepare, ..."),
     _p("vehicle.charging.mode", "S", "chargemode", "text", None,
        "standard, storage, range, performance"),
-    _p("vehicle.charging.active", "D", "doors1", "boolean", None, "charging in progress", bit=4),
+    _p("vehicle.charging.active", "D", "doors1", "boolean", None, "charging in progress",
+       flag="charging"),
     _p("vehicle.charging.plugged", "D", "doors1", "boolean", None,
-       "charge cable connected (pilot signal present)", bit=3),
+       "charge cable connected (pilot signal present)", flag="pilotpresent"),
     _p("vehicle.charging.power", "S", "chargepower", "number", "kW", "charge power"),
     _p("vehicle.charging.voltage", "S", "linevoltage", "number", "V", "charge line voltage"),
     _p("vehicle.charging.current", "S", "chargecurrent", "number", "A", "charge current"),
@@ -90,32 +115,32 @@ TABLE: tuple[DataPath, ...] = (
     _p("vehicle.charging.remainingTime", "S", "charge_etr_full", "number", "min",
        "estimated time to full"),
     _p("vehicle.charging.chargePortOpen", "D", "doors1", "boolean", None, "charge port open",
-       bit=2),
+       flag="cp_dooropen"),
     _p("vehicle.doors.frontLeftOpen", "D", "doors1", "boolean", None, "front left door open",
-       bit=0),
+       flag="fl_dooropen"),
     _p("vehicle.doors.frontRightOpen", "D", "doors1", "boolean", None, "front right door open",
-       bit=1),
+       flag="fr_dooropen"),
     _p("vehicle.doors.rearLeftOpen", "D", "doors5", "boolean", None, "rear left door open",
-       bit=0),
+       flag="rl_dooropen"),
     _p("vehicle.doors.rearRightOpen", "D", "doors5", "boolean", None, "rear right door open",
-       bit=1),
-    _p("vehicle.doors.bonnetOpen", "D", "doors2", "boolean", None, "bonnet (hood) open", bit=6),
-    _p("vehicle.doors.trunkOpen", "D", "doors2", "boolean", None, "trunk open", bit=7),
-    _p("vehicle.doors.locked", "D", "doors2", "boolean", None, "vehicle locked", bit=3),
-    _p("vehicle.doors.valet", "D", "doors2", "boolean", None, "valet mode on", bit=4),
-    _p("vehicle.ignition", "D", "doors1", "boolean", None, "car on (ignition)", bit=7),
-    _p("vehicle.handbrake", "D", "doors1", "boolean", None, "handbrake engaged", bit=6),
-    _p("vehicle.awake", "D", "doors3", "boolean", None, "car awake", bit=1),
-    # PROTOCOL.md (and v2 firmware) put "alarm sounding" at doors4 bit 2; v3 modules
-    # set bit 1. Neither bit means anything else in doors4, so either counts.
-    _p("vehicle.alarm", "D", "doors4", "boolean", None, "alarm sounding", mask=0b110),
+       flag="rr_dooropen"),
+    _p("vehicle.doors.bonnetOpen", "D", "doors2", "boolean", None, "bonnet (hood) open",
+       flag="bt_open"),
+    _p("vehicle.doors.trunkOpen", "D", "doors2", "boolean", None, "trunk open", flag="tr_open"),
+    _p("vehicle.doors.locked", "D", "doors2", "boolean", None, "vehicle locked", flag="carlocked"),
+    _p("vehicle.doors.valet", "D", "doors2", "boolean", None, "valet mode on", flag="valetmode"),
+    _p("vehicle.ignition", "D", "doors1", "boolean", None, "car on (ignition)", flag="caron"),
+    _p("vehicle.handbrake", "D", "doors1", "boolean", None, "handbrake engaged", flag="handbrake"),
+    _p("vehicle.awake", "D", "doors3", "boolean", None, "car awake", flag="carawake"),
+    _p("vehicle.alarm", "D", "doors4", "boolean", None, "alarm sounding",
+       flag="alarmsounding"),
     _p("vehicle.preconditioning", "D", "doors5", "boolean", None,
-       "climate control (HVAC) running", bit=7),
+       "climate control (HVAC) running", flag="hvac"),
     _p("vehicle.battery.12v", "D", "vehicle12v", "number", "V", "12 V battery voltage"),
     _p("vehicle.battery.12vCurrent", "D", "vehicle12v_current", "number", "A",
        "12 V battery current"),
     _p("vehicle.battery.12vCharging", "D", "doors5", "boolean", None, "12 V battery charging",
-       bit=4),
+       flag="charging_12v"),
     _p("vehicle.speed", "L", "speed", "number", "km/h", "speed", car_units=True),
     _p("vehicle.odometer", "D", "odometer", "number", "km", "odometer", scale=0.1,
        car_units=True),
@@ -156,15 +181,17 @@ TABLE: tuple[DataPath, ...] = (
 PATHS: dict[str, DataPath] = {p.path: p for p in TABLE}
 
 
-def _field(snapshot: Snapshot, code: str, field: str) -> str | None:
+def _field(snapshot: Snapshot, code: str, index: int) -> str | None:
     data = snapshot.get(code)
     if data is None:
         return None
-    value = getattr(_VIEWS[code].from_data(data), field)
-    if value is None:
+    values = data.split(",") if data else []
+    if index >= len(values):
         return None
-    value = value.strip()
-    return value or None
+    return values[index].strip() or None
+
+
+_UNITS = fields.STATUS.index("units")
 
 
 def parse_number(text: str | None) -> float | None:
@@ -186,7 +213,7 @@ def _int(text: str | None) -> int | None:
 
 
 def uses_miles(snapshot: Snapshot) -> bool:
-    return _field(snapshot, "S", "units") == "M"
+    return _field(snapshot, "S", _UNITS) == "M"
 
 
 def value_of(path: str, snapshot: Snapshot) -> Value:
@@ -196,18 +223,15 @@ def value_of(path: str, snapshot: Snapshot) -> Value:
     creation, so at evaluation time that is a programming error).
     """
     spec = PATHS[path]
-    raw = _field(snapshot, spec.code, spec.field)
+    raw = _field(snapshot, spec.code, spec.index)
     if spec.kind == "text":
         return raw
     if spec.kind == "boolean":
         flags = _int(raw)
         if flags is None:
             return None
-        if spec.mask is not None:
-            return bool(flags & spec.mask)
-        if spec.bit is not None:
-            return bool(flags >> spec.bit & 1)
-        return flags != 0
+        mask = spec.mask
+        return flags != 0 if mask is None else bool(flags & mask)
     number = parse_number(raw)
     if number is None:
         return None
