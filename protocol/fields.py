@@ -155,7 +155,11 @@ DOORS: Final = Layout("D", "doors and environment", (
         "speed", "parktimer", "temp_ambient"),
     _bits("doors3", (1, "carawake", "car awake")),
     *_n("staletemps", "staleambient", "vehicle12v"),
-    _bits("doors4", (2, "alarmsounding", "alarm sounding")),
+    # The two firmware generations disagree: v2 modules set bit 2 (what the public
+    # server's REST field reads), v3 modules set bit 1. Both are named here, so REST
+    # can stay the public server's and v4 can read either.
+    _bits("doors4", (1, "alarmsounding_v3", "alarm sounding (OVMS v3 modules)"),
+          (2, "alarmsounding", "alarm sounding (OVMS v2 modules; the REST field)")),
     *_n("vehicle12v_ref"),
     # Not in the public server's REST answers; as OVMS v3 modules set them.
     _bits("doors5",

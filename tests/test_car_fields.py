@@ -115,7 +115,10 @@ def test_v4_paths_come_from_the_layout() -> None:
             assert spec.kind == "boolean" and spec.flag is not None, spec.path
             position = layout.flag(spec.flag)
             assert position.field is field
-            assert (spec.bit, spec.mask) == (position.bit.bit, position.bit.mask)
+            extra = 0
+            for name in spec.or_flags:
+                extra |= layout.flag(name).bit.mask
+            assert (spec.bit, spec.mask) == (position.bit.bit, position.bit.mask | extra)
         else:
             assert spec.flag is None and spec.bit is None, spec.path
             assert spec.kind == "boolean" or kinds[spec.kind] == field.kind, spec.path
@@ -186,4 +189,20 @@ def test_rest_and_v4_read_the_same_bits(value: int) -> None:
     shared = set(v4_flags) & set(formatting.STATUS_D_FLAGS)
     assert "alarmsounding" in shared and len(shared) >= 10
     for name in shared:
-        assert (rest[name] != 0) == datapaths.value_of(v4_flags[name].path, {"D": data}), name
+        spec = v4_flags[name]
+        if spec.or_flags:
+            # v4 also reads the other firmware's bit for the same thing (named in the one
+            # description); REST keeps the public server's single bit.
+            continue
+        assert (rest[name] != 0) == datapaths.value_of(spec.path, {"D": data}), name
+
+
+def test_alarm_named_once_per_firmware_generation() -> None:
+    """Both doors4 alarm bits come from the one description: REST reads the v2 modules'
+    bit as the public server does; v4's vehicle.alarm reads either module's bit."""
+    assert fields.DOORS.flag("alarmsounding").bit.bit == 2
+    assert fields.DOORS.flag("alarmsounding_v3").bit.bit == 1
+    assert formatting.STATUS_D_FLAGS["alarmsounding"][1] == 4
+    d = "0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,{}"
+    assert [datapaths.value_of("vehicle.alarm", {"D": d.format(v)}) for v in (0, 1, 2, 4, 6)] \
+        == [False, False, True, True, True]

@@ -85,12 +85,11 @@ def test_scaled_fields() -> None:
     assert value_of("vehicle.odometer", {"D": "0,0,4,0,0,0,0,123456"}) == pytest.approx(12345.6)
 
 
-def test_alarm_is_doors4_bit_2() -> None:
-    """Issue 11 finding 3: the alarm flag is doors4 bit 2 (PROTOCOL.md section 4), the bit
-    REST's ``alarmsounding`` reads; v4 also took bit 1, so the two APIs disagreed."""
+def test_alarm_reads_either_firmwares_bit() -> None:
+    """doors4: OVMS v2 modules set bit 2 (value 4), v3 modules bit 1 (value 2)."""
     assert value_of("vehicle.alarm", {"D": "0,0,5,0,0,0,0,0,0,0,0,0,0,0,0,4"}) is True
     assert value_of("vehicle.alarm", {"D": "0,0,5,0,0,0,0,0,0,0,0,0,0,0,0,6"}) is True
-    assert value_of("vehicle.alarm", {"D": "0,0,5,0,0,0,0,0,0,0,0,0,0,0,0,2"}) is False
+    assert value_of("vehicle.alarm", {"D": "0,0,5,0,0,0,0,0,0,0,0,0,0,0,0,2"}) is True
     assert value_of("vehicle.alarm", {"D": "0,0,5,0,0,0,0,0,0,0,0,0,0,0,0,1"}) is False
 
 

@@ -54,6 +54,8 @@ class DataPath:
     kind: Kind
     unit: str | None = None
     flag: str | None = None  # for a bitfield: the name of the bit in the layout
+    # Further bits of the same field that mean the same thing (either one is true).
+    or_flags: tuple[str, ...] = ()
     scale: float = 1.0  # multiply the raw number by this (tenths -> units)
     car_units: bool = False  # in the car's distance unit: convert miles to km
     in_status: bool = True  # part of the /status resource
@@ -67,13 +69,16 @@ class DataPath:
         layout = fields.LAYOUTS[self.code]
         object.__setattr__(self, "index", layout.index(self.field))
         bit = None
+        mask = None
         if self.flag is not None:
-            position = layout.flag(self.flag)
-            if position.field.name != self.field:
-                raise ValueError(f"{self.path}: bit {self.flag} is not in {self.field}")
-            bit = position.bit.bit
+            for name in (self.flag, *self.or_flags):
+                position = layout.flag(name)
+                if position.field.name != self.field:
+                    raise ValueError(f"{self.path}: bit {name} is not in {self.field}")
+                mask = (mask or 0) | position.bit.mask
+            bit = layout.flag(self.flag).bit.bit
         object.__setattr__(self, "bit", bit)
-        object.__setattr__(self, "mask", None if bit is None else 1 << bit)
+        object.__setattr__(self, "mask", mask)
 
 
 def _p(path: str, code: str, field: str, kind: Kind, unit: str | None = None, desc: str = "",
@@ -133,7 +138,7 @@ TABLE: tuple[DataPath, ...] = (
     _p("vehicle.handbrake", "D", "doors1", "boolean", None, "handbrake engaged", flag="handbrake"),
     _p("vehicle.awake", "D", "doors3", "boolean", None, "car awake", flag="carawake"),
     _p("vehicle.alarm", "D", "doors4", "boolean", None, "alarm sounding",
-       flag="alarmsounding"),
+       flag="alarmsounding", or_flags=("alarmsounding_v3",)),
     _p("vehicle.preconditioning", "D", "doors5", "boolean", None,
        "climate control (HVAC) running", flag="hvac"),
     _p("vehicle.battery.12v", "D", "vehicle12v", "number", "V", "12 V battery voltage"),
