@@ -11,8 +11,10 @@ import attrs
 import trio
 
 from protocol import ClientType
+from relay.commands import CommandService
 from relay.config import Config
-from relay.http import serve_http
+from relay.endpoints import all_routes
+from relay.http import HttpApi, serve_http
 from relay.hub import GroupLimits, Hub
 from relay.push import PushDispatcher
 from relay.router import Router
@@ -34,6 +36,7 @@ class RelayHandle:
     hub: Hub
     store: Store
     services: Services
+    v4: V4Engine
     # Further listeners, None when not configured / not yet running.
     http_port: int | None = None
     v2_tls_port: int | None = None
@@ -102,15 +105,18 @@ async def run_relay(
         hash_concurrency=config.password_hash_concurrency,
     ) as store:
         hub = Hub(GroupLimits.from_config(config))
-        router = Router(hub, store, config)
-        services = Services(config, hub, store, router)
+        commands = CommandService(hub, store, config.command_timeout)
         async with trio.open_nursery() as nursery:
-            services.nursery = nursery
             nursery.start_soon(sweep_forever, hub, store, config)
             # Before the listeners: the router hands it P messages and subscriptions.
-            router.push = await nursery.start(PushDispatcher(config, store).run)
+            push: PushDispatcher = await nursery.start(PushDispatcher(config, store).run)
             # API v4: trips, telemetry, monitors and their callbacks, remote actions.
-            router.v4 = await nursery.start(V4Engine(config, store, router.push.policy).run)
+            v4: V4Engine = await nursery.start(
+                V4Engine(config, store, commands, push.policy).run)
+            router = Router(hub, store, config, commands, push=push,
+                            on_car_message=v4.car_message)
+            services = Services(config, hub, store, router, nursery)
+            services.http_api = HttpApi(services, all_routes(v4))
             listeners = await start_listener(
                 nursery, "the v2 protocol", serve_v2, services, config.host, config.v2_port)
             ports: dict[str, int] = {"v2_port": bound_port(listeners)}
@@ -135,5 +141,5 @@ async def run_relay(
                 ports["https_port"] = bound_port(https_listeners)
                 log.info("REST API over TLS listening on %s:%d", http_host, ports["https_port"])
             # Each further listener is started here and adds its bound port to ``ports``.
-            handle = RelayHandle(hub=hub, store=store, services=services, **ports)
+            handle = RelayHandle(hub=hub, store=store, services=services, v4=v4, **ports)
             task_status.started(handle)

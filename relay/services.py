@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from relay.commands import CommandService
 from relay.config import Config
 from relay.hub import Hub
 from relay.loginguard import GuardLimits, LoginGuard
@@ -13,7 +14,7 @@ from relay.router import Router
 from relay.store import Store
 
 if TYPE_CHECKING:
-    from relay.http.api import HttpApi
+    from relay.push import PushDispatcher
 
 
 class Services:
@@ -31,6 +32,10 @@ class Services:
         self.hub = hub
         self.store = store
         self.router = router
+        # Sending commands to cars and awaiting their answers (REST, v4, v2 apps).
+        self.commands: CommandService = router.commands
+        # Push delivery (None: not running); the router hands it P messages.
+        self.push: PushDispatcher | None = router.push
         # Failed-login limits, one for every listener: v2 and REST count together.
         self.login_guard = LoginGuard(
             GuardLimits(config.login_fail_max, config.login_fail_window,
@@ -40,7 +45,8 @@ class Services:
         )
         # The REST API's state (sessions, rate limits), shared by the HTTP and HTTPS
         # listeners; created by relay.http.api.api_for.
-        self.http_api: HttpApi | None = None
+        # (Typed loosely: relay.http imports this module.)
+        self.http_api: object | None = None
         # The server-wide nursery that owns connections' short-lived helper tasks
         # (on-demand writers, h acks). One per server rather than one per connection:
         # a nursery costs ~1.8 KB, and a relay holds ~19,000 mostly idle cars.

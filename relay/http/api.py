@@ -11,8 +11,9 @@ import re
 
 import trio
 
+from relay import permits
 from relay.config import Config
-from relay.http.auth import Authenticator, Login, grants_nothing, permitted
+from relay.http.authenticator import Authenticator, Login
 from relay.http.call import Call
 from relay.http.messages import (
     HttpError,
@@ -26,7 +27,7 @@ from relay.http.messages import (
 from relay.http.openapi import build as build_openapi
 from relay.http.proxy import parse_trusted
 from relay.http.ratelimit import RateLimiter
-from relay.http.routes import ROUTES, Route, Router
+from relay.http.routes import ROUTES, Route, RouteTable
 from relay.http.sessions import SessionTable
 from relay.http.views import COOKIE_NAME
 from relay.params import ParamError
@@ -47,15 +48,14 @@ async def openapi_document(call: Call) -> Response:
     return call.api.openapi_response()
 
 
-ALL_ROUTES: tuple[Route, ...] = (
-    *ROUTES,
-    Route("GET", "/api/openapi.json", openapi_document, "This document", auth=False,
-          tag="meta"),
-)
+OPENAPI_ROUTE = Route("GET", "/api/openapi.json", openapi_document, "This document",
+                      auth=False, tag="meta")
+# The REST API's own routes; the server adds those of other APIs (relay.endpoints).
+ALL_ROUTES: tuple[Route, ...] = (*ROUTES, OPENAPI_ROUTE)
 
 
 class HttpApi:
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, routes: tuple[Route, ...] = ALL_ROUTES) -> None:
         self.services = services
         self.config: Config = services.config
         config = self.config
@@ -66,13 +66,14 @@ class HttpApi:
             config.api_rate_burst, config.api_rate_per_minute, config.api_rate_max,
             exempt=config.api_rate_exempt.split(","),
         )
-        self.router = Router(ALL_ROUTES)
+        self.routes = routes
+        self.table = RouteTable(routes)
         self.trusted_proxies = parse_trusted(config.api_trusted_proxies)
         self._openapi: bytes | None = None
 
     def openapi_response(self) -> Response:
         if self._openapi is None:
-            self._openapi = encode_json(build_openapi(ALL_ROUTES))
+            self._openapi = encode_json(build_openapi(self.routes))
         return Response(200, self._openapi, b"application/json")
 
     async def maintain(self) -> None:
@@ -105,10 +106,10 @@ class HttpApi:
             return text_response(429, "Too many requests")
         if request.method == "OPTIONS":
             return _preflight(request)
-        match = self.router.match(request.method, request.path)
+        match = self.table.match(request.method, request.path)
         if match is None:
             path = request.path
-            allowed = self.router.methods(path)
+            allowed = self.table.methods(path)
             if allowed:
                 allow = ", ".join((*allowed, "OPTIONS")).encode("ascii")
                 return text_response(405, "Method not allowed", headers=((b"allow", allow),))
@@ -165,10 +166,10 @@ class HttpApi:
                     self.sessions.implicit(call.login.owner, request.client_host,
                                            call.login.permissions, create=False,
                                            credential=call.login.credential)
-        if call.login is None or grants_nothing(call.login.permissions):
+        if call.login is None or permits.grants_nothing(call.login.permissions):
             call.login = None
             return text_response(401, "Authentication failed")
-        if not permitted(call.login.permissions, route.rights):
+        if not permits.may(call.login.permissions, route.right):
             log.info("%s: %s %s refused, insufficient rights", call.context(), route.method,
                      route.path)
             return text_response(403, "Insufficient rights")
@@ -208,8 +209,9 @@ def allowed_headers(asked: bytes) -> bytes:
 
 
 def api_for(services: Services) -> HttpApi:
-    """The relay's one HttpApi (created on first use, kept on the relay's Services)."""
-    if services.http_api is None:
+    """The relay's one HttpApi (made by the server with every route, relay.endpoints;
+    else created on first use with the REST API's own, kept on the relay's Services)."""
+    if not isinstance(services.http_api, HttpApi):
         services.http_api = HttpApi(services)
     return services.http_api
 

@@ -10,7 +10,7 @@ keeps cars in their fast reporting mode forever.
 
 A session also ends when the credential it was made with (an API token, or the
 account password) is revoked: at once for a token deleted through the API, else
-when relay.http.auth's ``revoked`` next checks (token deleted or password changed
+when relay.http.authenticator's ``revoked`` next checks (token deleted or password changed
 with ``ovms-admin``, account disabled).
 """
 
@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 import attrs
 
-from relay.http.auth import Credential
+from relay.http.authenticator import Credential
 from relay.hub import Hub
 
 log = logging.getLogger("relay.http.sessions")

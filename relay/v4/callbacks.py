@@ -72,6 +72,7 @@ class CallbackSender:
         self._send, self._recv = trio.open_memory_channel[CallbackJob](self.queue_size)
         self._retries: RetryQueue[CallbackJob] = RetryQueue()
         self._busy = 0
+        self._idle_lot = trio.lowlevel.ParkingLot()
 
     def submit(self, job: CallbackJob) -> None:
         """Queue a batch for delivery; never blocks."""
@@ -86,6 +87,11 @@ class CallbackSender:
         """Nothing queued, being sent or waiting for a retry (for tests and shutdown logs)."""
         return self._busy == 0 and not self._retries and \
             self._recv.statistics().current_buffer_used == 0
+
+    async def wait_idle(self) -> None:
+        """Return once ``idle`` (woken by the workers, no polling)."""
+        while not self.idle():
+            await self._idle_lot.park()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                   ) -> None:
@@ -107,6 +113,8 @@ class CallbackSender:
                               job.monitorid)
             finally:
                 self._busy -= 1
+                if self.idle():
+                    self._idle_lot.unpark_all()
 
     async def _attempt(self, client: httpx.AsyncClient, job: CallbackJob) -> None:
         alerts: Sequence[Mapping[str, Any]] = ()
