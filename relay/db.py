@@ -24,12 +24,11 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import Argon2Error, InvalidHashError
 
-from relay import legacy_hash
+from relay import legacy_hash, permits
 
 SCHEMA_VERSION = 3
 
 VEHICLE_TYPES = ("CAR", "SERVER")
-_VEHICLE_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS owners (
@@ -319,7 +318,7 @@ def token_hash(token: str) -> str:
 
 def normalize_vehicleid(vehicleid: str) -> str:
     """Validate a vehicle id (1-32 of ``[A-Za-z0-9_-]``) and return it upper-cased."""
-    if not isinstance(vehicleid, str) or not _VEHICLE_ID_RE.fullmatch(vehicleid):
+    if not isinstance(vehicleid, str) or permits.vehicle_id(vehicleid) is None:
         raise AdminError(
             f"bad vehicle id {vehicleid!r}: use 1-32 characters of A-Z, a-z, 0-9, '_' and '-'"
         )

@@ -13,10 +13,6 @@ def utc_text(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts, dt.UTC).strftime(FORMAT)
 
 
-def utc_day(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d")
-
-
 def parse_since(text: str) -> int | None:
     """A v2 ``since`` argument: UTC timestamp text (date alone allowed) or unix seconds,
     range-checked by ``relay.params.since`` (its ``ParamError`` is a ``ValueError``)."""

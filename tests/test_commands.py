@@ -143,7 +143,7 @@ async def test_rest_parameters_the_v2_line_cannot_carry_are_400_and_never_sent(
     line, and the caller waited for the command timeout (or lost the car)."""
     car = await scripted_car(relay)
     # A JSON escape for a lone surrogate: valid JSON, but no UTF-8 text.
-    body = '{"command": 7, "parameters": "%s"}' % parameters
+    body = '{"command": 7, "parameters": "' + parameters + '"}'
     response = await api.post("/api/command/DEMO", params=CREDS, content=body.encode(),
                               headers={"content-type": "application/json"})
     assert_text(response, 400, "command 7 cannot be sent: parameters hold text that cannot "

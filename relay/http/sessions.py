@@ -170,7 +170,3 @@ class SessionTable:
         for session in ended:
             self.end(session, reason)
         return len(ended)
-
-    def end_all(self, reason: str) -> None:
-        for session in [*self._cookies.values(), *self._implicit.values()]:
-            self.end(session, reason)

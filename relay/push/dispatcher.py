@@ -169,7 +169,7 @@ class PushDispatcher:
                 return
             except Exception as exc:  # one bad notification must not stop push delivery
                 log.error("vehicle=%s push intake failed: %s: %s",
-                          alert.vehicleid, type(exc).__name__, exc)
+                          alert.vehicleid, type(exc).__name__, exc, exc_info=True)
 
     async def _accept(self, alert: Alert) -> None:
         now = time.time()
