@@ -147,3 +147,15 @@ async def test_an_imported_non_hex_token_logs_in_over_rest(
     assert_text(await api.get("/api/vehicles", params={"username": "demo",
                                                         "password": token + "x"}),
                 401, "Authentication failed")
+
+
+async def test_an_imported_token_with_permit_all_works_as_a_v4_bearer(
+    relay: RelayUnderTest, api: httpx.AsyncClient
+) -> None:
+    """API v4 asks the same permission model: ``ALL`` grants v4; ``auth`` does not."""
+    import_token(relay, "imported all", "ALL")
+    import_token(relay, "imported auth", "auth")
+    ok = await api.get("/api/v4/user", headers={"Authorization": "Bearer imported all"})
+    assert ok.status_code == 200, ok.text
+    refused = await api.get("/api/v4/user", headers={"Authorization": "Bearer imported auth"})
+    assert refused.status_code == 403
