@@ -99,25 +99,31 @@ def ensure_demo(path: str) -> list[str]:
 
 
 async def _serve(config: Config, notices: list[str], listening: Callable[[], None]) -> None:
-    async with trio.open_nursery() as nursery:
-        handle: RelayHandle = await nursery.start(run_relay, config)
-        listening()
-        extra = "".join(
-            f", {label} on port {port}"
-            for label, port in (("REST API", handle.http_port),
-                                ("v2 over TLS", handle.v2_tls_port),
-                                ("REST API over TLS", handle.https_port))
-            if port is not None
-        )
-        for line in notices:
-            print(line)
-        print(f"ovms-relay {__version__}: v2 protocol on {config.host}:{handle.v2_port}"
-              f"{extra}, database {config.db}", flush=True)
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-            async for signum in signals:
-                log.info("received %s, shutting down", signal.Signals(signum).name)
-                nursery.cancel_scope.cancel()
-                break
+    # Signals are caught from the start: a SIGTERM sent during startup or right after
+    # the "listening" line stops the server cleanly instead of killing it.
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def stop_on_signal() -> None:
+                async for signum in signals:
+                    log.info("received %s, shutting down", signal.Signals(signum).name)
+                    nursery.cancel_scope.cancel()
+                    return
+
+            nursery.start_soon(stop_on_signal)
+            handle: RelayHandle = await nursery.start(run_relay, config)
+            listening()
+            extra = "".join(
+                f", {label} on port {port}"
+                for label, port in (("REST API", handle.http_port),
+                                    ("v2 over TLS", handle.v2_tls_port),
+                                    ("REST API over TLS", handle.https_port))
+                if port is not None
+            )
+            for line in notices:
+                print(line)
+            print(f"ovms-relay {__version__}: v2 protocol on {config.host}:{handle.v2_port}"
+                  f"{extra}, database {config.db}", flush=True)
 
 
 def _remove_database(path: str) -> None:
