@@ -145,27 +145,7 @@ class HttpApi:
 
     async def _authenticate(self, call: Call, route: Route) -> Response | None:
         """Fill in ``call.login`` (and ``call.session``); an answer if the call is refused."""
-        request = call.request
-        sid = request.cookie(COOKIE_NAME)
-        if sid:
-            session = self.sessions.get(sid)
-            if session is not None:
-                call.session = session
-                call.login = Login(session.owner, session.permissions, "session",
-                                   session.credential)
-        if call.login is None:
-            username = call.params.get("username", "")
-            password = call.params.get("password", "")
-            if username and password:
-                call.login = await self.auth.check(username, password, request.client_host)
-                if call.login is None:
-                    log.info("http conn=%s addr=%s user=%r: authentication failed",
-                             request.conn_id, request.client_host, username[:64])
-                else:
-                    # Keeps the caller's implicit session (if any) alive.
-                    self.sessions.implicit(call.login.owner, request.client_host,
-                                           call.login.permissions, create=False,
-                                           credential=call.login.credential)
+        call.login = await login_of(call)
         if call.login is None or permits.grants_nothing(call.login.permissions):
             call.login = None
             return text_response(401, "Authentication failed")
@@ -174,6 +154,31 @@ class HttpApi:
                      route.path)
             return text_response(403, "Insufficient rights")
         return None
+
+
+async def login_of(call: Call, *, keep_implicit: bool = True) -> Login | None:
+    """The caller's login from a session cookie (``call.session`` set too) or
+    ``username`` + ``password``; None if neither, or refused (logged). With
+    ``keep_implicit``, a password login keeps the caller's implicit session alive."""
+    request = call.request
+    sid = request.cookie(COOKIE_NAME)
+    if sid:
+        session = call.api.sessions.get(sid)
+        if session is not None:
+            call.session = session
+            return Login(session.owner, session.permissions, "session", session.credential)
+    username = call.params.get("username", "")
+    password = call.params.get("password", "")
+    if not (username and password):
+        return None
+    login = await call.api.auth.check(username, password, request.client_host)
+    if login is None:
+        log.info("http conn=%s addr=%s user=%r: authentication failed",
+                 request.conn_id, request.client_host, username[:64])
+    elif keep_implicit:
+        call.api.sessions.implicit(login.owner, request.client_host, login.permissions,
+                                   create=False, credential=login.credential)
+    return login
 
 
 def _preflight(request: Request) -> Response:

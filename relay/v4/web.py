@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from relay import permits
+from relay.http.api import login_of
 from relay.http.authenticator import Login, bearer_token
 from relay.http.call import Call
 from relay.http.messages import HttpError, Response, encode_json, parse_params
-from relay.http.views import COOKIE_NAME
 from relay.params import ParamError
 from relay.store import StoreError, VehicleRecord
 from relay.v4.jsonparse import ApiError
@@ -107,19 +107,11 @@ async def _login(call: Call) -> Login:
                      request.client_host)
             raise V4Error(401, "invalid or revoked API token")
         return login
-    sid = request.cookie(COOKIE_NAME)
-    if sid:
-        session = api.sessions.get(sid)
-        if session is not None:
-            call.session = session
-            return Login(session.owner, session.permissions, "session", session.credential)
-    username, password = call.params.get("username", ""), call.params.get("password", "")
-    if username and password:
-        login = await api.auth.check(username, password, request.client_host)
-        if login is not None:
-            return login
-        log.info("http conn=%s addr=%s user=%r: v4 authentication failed", request.conn_id,
-                 request.client_host, username[:64])
+    # A cookie session or username + password, exactly as the REST API takes them.
+    login = await login_of(call, keep_implicit=False)
+    if login is not None:
+        return login
+    if call.params.get("username") and call.params.get("password"):
         raise V4Error(401, "authentication failed")
     raise V4Error(401, "authentication required: Authorization: Bearer <API token>, "
                        "a session cookie, or username and password")
