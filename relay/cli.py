@@ -99,18 +99,10 @@ def ensure_demo(path: str) -> list[str]:
 
 
 async def _serve(config: Config, notices: list[str], listening: Callable[[], None]) -> None:
-    # Signals are caught from the start: a SIGTERM sent during startup or right after
-    # the "listening" line stops the server cleanly instead of killing it.
+    # Signals are caught from before the first listener opens: a SIGTERM right after the
+    # "listening" line (a supervisor, a test) must shut down cleanly, not kill the process.
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
-
-            async def stop_on_signal() -> None:
-                async for signum in signals:
-                    log.info("received %s, shutting down", signal.Signals(signum).name)
-                    nursery.cancel_scope.cancel()
-                    return
-
-            nursery.start_soon(stop_on_signal)
             handle: RelayHandle = await nursery.start(run_relay, config)
             listening()
             extra = "".join(
@@ -124,6 +116,10 @@ async def _serve(config: Config, notices: list[str], listening: Callable[[], Non
                 print(line)
             print(f"ovms-relay {__version__}: v2 protocol on {config.host}:{handle.v2_port}"
                   f"{extra}, database {config.db}", flush=True)
+            async for signum in signals:
+                log.info("received %s, shutting down", signal.Signals(signum).name)
+                nursery.cancel_scope.cancel()
+                break
 
 
 def _remove_database(path: str) -> None:

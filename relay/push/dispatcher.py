@@ -168,8 +168,8 @@ class PushDispatcher:
             except StoreClosed:
                 return
             except Exception as exc:  # one bad notification must not stop push delivery
-                log.error("vehicle=%s push intake failed: %s: %s",
-                          alert.vehicleid, type(exc).__name__, exc, exc_info=True)
+                log.exception("vehicle=%s push intake failed: %s", alert.vehicleid,
+                              type(exc).__name__)
 
     async def _accept(self, alert: Alert) -> None:
         now = time.time()
