@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import trio
 
 from relay import db
+from relay.http.api import HttpApi
 from relay.services import Services
 
 log = logging.getLogger("relay.accounts")
@@ -106,5 +107,5 @@ async def reset_carpass(services: Services, vehicleid: str) -> str:
 
 def _forget_logins(services: Services, owner: str) -> None:
     api = services.http_api
-    if api is not None:
+    if isinstance(api, HttpApi):
         api.auth.forget(owner)

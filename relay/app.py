@@ -12,8 +12,10 @@ import trio
 from protocol import ClientType
 from relay import console
 from relay.clock import SYSTEM_CLOCK, Clock
+from relay.commands import CommandService
 from relay.config import Config
-from relay.http import api_for, serve_http
+from relay.endpoints import all_routes
+from relay.http import HttpApi, serve_http
 from relay.hub import GroupLimits, Hub
 from relay.hubapi import HubApi
 from relay.push import PushDispatcher
@@ -36,6 +38,7 @@ class RelayHandle:
     hub: Hub
     store: Store
     services: Services
+    v4: V4Engine
     # Further listeners, None when not configured / not yet running.
     http_port: int | None = None
     v2_tls_port: int | None = None
@@ -111,16 +114,18 @@ async def run_relay(
         hash_concurrency=config.password_hash_concurrency,
     ) as store:
         hub = Hub(GroupLimits.from_config(config))
-        router = Router(hub, store, config)
-        services = Services(config, hub, store, router)
+        commands = CommandService(hub, store, config.command_timeout)
         async with trio.open_nursery() as nursery:
-            services.nursery = nursery
             nursery.start_soon(sweep_forever, hub, store, config, clock)
             # Before the listeners: the router hands it P messages and subscriptions.
-            router.push = await nursery.start(PushDispatcher(config, store).run)
+            push: PushDispatcher = await nursery.start(PushDispatcher(config, store).run)
             # API v4: trips, telemetry, monitors and their callbacks, remote actions.
-            engine = V4Engine(config, store, router.push.policy, clock=clock)
-            router.v4 = await nursery.start(engine.run)
+            v4: V4Engine = await nursery.start(
+                V4Engine(config, store, commands, push.policy, clock=clock).run)
+            router = Router(hub, store, config, commands, push=push,
+                            on_car_message=v4.car_message)
+            services = Services(config, hub, store, router, nursery)
+            services.http_api = HttpApi(services, all_routes(v4))
             listeners = await start_listener(
                 nursery, "the v2 protocol", serve_v2, services, config.host, config.v2_port)
             ports: dict[str, int] = {"v2_port": bound_port(listeners)}
@@ -132,7 +137,7 @@ async def run_relay(
                 ports["v2_tls_port"] = bound_port(tls_listeners)
                 log.info("v2 protocol over TLS listening on %s:%d",
                          config.host, ports["v2_tls_port"])
-            console.mount(api_for(services))
+            console.mount(services.http_api, v4)
             http_host = config.http_host or config.host
             http_listeners = await start_listener(
                 nursery, "the REST API", serve_http, services, http_host, config.http_port)
@@ -146,5 +151,5 @@ async def run_relay(
                 ports["https_port"] = bound_port(https_listeners)
                 log.info("REST API over TLS listening on %s:%d", http_host, ports["https_port"])
             # Each further listener is started here and adds its bound port to ``ports``.
-            handle = RelayHandle(hub=hub, store=store, services=services, **ports)
+            handle = RelayHandle(hub=hub, store=store, services=services, v4=v4, **ports)
             task_status.started(handle)

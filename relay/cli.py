@@ -173,6 +173,7 @@ def _start(config: Config) -> int:
     except BaseExceptionGroup as group:
         leaf = _first_leaf(group)
         if isinstance(leaf, (ConfigError, db.DatabaseError, db.AdminError, OSError, ValueError)):
+            _log_crash(started, leaf)
             print(f"ovms-relay: error: {_describe(leaf)}", file=sys.stderr)
             return 1
         raise
@@ -180,11 +181,19 @@ def _start(config: Config) -> int:
         print(f"ovms-relay: error: {exc}", file=sys.stderr)
         return 1
     except (OSError, ValueError) as exc:
+        _log_crash(started, exc)
         print(f"ovms-relay: error: {_describe(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 0
     return 0
+
+
+def _log_crash(started: bool, exc: BaseException) -> None:
+    """Once the server ran, an error that stops it may be a bug: keep its traceback in
+    the log (the one line on stderr is for whoever started it)."""
+    if started:
+        log.error("server stopped by %s", type(exc).__name__, exc_info=exc)
 
 
 def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -13,12 +13,12 @@ because the protocol's HMAC handshake needs the shared secret itself.
 
 from __future__ import annotations
 
-import re
 import secrets
 import sqlite3
 import time
 from typing import Any
 
+from relay import permits
 from relay.store import accounts, vehicles
 from relay.store import provisioning as provision_repo
 from relay.store.errors import DatabaseError
@@ -32,7 +32,6 @@ __all__ = [
 ]
 
 VEHICLE_TYPES = ("CAR", "SERVER")
-_VEHICLE_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")
 
 
 class AdminError(Exception):
@@ -48,7 +47,7 @@ def _c(conn: sqlite3.Connection) -> SQLiteConnection:
 
 def normalize_vehicleid(vehicleid: str) -> str:
     """Validate a vehicle id (1-32 of ``[A-Za-z0-9_-]``) and return it upper-cased."""
-    if not isinstance(vehicleid, str) or not _VEHICLE_ID_RE.fullmatch(vehicleid):
+    if not isinstance(vehicleid, str) or permits.vehicle_id(vehicleid) is None:
         raise AdminError(
             f"bad vehicle id {vehicleid!r}: use 1-32 characters of A-Z, a-z, 0-9, '_' and '-'"
         )

@@ -8,39 +8,41 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 import trio
 
-from protocol import SERVER_COMMANDS, CommandResponse, HistoricalRecord, Message, values
+from protocol import CommandResponse, HistoricalRecord, Message, values
 from protocol.messages import command_number
+from relay.commands import CommandService
 from relay.config import Config
 from relay.hubapi import HubApi, Peer
 from relay.push import PushDispatcher
 from relay.store import PushSubscription, Store, StoredMessage, StoreError
-from relay.timefmt import utc_text
-from relay.usage import flush_usage
-
-if TYPE_CHECKING:
-    from relay.v4.engine import V4Engine
 
 log = logging.getLogger("relay.router")
 
 T0 = Message("T", "0")
 PING_ACK = Message("a")
-# Days of usage command 30 reports (PROTOCOL.md: up to 90).
-USAGE_DAYS = 90
+
+
+# Told of every stored car message (vehicle id, code, data); must never block.
+CarMessageSink = Callable[[str, str, str], None]
 
 
 class Router:
-    def __init__(self, hub: HubApi, store: Store, config: Config) -> None:
+    def __init__(
+        self, hub: HubApi, store: Store, config: Config, commands: CommandService, *,
+        push: PushDispatcher | None = None, on_car_message: CarMessageSink | None = None,
+    ) -> None:
         self.hub = hub
         self.store = store
         self.config = config
-        # Set by run_relay once push delivery runs; None: P is only relayed.
-        self.push: PushDispatcher | None = None
-        # Set by run_relay once API v4 runs; None: stored messages only.
-        self.v4: V4Engine | None = None
+        self.commands = commands
+        # None: P is only relayed, subscriptions are stored unchecked.
+        self.push = push
+        # API v4's engine (relay.v4.engine) in a running server; None: stored only.
+        self.on_car_message = on_car_message
 
     # --- login replay ------------------------------------------------------------------
 
@@ -102,8 +104,8 @@ class Router:
                 self.hub.group_update(peer, group, data)
         else:
             await self.store.put_latest(peer.vehicleid, code, msg.data)
-            if self.v4 is not None:
-                self.v4.car_message(peer.vehicleid, code, msg.data)
+            if self.on_car_message is not None:
+                self.on_car_message(peer.vehicleid, code, msg.data)
             if code == "F":
                 version = Message("f", self.config.server_version)
                 self.hub.to_clients(peer.vehicleid, msg, version, T0)
@@ -203,56 +205,7 @@ class Router:
         if number is None:
             log.info("%s: command without a number ignored", peer.context())
             return
-        if number in SERVER_COMMANDS:
-            try:
-                replies = await self.server_command(peer.vehicleid, number, msg.data)
-            except StoreError as exc:  # e.g. a full disk: an error answer, not a hang
-                log.warning("%s: command %d failed: %s", peer.context(), number, exc)
-                replies = [Message("c", f"{number},1,Database unavailable, try again later")]
-            for reply in replies:
-                self.hub.deliver(peer, reply)
-            return
-        if not self.hub.send_command(peer, number, msg):
-            self.hub.deliver(peer, Message("c", f"{number},1,Vehicle is not connected"))
-
-    async def server_command(self, vehicleid: str, number: int, data: str) -> list[Message]:
-        """Commands 30, 31 and 32, answered from the store; k runs from 1 to n.
-
-        A parameter out of range is answered ``c<number>,1,<reason>``.
-        """
-        args = data.split(",")[1:]
-        if number == 30:
-            flush_usage(self.hub.vehicle_peers(vehicleid), self.store)
-            days = await self.store.usage(vehicleid, USAGE_DAYS)
-            if not days:
-                return [Message("c", "30,1,No GPRS utilisation data available")]
-            return [
-                Message("c", f"30,0,{k},{len(days)},{d.day},{d.car_rx},{d.car_tx},"
-                             f"{d.app_rx},{d.app_tx}")
-                for k, d in enumerate(days, start=1)
-            ]
-        try:
-            if number == 31:
-                since = values.parse_since(args[0]) if args else None
-            else:
-                htype = args[0] if args else ""
-                since = values.parse_since(args[1]) if len(args) > 1 else None
-        except ValueError as exc:
-            return [Message("c", f"{number},1,{_reason(exc)}")]
-        if number == 31:
-            summary = await self.store.historical_summary(vehicleid, since)
-            return [
-                Message("c", f"31,0,{k},{len(summary)},{s.htype},{s.distinct_records},"
-                             f"{s.total_records},{s.total_size},{_ts_text(s.first)},"
-                             f"{_ts_text(s.last)}")
-                for k, s in enumerate(summary, start=1)
-            ] or [Message("c", "31,1,No historical data available")]
-        records = await self.store.historical_records(vehicleid, htype, since) if htype else []
-        return [
-            Message("c", f"32,0,{k},{len(records)},{r.htype},{_ts_text(r.timestamp)},"
-                         f"{r.recordnumber},{r.data}")
-            for k, r in enumerate(records, start=1)
-        ] or [Message("c", "32,1,No historical data available")]
+        await self.commands.from_client(peer, number, msg)
 
     async def _push_subscription(self, peer: Peer, msg: Message) -> None:
         parts = msg.data.split(",", 5)
@@ -275,18 +228,6 @@ class Router:
             PushSubscription(target, appid, vehicle.owner, pushtype, pushkeytype, pushkeyvalue)
         )
         log.info("%s: push subscription %s stored (%s)", peer.context(), appid, pushtype)
-
-
-def _reason(exc: ValueError) -> str:
-    """An error text fit for one field of a ``c`` answer (no CR/LF; commas are fine,
-    the reason is the last field)."""
-    return str(exc).replace("\r", " ").replace("\n", " ")
-
-
-def _ts_text(ts: float) -> str:
-    # Records stored before timestamps were range-checked may lie anywhere, even
-    # beyond what a date can show: clamped, they are listed instead of failing the list.
-    return utc_text(values.clamp_timestamp(ts))
 
 
 def _replay_order(stored: StoredMessage) -> tuple[int, str]:

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from relay.commands import CommandService
 from relay.config import Config
 from relay.connlog import ConnectionLog
 from relay.hubapi import HubApi
@@ -14,7 +15,7 @@ from relay.router import Router
 from relay.store import Store
 
 if TYPE_CHECKING:
-    from relay.http.api import HttpApi
+    from relay.push import PushDispatcher
 
 
 class Services:
@@ -32,6 +33,10 @@ class Services:
         self.hub = hub
         self.store = store
         self.router = router
+        # Sending commands to cars and awaiting their answers (REST, v4, v2 apps).
+        self.commands: CommandService = router.commands
+        # Push delivery (None: not running); the router hands it P messages.
+        self.push: PushDispatcher | None = router.push
         # Failed-login limits, one for every listener: v2 and REST count together.
         self.login_guard = LoginGuard(
             GuardLimits(config.login_fail_max, config.login_fail_window,
@@ -41,7 +46,8 @@ class Services:
         )
         # The REST API's state (sessions, rate limits), shared by the HTTP and HTTPS
         # listeners; created by relay.http.api.api_for.
-        self.http_api: HttpApi | None = None
+        # (Typed loosely: relay.http imports this module.)
+        self.http_api: object | None = None
         # Recent v2 logins per vehicle, for the web console's operator pages.
         self.connlog = ConnectionLog()
         # The server-wide nursery that owns connections' short-lived helper tasks

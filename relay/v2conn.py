@@ -24,12 +24,12 @@ from protocol import (
     Scheme1Login,
     ServerSession,
 )
-from relay.auth import Granted, check_scheme0, check_scheme1
 from relay.hubapi import Peer
 from relay.outbox import Outbox
 from relay.services import Services
 from relay.store import StoreError
 from relay.usage import flush_usage
+from relay.v2login import Granted, check_scheme0, check_scheme1
 
 log = logging.getLogger("relay.v2")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import trio
 import trio.testing
 
-from relay.http.auth import Authenticator
+from relay.http.authenticator import Authenticator
 from relay.loginguard import LoginGuard
 from relay.store import OwnerRecord
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import trio
 
 from protocol import ClientType, Message
+from relay import permits
 from relay.http import formatting
-from relay.http.auth import grants_nothing, permitted
 from relay.http.ratelimit import RateLimiter
-from relay.http.routes import ROUTES, Router
+from relay.http.routes import ROUTES, RouteTable
 from relay.http.sessions import SessionTable
 from relay.hub import CommandWaiter, Hub, Peer
 from relay.store import StoredMessage
@@ -85,11 +85,12 @@ def test_sessions_register_expire_and_end() -> None:
 
 
 def test_rights() -> None:
-    assert permitted("*", ("token.admin",))
-    assert permitted("auth, Token.Admin", ("token.admin", "admin"))
-    assert not permitted("auth,v2", ("token.admin", "admin"))
-    assert permitted("auth", ())
-    assert grants_nothing("none") and grants_nothing("") and not grants_nothing("auth")
+    assert permits.may("*", permits.TOKEN_ADMIN)
+    assert permits.may("auth, Token.Admin", permits.TOKEN_ADMIN)
+    assert not permits.may("auth,v2", permits.TOKEN_ADMIN)
+    assert permits.may("auth", permits.READ)
+    assert permits.grants_nothing("none") and permits.grants_nothing("")
+    assert not permits.grants_nothing("auth")
 
 
 def test_flags_read_numbers_as_perl_does() -> None:
@@ -112,7 +113,7 @@ def test_odd_y_messages_do_not_break_tpms() -> None:
 
 
 def test_router_matches_templates() -> None:
-    router = Router(ROUTES)
+    router = RouteTable(ROUTES)
     match = router.match("GET", "/api/historical/DEMO/%2A-Test")
     assert match is not None and match.args == {"vehicleid": "DEMO", "type": "*-Test"}
     assert router.match("GET", "/api/vehicles/") is not None

@@ -111,9 +111,7 @@ def bearer(token: str) -> dict[str, str]:
 
 async def drain(relay: RelayUnderTest) -> None:
     """Everything the car sent so far has gone through the v4 engine (and callbacks)."""
-    engine = relay.handle.services.router.v4
-    assert engine is not None
-    await engine.drain()
+    await relay.handle.v4.drain()
 
 
 def assert_hal(response: httpx.Response, status: int = 200,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from relay import db
-from relay.http.auth import bearer_token
+from relay.http.authenticator import bearer_token
 from relay.store.sqlite import SQLiteConnection
 from relay.v4 import alerts, hal, persist, trips
 from relay.v4.actions import ActionTable, action_json

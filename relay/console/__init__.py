@@ -8,6 +8,7 @@ from __future__ import annotations
 from relay.console import monitors, operators, pages
 from relay.console.web import PREFIX, Console, UiRoute, route
 from relay.http.api import HttpApi
+from relay.v4.engine import V4Engine
 
 ROUTES: list[UiRoute] = [
     route("GET", "/", pages.login_form, login=False),
@@ -38,9 +39,10 @@ ROUTES: list[UiRoute] = [
 ]
 
 
-def mount(api: HttpApi) -> Console:
-    """Serve the console under /ui on every listener of ``api``."""
-    console = Console(api, ROUTES)
+def mount(api: HttpApi, engine: V4Engine | None = None) -> Console:
+    """Serve the console under /ui on every listener of ``api``; ``engine`` (API v4)
+    gives the message rate on the operators' status page."""
+    console = Console(api, ROUTES, engine)
     api.mounts[PREFIX] = console.handle
     return console
 

@@ -16,8 +16,9 @@ from urllib.parse import urlencode
 
 import attrs
 
+from relay import permits
 from relay.http.api import HttpApi
-from relay.http.auth import Login, grants_nothing, permitted
+from relay.http.authenticator import Login
 from relay.http.call import Call
 from relay.http.messages import HttpError, Request
 from relay.http.sessions import Session
@@ -57,7 +58,7 @@ class Bridge:
                    body: Any = None) -> Result:
         """``method path`` as the session's owner; ``body`` is JSON (v4), ``params`` a form."""
         api = self.api
-        match = api.router.match(method, path)
+        match = api.table.match(method, path)
         if match is None:
             return Result(404, text="not found")
         raw = b"" if body is None else json.dumps(body).encode("utf-8")
@@ -72,9 +73,9 @@ class Bridge:
         route = match.route
         if route.auth:
             # The dispatcher's checks (relay.http.api); v4 routes authenticate themselves.
-            if grants_nothing(login.permissions):
+            if permits.grants_nothing(login.permissions):
                 return Result(401, text="Authentication failed")
-            if not permitted(login.permissions, route.rights):
+            if not permits.may(login.permissions, route.right):
                 return Result(403, text="Insufficient rights")
         try:
             response = await route.handler(call)

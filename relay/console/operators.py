@@ -23,10 +23,10 @@ def server_status(console: Console) -> dict[str, Any]:
     services = console.api.services
     counts = collections.Counter(p.client_type for p in services.hub.peers())
     now = time.monotonic()
-    engine = services.router.v4
+    engine = console.engine
     messages = engine.stats.messages if engine is not None else 0
     rate = console.message_rate(now, messages)
-    push = services.router.push
+    push = services.push
     return {
         "cars": counts[ClientType.CAR],
         "apps": counts[ClientType.APP],

@@ -17,10 +17,11 @@ from collections.abc import AsyncGenerator
 from typing import Any
 from urllib.parse import parse_qs
 
+from relay import permits
 from relay.console import live
 from relay.console.summary import summary
 from relay.console.web import PREFIX, Page
-from relay.http.auth import LoginBlocked, grants_nothing
+from relay.http.authenticator import LoginBlocked
 from relay.http.messages import Response
 from relay.v4 import persist
 from relay.v4.web import PREFIX as V4
@@ -93,7 +94,7 @@ async def login(page: Page) -> Response:
     except LoginBlocked:
         return page.render("login.html", 429, username=username,
                            errors={"password": "Too many failed logins: try again later."})
-    if found is None or grants_nothing(found.permissions):
+    if found is None or permits.grants_nothing(found.permissions):
         log.info("console conn=%s addr=%s user=%r: login failed", request.conn_id,
                  request.client_host, username[:64])
         return page.render("login.html", 401, username=username,
@@ -230,9 +231,8 @@ async def series(page: Page) -> Response:
         until = min(until, int(page.form["until"]))
     except (KeyError, ValueError):
         pass
-    engine = page.console.api.services.router.v4
     store = page.console.api.services.store
-    rows = [] if engine is None else await persist.samples(
+    rows = await persist.samples(
         store, vehicleid, list(SERIES.values()), since, until, MAX_SERIES_ROWS)
     names = {path: name for name, path in SERIES.items()}
     by_time: dict[int, dict[str, float]] = {}

@@ -25,14 +25,15 @@ from urllib.parse import urlsplit
 import attrs
 import jinja2
 
+from relay import permits
 from relay.console.bridge import Bridge, Result
 from relay.http.api import HttpApi
-from relay.http.auth import permitted
 from relay.http.formatting import time_text
 from relay.http.messages import HttpError, Request, Response, parse_params
 from relay.http.sessions import Session
 from relay.http.views import COOKIE_NAME
 from relay.store import StoreError
+from relay.v4.engine import V4Engine
 
 log = logging.getLogger("relay.console")
 
@@ -85,7 +86,7 @@ class Page:
 
     @property
     def is_admin(self) -> bool:
-        return self.session is not None and permitted(self.session.permissions, ("admin",))
+        return self.session is not None and permits.may(self.session.permissions, permits.ADMIN)
 
     @property
     def csrf(self) -> str:
@@ -113,8 +114,10 @@ class Page:
 
 
 class Console:
-    def __init__(self, api: HttpApi, routes: list[UiRoute]) -> None:
+    def __init__(self, api: HttpApi, routes: list[UiRoute],
+                 engine: V4Engine | None = None) -> None:
         self.api = api
+        self.engine = engine
         self.bridge = Bridge(api)
         self.routes = routes
         self._key = secrets.token_bytes(32)

@@ -12,8 +12,9 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
+from relay import permits
 from relay.config import Config
-from relay.http.auth import Authenticator, Login, grants_nothing, permitted
+from relay.http.authenticator import Authenticator, Login
 from relay.http.call import Call
 from relay.http.messages import (
     HttpError,
@@ -27,7 +28,7 @@ from relay.http.messages import (
 from relay.http.openapi import build as build_openapi
 from relay.http.proxy import parse_trusted
 from relay.http.ratelimit import RateLimiter
-from relay.http.routes import ROUTES, Route, Router
+from relay.http.routes import ROUTES, Route, RouteTable
 from relay.http.sessions import SessionTable
 from relay.http.views import COOKIE_NAME
 from relay.params import ParamError
@@ -48,15 +49,14 @@ async def openapi_document(call: Call) -> Response:
     return call.api.openapi_response()
 
 
-ALL_ROUTES: tuple[Route, ...] = (
-    *ROUTES,
-    Route("GET", "/api/openapi.json", openapi_document, "This document", auth=False,
-          tag="meta"),
-)
+OPENAPI_ROUTE = Route("GET", "/api/openapi.json", openapi_document, "This document",
+                      auth=False, tag="meta")
+# The REST API's own routes; the server adds those of other APIs (relay.endpoints).
+ALL_ROUTES: tuple[Route, ...] = (*ROUTES, OPENAPI_ROUTE)
 
 
 class HttpApi:
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, routes: tuple[Route, ...] = ALL_ROUTES) -> None:
         self.services = services
         self.config: Config = services.config
         config = self.config
@@ -68,7 +68,8 @@ class HttpApi:
             config.api_rate_burst, config.api_rate_per_minute, config.api_rate_max,
             exempt=config.api_rate_exempt.split(","),
         )
-        self.router = Router(ALL_ROUTES)
+        self.routes = routes
+        self.table = RouteTable(routes)
         self.trusted_proxies = parse_trusted(config.api_trusted_proxies)
         # Path prefix -> handler of everything under it (the web console, relay.console).
         self.mounts: dict[str, Callable[[Request], Awaitable[Response]]] = {}
@@ -76,7 +77,7 @@ class HttpApi:
 
     def openapi_response(self) -> Response:
         if self._openapi is None:
-            self._openapi = encode_json(build_openapi(ALL_ROUTES))
+            self._openapi = encode_json(build_openapi(self.routes))
         return Response(200, self._openapi, b"application/json")
 
     async def maintain(self) -> None:
@@ -112,10 +113,10 @@ class HttpApi:
         for prefix, mounted in self.mounts.items():
             if request.path == prefix or request.path.startswith(prefix + "/"):
                 return await mounted(request)
-        match = self.router.match(request.method, request.path)
+        match = self.table.match(request.method, request.path)
         if match is None:
             path = request.path
-            allowed = self.router.methods(path)
+            allowed = self.table.methods(path)
             if allowed:
                 allow = ", ".join((*allowed, "OPTIONS")).encode("ascii")
                 return text_response(405, "Method not allowed", headers=((b"allow", allow),))
@@ -152,39 +153,52 @@ class HttpApi:
     async def _authenticate(self, call: Call, route: Route) -> Response | None:
         """Fill in ``call.login`` (and ``call.session``); an answer if the call is refused."""
         request = call.request
-        sid = request.cookie(COOKIE_NAME)
         reasons: list[str] = []  # why a 401, for its log line
-        if sid:
-            session = self.sessions.get(sid)
-            if session is not None:
-                call.session = session
-                call.login = Login(session.owner, session.permissions, "session",
-                                   session.credential)
-            else:
-                reasons.append(self.sessions.why_not(sid))
-        if call.login is None:
-            username = call.params.get("username", "")
-            password = call.params.get("password", "")
-            if username and password:
-                call.login = await self.auth.check(username, password, request.client_host)
-                if call.login is None:
-                    reasons.append(f"bad password or token for user {username[:64]!r}")
-                else:
-                    # Keeps the caller's implicit session (if any) alive.
-                    self.sessions.implicit(call.login.owner, request.client_host,
-                                           call.login.permissions, create=False,
-                                           credential=call.login.credential)
-        if call.login is None or grants_nothing(call.login.permissions):
+        call.login = await login_of(call, reasons=reasons)
+        if call.login is None or permits.grants_nothing(call.login.permissions):
             reasons.append("token with permit none" if call.login else "no credentials")
             log.info("http conn=%s addr=%s: %s %s: 401 (%s)", request.conn_id,
                      request.client_host, route.method, route.path, reasons[0])
             call.login = None
             return text_response(401, "Authentication failed")
-        if not permitted(call.login.permissions, route.rights):
+        if not permits.may(call.login.permissions, route.right):
             log.info("%s: %s %s refused, insufficient rights", call.context(), route.method,
                      route.path)
             return text_response(403, "Insufficient rights")
         return None
+
+
+async def login_of(call: Call, *, keep_implicit: bool = True,
+                   reasons: list[str] | None = None) -> Login | None:
+    """The caller's login from a session cookie (``call.session`` set too) or
+    ``username`` + ``password``; None if neither, or refused. With ``keep_implicit``,
+    a password login keeps the caller's implicit session alive; ``reasons`` collects
+    why a login was refused (unknown or ended session, bad password), for the 401's
+    log line."""
+    request = call.request
+    sid = request.cookie(COOKIE_NAME)
+    if sid:
+        session = call.api.sessions.get(sid)
+        if session is not None:
+            call.session = session
+            return Login(session.owner, session.permissions, "session", session.credential)
+        if reasons is not None:
+            reasons.append(call.api.sessions.why_not(sid))
+    username = call.params.get("username", "")
+    password = call.params.get("password", "")
+    if not (username and password):
+        return None
+    login = await call.api.auth.check(username, password, request.client_host)
+    if login is None:
+        if reasons is not None:
+            reasons.append(f"bad password or token for user {username[:64]!r}")
+        else:
+            log.info("http conn=%s addr=%s user=%r: authentication failed",
+                     request.conn_id, request.client_host, username[:64])
+    elif keep_implicit:
+        call.api.sessions.implicit(login.owner, request.client_host, login.permissions,
+                                   create=False, credential=login.credential)
+    return login
 
 
 def _preflight(request: Request) -> Response:
@@ -220,8 +234,9 @@ def allowed_headers(asked: bytes) -> bytes:
 
 
 def api_for(services: Services) -> HttpApi:
-    """The relay's one HttpApi (created on first use, kept on the relay's Services)."""
-    if services.http_api is None:
+    """The relay's one HttpApi (made by the server with every route, relay.endpoints;
+    else created on first use with the REST API's own, kept on the relay's Services)."""
+    if not isinstance(services.http_api, HttpApi):
         services.http_api = HttpApi(services)
     return services.http_api
 

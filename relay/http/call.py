@@ -3,26 +3,21 @@
 from __future__ import annotations
 
 import logging
-import re
-from typing import TYPE_CHECKING
 
 import attrs
 
-from relay.http.auth import Login
+from relay import permits
+from relay.http.authenticator import Login
+from relay.http.context import ApiState
 from relay.http.messages import HttpError, Request
 from relay.http.sessions import Session
 
-if TYPE_CHECKING:
-    from relay.http.api import HttpApi
-
 log = logging.getLogger("relay.http")
-
-_VEHICLE_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")
 
 
 @attrs.define(eq=False)
 class Call:
-    api: HttpApi
+    api: ApiState
     request: Request
     args: dict[str, str]  # path parameters, percent-decoded
     params: dict[str, str]  # query string, then form/JSON body
@@ -42,9 +37,8 @@ class Call:
     async def vehicle(self) -> str:
         """The path's vehicle id (upper-cased) if the caller owns it, else 403."""
         vehicleid = self.args.get("vehicleid", "").upper()
-        record = None
-        if _VEHICLE_ID_RE.fullmatch(vehicleid):
-            record = await self.api.services.store.get_vehicle(vehicleid)
+        valid = permits.vehicle_id(vehicleid)
+        record = None if valid is None else await self.api.services.store.get_vehicle(valid)
         if record is None or record.owner != self.owner:
             log.info("%s: forbidden access to vehicle %r", self.context(), vehicleid[:40])
             raise HttpError(403, "Forbidden")

@@ -1,33 +1,25 @@
 """Vehicle control: the endpoints the public server answers 501, done for real.
 
-Each sends the car a v2 command (``C<number>,<params>``) through the hub's
-command queue, exactly as an app would, and waits (bounded by
+Each sends the car a v2 command (``C<number>,<params>``) through the command
+service (relay.commands), exactly as an app would, and waits (bounded by
 ``command_timeout``) for the car's ``c`` answer. The list commands (1 features,
 3 parameters) answer in several lines, collected until the last.
 
-Outcomes: answered with result 0: 200 with JSON; car not connected, or gone
-before answering: 409; no answer in time: 504; car answers 1 (failed): 422 with
-its text; 2 (unsupported) or 3 (unimplemented): 400 with its text.
+Outcomes: answered with result 0: 200 with JSON; parameters the v2 line cannot
+carry: 400, never sent; car not connected, or gone before answering: 409; no
+answer in time: 504; car answers 1 (failed): 422 with its text; 2 (unsupported)
+or 3 (unimplemented): 400 with its text.
 """
 
 from __future__ import annotations
 
-import logging
 import re
 
-import attrs
-import trio
-
-from protocol import SERVER_COMMANDS, CommandResponse, Message, RemoteProtocolError
+from relay.commands import Answer, CommandFailed
 from relay.http.call import Call
 from relay.http.messages import BadRequest, HttpError, Response, json_response
-from relay.hub import CommandWaiter
 from relay.params import since, small_index, whole_number
 
-log = logging.getLogger("relay.http.control")
-
-# Answer lines one request may collect: more than any car's feature/parameter list.
-MAX_LINES = 256
 CHARGE_MODES = {"standard": 0, "storage": 1, "range": 3, "performance": 4}
 _RESULT_TEXT = {
     1: (422, "Command failed"),
@@ -43,58 +35,14 @@ _FIELD_RE = re.compile(FIELD_PATTERN)
 _TEXT_RE = re.compile(OPTIONAL_TEXT_PATTERN)
 
 
-@attrs.frozen
-class Answer:
-    command: int
-    lines: tuple[CommandResponse, ...]
-
-    @property
-    def result(self) -> int:
-        return self.lines[-1].result if self.lines else 0
-
-
-def _parse(msg: Message) -> CommandResponse:
-    try:
-        return CommandResponse.parse(msg.data)
-    except (ValueError, RemoteProtocolError):
-        # An answer we cannot read still ends the wait: report it as a failure.
-        return CommandResponse(-1, 1, (msg.data,))
-
-
 async def send_command(call: Call, vehicleid: str, number: int, args: str = "") -> Answer:
-    """Send ``C<number>[,args]`` and wait for the whole answer; raises HttpError otherwise."""
-    data = str(number) if not args else f"{number},{args}"
-    ctx = call.context(vehicleid)
-    services = call.api.services
-    if number in SERVER_COMMANDS:
-        replies = await services.router.server_command(vehicleid, number, data)
-        return Answer(number, tuple(_parse(m) for m in replies))
-    send, receive = trio.open_memory_channel[Message](MAX_LINES)
-    waiter = CommandWaiter(services.hub.new_id(f"{call.request.conn_id}/c"), send)
-    if not services.hub.send_waiter_command(vehicleid, waiter, number, Message("C", data)):
-        log.info("%s: command %d refused, vehicle not connected", ctx, number)
-        raise HttpError(409, "Vehicle not connected")
-    log.info("%s: command %d sent to the car", ctx, number)
-    lines: list[CommandResponse] = []
-    timeout = call.api.config.command_timeout
+    """The command service's answer (relay.commands), its failures as HttpError."""
     try:
-        with trio.move_on_after(timeout):
-            async with receive:
-                async for msg in receive:
-                    line = _parse(msg)
-                    lines.append(line)
-                    if line.is_last_line():
-                        log.info("%s: command %d answered, result %d", ctx, number, line.result)
-                        return Answer(number, tuple(lines))
-        # The channel was closed (car gone) or the time ran out.
-        if not services.hub.car_connected(vehicleid):
-            log.info("%s: command %d unanswered, the car disconnected", ctx, number)
-            raise HttpError(409, "Vehicle disconnected before answering")
-        log.info("%s: command %d unanswered after %.0f s", ctx, number, timeout)
-        raise HttpError(504, f"No answer from the vehicle within {timeout:g} s")
-    finally:
-        # From now on an answer for this request is discarded, as for a departed app.
-        waiter.gone = True
+        return await call.api.services.commands.call(
+            vehicleid, number, args, requester=call.request.conn_id,
+            context=call.context(vehicleid))
+    except CommandFailed as exc:
+        raise HttpError(exc.status, exc.text) from None
 
 
 def _check(answer: Answer) -> Answer:

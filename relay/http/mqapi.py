@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 
-from relay.http.auth import grants_nothing, permitted
+from relay import permits
 from relay.http.call import Call
 from relay.http.messages import Response, text_response
 
@@ -26,8 +26,7 @@ async def auth(call: Call) -> Response:
     username = call.param("username") or ""
     password = call.param("password") or ""
     login = await call.api.auth.check(username, password, call.request.client_host)
-    ok = (login is not None and not grants_nothing(login.permissions)
-          and permitted(login.permissions, ("v3", "mqtt")))
+    ok = login is not None and permits.may(login.permissions, permits.MQTT)
     log.info("http addr=%s mqapi/auth user=%r: %s", call.request.client_host, username[:64],
              "SUCCESS" if ok else "FAILED")
     return _empty(200 if ok else 403)

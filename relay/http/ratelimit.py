@@ -48,10 +48,6 @@ class RateLimiter:
         self._clock = clock
         self._buckets: dict[str, _Bucket] = {}
 
-    @property
-    def enabled(self) -> bool:
-        return self.burst > 0
-
     def allow(self, host: str) -> bool:
         """Count one request from ``host``; False if it must be refused (429)."""
         if self.burst <= 0 or host in self.exempt:

@@ -12,20 +12,20 @@ from urllib.parse import unquote
 
 import attrs
 
+from relay import permits
 from relay.http import control, mqapi, tokens, views
 from relay.http.call import Call
 from relay.http.control import FIELD_PATTERN, OPTIONAL_TEXT_PATTERN, TEXT_PATTERN
 from relay.http.messages import Response
 from relay.params import SINCE_PATTERN
-from relay.v4.routes import v4_routes
 
 Handler = Callable[[Call], Awaitable[Response]]
 
 # What a command to the car can end in besides success (relay.http.control).
 CONTROL_ERRORS = (409, 422, 504)
-# Rights of the control endpoints: they move real hardware (locks, charging).
-CONTROL = ("control", "admin")
-TOKEN_ADMIN = ("token.admin", "admin")
+# Rights (relay.permits) of the control endpoints: they move real hardware (locks, charging).
+CONTROL = permits.CONTROL
+TOKEN_ADMIN = permits.TOKEN_ADMIN
 
 
 @attrs.frozen
@@ -47,7 +47,7 @@ class Route:
     path: str  # template, e.g. /api/status/{vehicleid}
     handler: Handler
     summary: str
-    rights: tuple[str, ...] = ()
+    right: str = permits.READ  # what the caller must be permitted (relay.permits)
     auth: bool = True  # False: public, or authenticated by its own form fields (mqapi)
     params: tuple[Param, ...] = ()
     answer: str = "json"  # json, text or empty (status code only)
@@ -55,6 +55,11 @@ class Route:
     schema: str = ""  # name of the response schema in the OpenAPI document
     tag: str = "read"
     body: dict[str, Any] | None = None  # JSON schema of a v4 request body (None: any object)
+
+    @property
+    def rights(self) -> tuple[str, ...]:
+        """The permit words that grant this route (besides ``*``); () for any login."""
+        return tuple(sorted(permits.GRANTED_BY[self.right]))
 
     @property
     def segments(self) -> tuple[str, ...]:
@@ -73,21 +78,21 @@ _SINCE = Param("since", "only records after this UTC time 'YYYY-MM-DD[ HH:MM:SS]
 
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/cookie", views.cookie_login, "Log in: new session cookie",
-          rights=("session",), answer="text", tag="session"),
+          right=permits.SESSION, answer="text", tag="session"),
     Route("DELETE", "/api/cookie", views.cookie_logout,
           "Log out: end the session and its vehicle registrations",
-          rights=("session",), answer="text", tag="session"),
+          right=permits.SESSION, answer="text", tag="session"),
     Route("GET", "/api/token", tokens.token_list, "List the owner's API tokens",
-          rights=TOKEN_ADMIN, schema="TokenList", tag="tokens"),
+          right=TOKEN_ADMIN, schema="TokenList", tag="tokens"),
     Route("POST", "/api/token", tokens.token_create, "Create an API token (shown once)",
-          rights=TOKEN_ADMIN, schema="NewToken", tag="tokens", params=(
+          right=TOKEN_ADMIN, schema="NewToken", tag="tokens", params=(
               Param("application", "what uses the token", pattern=OPTIONAL_TEXT_PATTERN),
               Param("purpose", "why", pattern=OPTIONAL_TEXT_PATTERN),
               Param("permit", "comma-separated rights (default auth)",
                     pattern=OPTIONAL_TEXT_PATTERN))),
     Route("DELETE", "/api/token/{token}", tokens.token_delete,
           "Delete an API token (the token or its listed digest)",
-          rights=TOKEN_ADMIN, schema="DeletedToken", tag="tokens"),
+          right=TOKEN_ADMIN, schema="DeletedToken", tag="tokens"),
     Route("GET", "/api/vehicles", views.vehicles, "The owner's vehicles and who is connected",
           schema="VehicleList"),
     Route("GET", "/api/vehicle/{vehicleid}", views.vehicle_connect,
@@ -118,45 +123,45 @@ ROUTES: tuple[Route, ...] = (
     # --- control: a command to the car, answered by the car -------------------------------
     Route("PUT", "/api/charge/{vehicleid}", control.charge_put,
           "Start charging (11), stop (12, action=stop), set mode (10), current (15) or both (16)",
-          rights=CONTROL, tag="control", schema="CommandResult", params=(
+          right=CONTROL, tag="control", schema="CommandResult", params=(
               Param("action", "start (default) or stop", enum=("start", "stop")),
               Param("mode", "charge mode",
                     enum=("standard", "storage", "range", "performance")),
               Param("current", "charge current in A", type="integer", minimum=1, maximum=999))),
     Route("DELETE", "/api/charge/{vehicleid}", control.charge_delete, "Stop charging (12)",
-          rights=CONTROL, tag="control", schema="CommandResult"),
+          right=CONTROL, tag="control", schema="CommandResult"),
     Route("PUT", "/api/lock/{vehicleid}", control.lock, "Lock the car (20)",
-          rights=CONTROL, tag="control", schema="CommandResult", params=(_PIN,)),
+          right=CONTROL, tag="control", schema="CommandResult", params=(_PIN,)),
     Route("DELETE", "/api/lock/{vehicleid}", control.unlock, "Unlock the car (22)",
-          rights=CONTROL, tag="control", schema="CommandResult", params=(_PIN,)),
+          right=CONTROL, tag="control", schema="CommandResult", params=(_PIN,)),
     Route("PUT", "/api/valet/{vehicleid}", control.valet_on, "Valet mode on (21)",
-          rights=CONTROL, tag="control", schema="CommandResult", params=(_PIN,)),
+          right=CONTROL, tag="control", schema="CommandResult", params=(_PIN,)),
     Route("DELETE", "/api/valet/{vehicleid}", control.valet_off, "Valet mode off (23)",
-          rights=CONTROL, tag="control", schema="CommandResult", params=(_PIN,)),
+          right=CONTROL, tag="control", schema="CommandResult", params=(_PIN,)),
     Route("PUT", "/api/homelink/{vehicleid}", control.homelink, "Activate homelink (24)",
-          rights=CONTROL, tag="control", schema="CommandResult", params=(
+          right=CONTROL, tag="control", schema="CommandResult", params=(
               Param("button", "homelink button", type="integer", required=True, minimum=0,
                     maximum=2),)),
     Route("PUT", "/api/reset/{vehicleid}", control.reset, "Reboot the car module (5)",
-          rights=CONTROL, tag="control", schema="CommandResult"),
+          right=CONTROL, tag="control", schema="CommandResult"),
     Route("GET", "/api/features/{vehicleid}", control.features_get,
-          "The module's feature list (1)", rights=CONTROL, tag="control",
+          "The module's feature list (1)", right=CONTROL, tag="control",
           schema="FeatureList"),
     Route("PUT", "/api/features/{vehicleid}", control.features_put, "Set a feature (2)",
-          rights=CONTROL, tag="control", schema="CommandResult", params=(
+          right=CONTROL, tag="control", schema="CommandResult", params=(
               Param("feature", "feature number", type="integer", required=True, minimum=0,
                     maximum=99),
               Param("value", "new value", required=True, pattern=TEXT_PATTERN))),
     Route("GET", "/api/parameters/{vehicleid}", control.parameters_get,
-          "The module's parameter list (3)", rights=CONTROL, tag="control",
+          "The module's parameter list (3)", right=CONTROL, tag="control",
           schema="ParameterList"),
     Route("PUT", "/api/parameters/{vehicleid}", control.parameters_put, "Set a parameter (4)",
-          rights=CONTROL, tag="control", schema="CommandResult", params=(
+          right=CONTROL, tag="control", schema="CommandResult", params=(
               Param("parameter", "parameter number", type="integer", required=True, minimum=0,
                     maximum=99),
               Param("value", "new value", required=True, pattern=TEXT_PATTERN))),
     Route("POST", "/api/command/{vehicleid}", control.command,
-          "Any v2 command; 30-32 are answered by the server", rights=CONTROL, tag="control",
+          "Any v2 command; 30-32 are answered by the server", right=CONTROL, tag="control",
           schema="CommandLines", params=(
               Param("command", "command number", type="integer", required=True, minimum=0,
                     maximum=999999),
@@ -174,8 +179,7 @@ ROUTES: tuple[Route, ...] = (
               Param("username", "account name"), Param("topic", "MQTT topic"),
               Param("clientid", "MQTT client id"), Param("acc", "access type"))),
 )
-# API v4 (docs/api-v4.md), built by relay.v4 from the classes above.
-ROUTES = (*ROUTES, *v4_routes(Route, Param))
+
 
 @attrs.frozen
 class Match:
@@ -183,7 +187,7 @@ class Match:
     args: dict[str, str]
 
 
-class Router:
+class RouteTable:
     """Path matching: literal segments must equal, ``{name}`` segments capture one segment."""
 
     def __init__(self, routes: tuple[Route, ...]) -> None:

@@ -308,7 +308,8 @@ async def serve_http(
         try:
             wrapped: trio.abc.Stream = stream
             if ssl_context is not None:
-                wrapped = trio.SSLStream(stream, ssl_context, server_side=True)
+                wrapped = trio.SSLStream(stream, ssl_context, server_side=True,
+                                         https_compatible=True)
                 if not await _handshake(wrapped, api.config.tls_handshake_timeout):
                     return
             await HttpConnection(wrapped, api, tls=tls).run()

@@ -21,7 +21,7 @@ Times come from trio's clock (``trio.current_time``), so tests run on MockClock.
 
 A session also ends when the credential it was made with (an API token, or the
 account password) is revoked: at once for a token deleted through the API, else
-when relay.http.auth's ``revoked`` next checks (token deleted or password changed
+when relay.http.authenticator's ``revoked`` next checks (token deleted or password changed
 with ``ovms-admin``, account disabled).
 """
 
@@ -35,7 +35,7 @@ from collections.abc import Callable
 import attrs
 import trio
 
-from relay.http.auth import Credential
+from relay.http.authenticator import Credential
 from relay.hubapi import HubApi
 
 log = logging.getLogger("relay.http.sessions")
@@ -211,7 +211,3 @@ class SessionTable:
         for session in ended:
             self.end(session, reason)
         return len(ended)
-
-    def end_all(self, reason: str) -> None:
-        for session in [*self._cookies.values(), *self._implicit.values()]:
-            self.end(session, reason)

@@ -45,6 +45,7 @@ class Delivery(Generic[T]):
         self._send, self._recv = trio.open_memory_channel[T](self.queue_size)
         self._retries: RetryQueue[T] = RetryQueue()
         self._busy = 0
+        self._idle_lot = trio.lowlevel.ParkingLot()
 
     def offer(self, item: T) -> bool:
         """Queue ``item`` if there is room; never blocks. False: queue full (or closed)."""
@@ -72,6 +73,11 @@ class Delivery(Generic[T]):
         return self._busy == 0 and not self._retries and \
             self._recv.statistics().current_buffer_used == 0
 
+    async def wait_idle(self) -> None:
+        """Return once ``idle`` (woken by the workers, no polling)."""
+        while not self.idle():
+            await self._idle_lot.park()
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                   ) -> None:
         async with trio.open_nursery() as nursery:
@@ -92,3 +98,5 @@ class Delivery(Generic[T]):
                               self._describe(item))
             finally:
                 self._busy -= 1
+                if self.idle():
+                    self._idle_lot.unpark_all()

@@ -114,6 +114,10 @@ class CallbackSender:
         """Nothing queued, being sent or waiting for a retry (for tests and shutdown logs)."""
         return self._delivery.idle()
 
+    async def wait_idle(self) -> None:
+        """Return once ``idle`` (woken by the delivery workers, no polling)."""
+        await self._delivery.wait_idle()
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                   ) -> None:
         async with open_client(timeout=self.timeout,

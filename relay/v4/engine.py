@@ -32,10 +32,8 @@ import attrs
 import trio
 
 from relay.clock import SYSTEM_CLOCK, Clock, trio_deadline
+from relay.commands import CommandFailed, CommandService
 from relay.config import Config
-from relay.http import control
-from relay.http.call import Call
-from relay.http.messages import HttpError
 from relay.logsafe import redact_url
 from relay.outbound.urlpolicy import UrlPolicy, describe
 from relay.store import Store, StoreClosed
@@ -106,13 +104,14 @@ class EngineStats:
 class V4Engine:
     """Create, then run with ``await nursery.start(engine.run)``."""
 
-    def __init__(self, config: Config, store: Store, policy: UrlPolicy | None = None,
-                 *, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(self, config: Config, store: Store, commands: CommandService,
+                 policy: UrlPolicy | None = None, *, clock: Clock = SYSTEM_CLOCK) -> None:
         self.config = config
         # Monitor windows, trips and actions are wall moments (stored, shown); every
         # wait is on trio's clock: see relay.clock.
         self.clock = clock
         self.store = store
+        self.commands = commands
         self.policy = policy or UrlPolicy(config.webhook_allow)
         self.stats = EngineStats()
         self.actions = ActionTable(config.remote_action_max, config.remote_action_ttl)
@@ -160,8 +159,7 @@ class V4Engine:
         done = trio.Event()
         await self._send.send(done)
         await done.wait()
-        while not self.callbacks.idle():
-            await trio.sleep(0.01)
+        await self.callbacks.wait_idle()
 
     # ------------------------------------------------------------- tasks
 
@@ -492,23 +490,23 @@ class V4Engine:
 
     # ------------------------------------------------------------- remote actions
 
-    def start_action(self, call: Call, record: RemoteActionRecord, command: str) -> None:
+    def start_action(self, record: RemoteActionRecord, command: str) -> None:
         """Send ``command`` in a task of the engine's nursery; it settles ``record``."""
         if self._nursery is None:
             raise RuntimeError("V4Engine.start_action before the engine runs")
-        self._nursery.start_soon(self._run_action, call, record, command)
+        self._nursery.start_soon(self._run_action, record, command)
 
-    async def _run_action(self, call: Call, record: RemoteActionRecord, command: str) -> None:
+    async def _run_action(self, record: RemoteActionRecord, command: str) -> None:
         number, _, args = command.partition(",")
         try:
-            answer = await control.send_command(call, record.vehicleid, int(number), args)
-        except HttpError as exc:
+            answer = await self.commands.call(
+                record.vehicleid, int(number), args, requester=f"v4/{record.actionid}",
+                context=f"v4 owner={record.owner} vehicle={record.vehicleid}")
+        except CommandFailed as exc:
             record.settle(exc.status, exc.text, self.clock.wall())
         else:
-            last = answer.lines[-1] if answer.lines else None
-            text = ",".join(last.rest) if last is not None else ""
-            status, body = hal.action_outcome(answer.result, text)
-            record.settle(status, str(body.get("message", text or "done")), self.clock.wall(),
-                          answer.result)
+            status, body = hal.action_outcome(answer.result, answer.text)
+            record.settle(status, str(body.get("message", answer.text or "done")),
+                          self.clock.wall(), answer.result)
         log.info("vehicle=%s remote action %s (%s): %s", record.vehicleid, record.actionid,
                  record.action, record.status)

@@ -1,6 +1,6 @@
-"""The v4 routes, appended to the REST route table (``relay.http.routes``).
+"""The v4 routes, added to the REST route table by the server (``relay.endpoints``).
 
-They are ``auth=False`` there because ``relay.v4.web.endpoint`` authenticates them
+They are ``auth=False`` because ``relay.v4.web.endpoint`` authenticates them
 (Bearer tokens, JSON errors); ``tag="v4"`` tells the dispatcher to leave the JSON
 body to the handler and the OpenAPI builder to document v4's security and formats.
 """
@@ -8,20 +8,19 @@ body to the handler and the OpenAPI builder to document v4's security and format
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from relay.v4 import engine, hal, remote, resources
+from relay.http.routes import Param, Route
+from relay.v4 import engine, hal, monitor_handlers, remote, resources
+from relay.v4.engine import V4Engine
 from relay.v4.web import PREFIX, endpoint
-
-if TYPE_CHECKING:
-    from relay.http.routes import Param, Route
 
 V = f"{PREFIX}/user/vehicles/{{vehicleid}}"
 
 
-def v4_routes(route: type[Route], param: type[Param]) -> tuple[Route, ...]:
-    """The v4 routes, built from the route table's own classes (passed in: that module
-    imports this one)."""
+def v4_routes(v4: V4Engine | None) -> tuple[Route, ...]:
+    """The v4 routes, served by ``v4`` (None: each answers 503)."""
+    route, param = Route, Param
     paging = (
         param("indexRange", "items a-b (0-based, inclusive), e.g. 0-9; a reversed or longer "
               "than 100 range is served as the nearest page", pattern=r"^[0-9]{1,9}-[0-9]{0,9}$"),
@@ -32,7 +31,7 @@ def v4_routes(route: type[Route], param: type[Param]) -> tuple[Route, ...]:
     def _r(method: str, path: str, handler: resources.Handler, summary: str, *,
            schema: str = "HalObject", params: tuple[Param, ...] = (),
            errors: tuple[int, ...] = (404,), body: dict[str, Any] | None = None) -> Route:
-        return route(method, path, endpoint(handler), summary, auth=False, tag="v4",
+        return route(method, path, endpoint(handler, v4), summary, auth=False, tag="v4",
                      schema=schema, params=params, errors=errors, body=body)
 
     return (
@@ -65,14 +64,14 @@ def v4_routes(route: type[Route], param: type[Param]) -> tuple[Route, ...]:
            "Send a remote action; 202 with a pending action to poll", errors=(404, 501),
            body=hal.remote_request_schema()),
         _r("GET", f"{V}/remote/{{actionid}}", remote.remote_one, "A remote action and its outcome"),
-        _r("GET", f"{V}/monitors", remote.monitor_list, "The vehicle's monitors",
+        _r("GET", f"{V}/monitors", monitor_handlers.monitor_list, "The vehicle's monitors",
            schema="HalCollection", params=paging),
-        _r("POST", f"{V}/monitors", remote.monitor_create, "Create a monitor (201)"),
-        _r("GET", f"{V}/monitors/{{monitorid}}", remote.monitor_one, "One monitor"),
-        _r("PUT", f"{V}/monitors/{{monitorid}}", remote.monitor_replace,
+        _r("POST", f"{V}/monitors", monitor_handlers.monitor_create, "Create a monitor (201)"),
+        _r("GET", f"{V}/monitors/{{monitorid}}", monitor_handlers.monitor_one, "One monitor"),
+        _r("PUT", f"{V}/monitors/{{monitorid}}", monitor_handlers.monitor_replace,
            "Replace a monitor's definition"),
-        _r("DELETE", f"{V}/monitors/{{monitorid}}", remote.monitor_delete, "Delete a monitor",
-           schema=""),
+        _r("DELETE", f"{V}/monitors/{{monitorid}}", monitor_handlers.monitor_delete,
+           "Delete a monitor", schema=""),
     )
 
 

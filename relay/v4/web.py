@@ -1,6 +1,6 @@
 """The HTTP side of every v4 route: who is calling, whose vehicle, JSON errors, HAL answers.
 
-v4 routes are registered with ``auth=False`` in ``relay.http.routes`` because they
+v4 routes are registered with ``auth=False`` (relay.endpoints) because they
 authenticate here: besides the REST API's cookie session and ``username`` +
 ``password``, v4 takes ``Authorization: Bearer <API token>``, and every refusal
 is a JSON ``{"code", "message"}`` body rather than the older API's text. The
@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from relay.http.auth import Login, bearer_token, grants_nothing, permitted
+from relay import permits
+from relay.http.api import login_of
+from relay.http.authenticator import Login, bearer_token
 from relay.http.call import Call
 from relay.http.messages import HttpError, Response, encode_json, parse_params
-from relay.http.views import COOKIE_NAME
 from relay.params import ParamError
 from relay.store import StoreError, VehicleRecord
 from relay.v4.jsonparse import ApiError
@@ -31,8 +32,6 @@ log = logging.getLogger("relay.v4.http")
 PREFIX = "/api/v4"
 HAL = b"application/hal+json"
 GEOJSON = b"application/vnd.geo+json"
-RIGHTS = ("v4",)
-_VEHICLE_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 
 
 class V4Error(ApiError):
@@ -85,9 +84,8 @@ class V4Call:
         """The path's vehicle if the caller owns it; 403 otherwise (unknown ones too, so
         callers cannot probe which vehicle ids exist)."""
         vehicleid = self.call.args.get("vehicleid", "").upper()
-        record = None
-        if 0 < len(vehicleid) <= 32 and set(vehicleid) <= _VEHICLE_CHARS:
-            record = await self.engine.store.get_vehicle(vehicleid)
+        valid = permits.vehicle_id(vehicleid)
+        record = None if valid is None else await self.engine.store.get_vehicle(valid)
         if record is None or record.owner != self.owner:
             log.info("%s: v4 access to vehicle %r refused", self.context(), vehicleid[:40])
             raise V4Error(403, f"vehicle {vehicleid[:40]!r} is not one of your vehicles")
@@ -109,39 +107,30 @@ async def _login(call: Call) -> Login:
                      request.client_host)
             raise V4Error(401, "invalid or revoked API token")
         return login
-    sid = request.cookie(COOKIE_NAME)
-    if sid:
-        session = api.sessions.get(sid)
-        if session is not None:
-            call.session = session
-            return Login(session.owner, session.permissions, "session", session.credential)
-    username, password = call.params.get("username", ""), call.params.get("password", "")
-    if username and password:
-        login = await api.auth.check(username, password, request.client_host)
-        if login is not None:
-            return login
-        log.info("http conn=%s addr=%s user=%r: v4 authentication failed", request.conn_id,
-                 request.client_host, username[:64])
+    # A cookie session or username + password, exactly as the REST API takes them.
+    login = await login_of(call, keep_implicit=False)
+    if login is not None:
+        return login
+    if call.params.get("username") and call.params.get("password"):
         raise V4Error(401, "authentication failed")
     raise V4Error(401, "authentication required: Authorization: Bearer <API token>, "
                        "a session cookie, or username and password")
 
 
-def endpoint(fn: V4Handler) -> Callable[[Call], Awaitable[Response]]:
+def endpoint(fn: V4Handler, engine: V4Engine | None) -> Callable[[Call], Awaitable[Response]]:
     """Wrap a v4 handler as a REST route handler: authenticate, check the v4 right, turn
-    every refusal into a JSON error."""
+    every refusal into a JSON error. ``engine`` None: every call is a 503."""
 
     async def handler(call: Call) -> Response:
         try:
             login = await _login(call)
-            if grants_nothing(login.permissions):
+            if permits.grants_nothing(login.permissions):
                 raise V4Error(401, "this API token grants nothing")
-            if not permitted(login.permissions, RIGHTS):
+            if not permits.may(login.permissions, permits.V4):
                 log.info("%s: v4 refused, no v4 right", call.context())
                 raise V4Error(403, "insufficient rights: API v4 needs a token with permit "
                                    "v4 (or *)")
             call.login = login
-            engine = call.api.services.router.v4
             if engine is None:
                 raise V4Error(503, "API v4 is not running")
             return await fn(V4Call(call, login, engine, _query(call)))

@@ -15,12 +15,10 @@ from functools import partial
 import attrs
 
 from protocol import ClientType, Scheme0Login, Scheme1Login
-from relay.db import token_shaped
+from relay import permits
 from relay.loginguard import GuardRefusal, LoginGuard, owner_account, vehicle_account
 from relay.store import Store
 
-# Token permits that grant v2 logins; a full password login has every permission.
-V2_PERMITS = frozenset({"v2", "*", "all"})
 # The digest of a login for an unknown vehicle is checked against this (it never matches).
 _DUMMY_CARPASS = secrets.token_urlsafe(16)
 
@@ -104,9 +102,11 @@ async def _scheme1(
 ) -> Granted | Refused:
     owner = await store.get_owner(login.username)
     active = owner is not None and owner.status == 1
-    # API tokens are 64 hex chars: try the cheap token lookup before the slow KDF.
+    # Try the cheap token lookup before the slow KDF (also for unknown accounts: the
+    # same work either way). Tokens are 64 hex chars, or up to 64 of anything when
+    # imported from the Perl server.
     permit = None
-    if token_shaped(login.password):
+    if permits.token_candidate(login.password):
         permit = await store.check_token(login.username, login.password)
     # Unknown and disabled accounts get the same (dummy) argon2 check as a wrong password.
     if permit is None and not await store.check_password(login.username, login.password,
@@ -115,10 +115,9 @@ async def _scheme1(
                        bad_credentials=True)
     if owner is None or not active:
         return Refused("unknown or disabled account", bad_credentials=True)
-    if permit is not None:
-        permits = {p.strip() for p in permit.split(",")}
-        if not permits & V2_PERMITS:
-            return Refused("token lacks the v2 permission")
+    # A full password login has every permission.
+    if permit is not None and not permits.may(permit, permits.V2_LOGIN):
+        return Refused("token lacks the v2 permission")
     vehicleids = tuple(await store.owner_vehicles(owner.name))
     if login.vehicleid == "*":
         if not vehicleids:

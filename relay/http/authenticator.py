@@ -1,4 +1,4 @@
-"""Who is calling: password or API-token checks (cached), and permission lists.
+"""Who is calling: password or API-token checks (cached); what they may do is relay.permits.
 
 Argon2 costs ~50 ms per verification, far too much per request for clients that
 send ``username`` + ``password`` on every call. A successful check is remembered
@@ -28,12 +28,13 @@ from functools import partial
 import attrs
 import trio
 
-from relay.db import token_hash, token_shaped
+from relay import permits
+from relay.db import token_hash
 from relay.http.messages import HttpError
 from relay.loginguard import GuardRefusal, LoginGuard, owner_account
 from relay.store import Store
 
-log = logging.getLogger("relay.http.auth")
+log = logging.getLogger("relay.http.authenticator")
 
 # Longer "passwords" are refused unchecked: nobody types them, and argon2 would hash them.
 MAX_SECRET = 1024
@@ -70,18 +71,6 @@ def password_credential(password_hash: str) -> Credential:
     return Credential("password", hashlib.sha256(password_hash.encode()).hexdigest())
 
 
-def permission_set(permissions: str) -> frozenset[str]:
-    return frozenset(p.strip().lower() for p in permissions.split(",") if p.strip())
-
-
-def permitted(permissions: str, rights: tuple[str, ...]) -> bool:
-    """The public server's IsPermitted: ``*`` allows all, else any right in the list."""
-    if not rights:
-        return True
-    granted = permission_set(permissions)
-    return "*" in granted or any(r.lower() in granted for r in rights)
-
-
 def bearer_token(authorization: bytes | None) -> str | None:
     """The token of an ``Authorization: Bearer <token>`` header value, else None."""
     if not authorization:
@@ -90,11 +79,6 @@ def bearer_token(authorization: bytes | None) -> str | None:
     if scheme.lower() != "bearer" or not token.strip():
         return None
     return token.strip()
-
-
-def grants_nothing(permissions: str) -> bool:
-    """A token with permit ``none`` authenticates nobody (as on the public server)."""
-    return permission_set(permissions) <= {"none"}
 
 
 class Authenticator:
@@ -152,9 +136,12 @@ class Authenticator:
         self, username: str, secret: str, admit: Callable[[], None]
     ) -> Login | None:
         owner = await self._store.get_owner(username)
-        if owner is not None and owner.status == 1 and token_shaped(secret):
+        # Any secret that could be a token is looked up (a SHA-256 and an indexed read),
+        # whether the account exists or not: tokens imported from the Perl server need
+        # not be hex, and unknown names must cost what known ones do.
+        if permits.token_candidate(secret):
             permit = await self._store.check_token(username, secret)
-            if permit is not None:
+            if permit is not None and owner is not None and owner.status == 1:
                 return Login(owner.name, permit, "token", Credential("token", token_hash(secret)))
         # Unknown users go through the same slow check, so they do not show in timing.
         if not await self._store.check_password(username, secret, admit=admit):
@@ -175,7 +162,7 @@ class Authenticator:
         return login
 
     async def _bearer(self, token: str) -> Login | None:
-        if not token_shaped(token):
+        if not permits.token_candidate(token):
             return None
         # Cached under the empty user name, which no owner can have.
         key = self._cache_key("", token)
