@@ -23,7 +23,7 @@ import trio
 
 from protocol import SERVER_COMMANDS, CommandResponse, Message, RemoteProtocolError, values
 from protocol.messages import ENCODING, ERRORS
-from relay.hub import CommandWaiter, Hub, Peer
+from relay.hubapi import CommandWaiter, HubApi, Peer
 from relay.store import Store, StoreError
 from relay.timefmt import utc_text
 from relay.usage import flush_usage
@@ -102,7 +102,7 @@ def command_message(number: int, args: str = "") -> Message:
 
 
 class CommandService:
-    def __init__(self, hub: Hub, store: Store, timeout: float) -> None:
+    def __init__(self, hub: HubApi, store: Store, timeout: float) -> None:
         self.hub = hub
         self.store = store
         self.timeout = timeout

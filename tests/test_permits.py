@@ -16,14 +16,14 @@ import pytest
 
 from protocol import ClientType
 from relay import permits
-from relay.permits import CONTROL, MQTT, READ, SESSION, TOKEN_ADMIN, V2_LOGIN, V4
+from relay.permits import ADMIN, CONTROL, MQTT, READ, SESSION, TOKEN_ADMIN, V2_LOGIN, V4
 from tests.conftest import RelayUnderTest, StartRelay
 from tests.http_helpers import CREDS, api, assert_json, assert_text
 from tools.v2client import LoginRefused
 
 __all__ = ["api"]  # fixtures
 
-EVERYTHING = {READ, SESSION, V2_LOGIN, V4, MQTT, CONTROL, TOKEN_ADMIN}
+EVERYTHING = {READ, SESSION, V2_LOGIN, V4, MQTT, CONTROL, TOKEN_ADMIN, ADMIN}
 # permit string -> the actions it grants
 TABLE: list[tuple[str, set[str]]] = [
     ("*", EVERYTHING),
@@ -42,7 +42,7 @@ TABLE: list[tuple[str, set[str]]] = [
     ("control", {READ, CONTROL}),
     ("token.admin", {READ, TOKEN_ADMIN}),
     ("Token.Admin", {READ, TOKEN_ADMIN}),
-    ("admin", {READ, CONTROL, TOKEN_ADMIN}),
+    ("admin", {READ, CONTROL, TOKEN_ADMIN, ADMIN}),
     ("auth,session,control", {READ, SESSION, CONTROL}),
     ("none", set()),
     ("NONE", set()),

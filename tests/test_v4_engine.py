@@ -17,7 +17,9 @@ import pytest
 import trio
 import trio.testing
 
+from relay.commands import CommandService
 from relay.config import Config
+from relay.hub import Hub
 from relay.store import open_store
 from relay.v4 import monitors
 from relay.v4.engine import V4Engine
@@ -60,7 +62,8 @@ async def running(
         copy_db(template_db, path)
         config = attrs.evolve(Config(db=str(path), store_timeout=1e6), **overrides)
         store = await nursery.start(_store, str(path))
-        engine = V4Engine(config, store, clock=FollowingWallClock(EPOCH))
+        commands = CommandService(Hub(), store, config.command_timeout)
+        engine = V4Engine(config, store, commands, clock=FollowingWallClock(EPOCH))
         send, fired = trio.open_memory_channel[tuple[float, Any]](100)
         # The callback sender is tested on its own: here, what the engine hands it, when.
         engine.callbacks.submit = (  # type: ignore[method-assign]
