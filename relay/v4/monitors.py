@@ -7,6 +7,10 @@ deliver; the batcher and retry schedule say *when* to send; ``build_callback``
 says *what* to send. The HTTP and store layers own the clock, the sockets and
 the database, and call these functions.
 
+(Over 600 lines on purpose: one data model, its validation with an exact 400
+for each invalid case, and its evaluation read best side by side; every function
+here is pure and tested alone in tests/test_v4_monitors.py.)
+
 Semantics (``docs/api-v4.md`` has the user-facing version):
 
 - Zone triggers are about *transitions*. ``Out`` is true while the car is
