@@ -28,6 +28,9 @@ UNLIMITED = {"api_rate_burst": 10**6, "api_rate_per_minute": 10**6, "api_rate_ma
 
 def _run(url: str) -> list[str]:
     """Every failed check of a schemathesis run, one line each (blocking: a worker thread)."""
+    # Hypothesis imports some strategies inside functions; schemathesis's two worker
+    # threads can race on that first import ("cannot import name 'RandomStrategy'").
+    import hypothesis.strategies._internal.random  # noqa: F401
     from schemathesis import engine
     from schemathesis.engine import events
 
