@@ -108,8 +108,9 @@ async def owner_rename(page: Page) -> Response:
     new = page.form.get("new_name", "").strip()
     field = f"rename-{name}"
     if name == page.owner:
-        return await admin(page, errors={field: "You cannot rename your own account here."},
-                           status=400)
+        # The session would end with the old name: an operator renames another operator.
+        page.notice("You cannot rename your own account here.", ok=False)
+        return page.redirect(f"{PREFIX}/admin")
     if not new:
         return await admin(page, errors={field: "Enter the new name."}, status=400)
     try:
@@ -123,10 +124,14 @@ async def owner_rename(page: Page) -> Response:
 async def vehicle_name(page: Page) -> Response:
     vehicleid = page.form.get("vehicleid", "")
     try:
-        name = await accounts.set_vehicle_name(page.console.api.services, vehicleid,
-                                               page.form.get("name", ""))
+        name = db.check_vehicle_name(page.form.get("name", ""))
     except accounts.AccountError as exc:
         return await admin(page, errors={f"name-{vehicleid.upper()}": str(exc)}, status=400)
+    try:
+        name = await accounts.set_vehicle_name(page.console.api.services, vehicleid, name)
+    except accounts.AccountError as exc:  # no such vehicle (any more): no field to mark
+        page.notice(str(exc), ok=False)
+        return page.redirect(f"{PREFIX}/admin")
     vid = vehicleid.upper()
     page.notice(f"Vehicle {vid} named {name}." if name else f"Name of vehicle {vid} cleared.")
     return page.redirect(f"{PREFIX}/admin")
