@@ -101,6 +101,22 @@ async def test_owner_cannot_name_someone_elses_vehicle(relay: RelayUnderTest,
     assert vehicle_name(relay, "OTHERCAR") == ""
 
 
+async def test_a_read_only_login_cannot_name_a_vehicle(relay: RelayUnderTest,
+                                                      ui: httpx.AsyncClient) -> None:
+    conn = db.connect(str(relay.db_path))
+    try:
+        token = db.add_token(conn, OWNER, "viewer", permit="auth")
+    finally:
+        conn.close()
+    assert (await login(ui, OWNER, token)).status_code == 303
+    page = await ui.get("/ui/vehicles/DEMO")
+    assert page.status_code == 200 and "/ui/vehicles/DEMO/name" not in page.text
+    refused = await ui.post("/ui/vehicles/DEMO/name", data={"name": "x",
+                                                            "csrf": csrf(page)})
+    assert refused.status_code == 403 and "read-only" in refused.text
+    assert vehicle_name(relay, "DEMO") == ""
+
+
 async def test_operator_names_any_vehicle(relay: RelayUnderTest,
                                           ui: httpx.AsyncClient) -> None:
     await login(ui)

@@ -21,7 +21,7 @@ from relay import accounts, db
 from relay.console import live
 from relay.console.summary import summary
 from relay.console.web import PREFIX, Page
-from relay.http.auth import LoginBlocked, grants_nothing
+from relay.http.auth import LoginBlocked, grants_nothing, permitted
 from relay.http.messages import Response
 from relay.v4 import persist
 from relay.v4.web import PREFIX as V4
@@ -40,6 +40,8 @@ SERIES = {
 }
 SPANS = {"1": 86400, "7": 7 * 86400, "30": 30 * 86400}
 PERMITS = ("auth", "v4", "control", "token.admin", "*")
+# Naming a vehicle changes the account: not for a read-only login (an "auth" token).
+NAME_RIGHTS = ("admin", "control", "token.admin", "v4")
 
 
 def field_errors(message: str, names: tuple[str, ...]) -> dict[str, str]:
@@ -159,7 +161,8 @@ async def vehicle(page: Page, *, errors: dict[str, str] | None = None,
                     "alerts")
     charges = await page.api("GET", f"/api/historical/{vehicleid}/*-LOG-Charge")
     return page.render("vehicle.html", status, v=state, name=await vehicle_name(page, vehicleid),
-                       max_name=db.MAX_VEHICLE_NAME, trips=trips, alerts=alerts,
+                       max_name=db.MAX_VEHICLE_NAME, can_name=may_name(page),
+                       trips=trips, alerts=alerts,
                        charges=_charges(charges.data if charges.ok else []),
                        errors=errors or {}, form=page.form)
 
@@ -227,11 +230,18 @@ async def control(page: Page) -> Response:
     return page.redirect(f"{PREFIX}/vehicles/{vehicleid}#control")
 
 
+def may_name(page: Page) -> bool:
+    return page.session is not None and permitted(page.session.permissions, NAME_RIGHTS)
+
+
 async def rename(page: Page) -> Response:
     """The owner names their vehicle (the id stays: the car module is configured with it)."""
     vehicleid = await owned_vehicle(page)
     if vehicleid is None:
         return not_yours(page)
+    if not may_name(page):
+        return page.render("error.html", 403, title="Not allowed",
+                           text="This login is read-only: it cannot name vehicles.")
     try:
         name = await accounts.set_vehicle_name(page.console.api.services, vehicleid,
                                                page.form.get("name", ""), page.owner)
