@@ -1,12 +1,13 @@
 """Account administration while the relay runs: owners and vehicles (the web console's
-operator pages).
+operator pages, and an owner naming their vehicle).
 
 The store has no administrative writes: these run ``relay.db``'s admin functions,
 the very ones ``ovms-admin`` uses, on a connection of their own in a worker
 thread (as ``ovms-admin`` does from another process), then make the running
 relay forget what they made stale: cached owner and vehicle records, cached
-logins, and the car connection of a vehicle that was deleted or got a new car
-password. A cluster backend replaces this module, not its callers.
+logins, the sessions and app connections of a renamed owner, and the car
+connection of a vehicle that was deleted or got a new car password. A cluster
+backend replaces this module, not its callers.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import trio
 from relay import db
 from relay.http.api import HttpApi
 from relay.services import Services
+from relay.v4.engine import V4Engine
 
 log = logging.getLogger("relay.accounts")
 
@@ -79,6 +81,48 @@ async def delete_owner(services: Services, name: str) -> None:
     log.info("owner=%s: deleted with %d vehicle(s)", name, len(vehicles))
 
 
+async def rename_owner(services: Services, old: str, new: str,
+                       engine: V4Engine | None = None) -> None:
+    """Rename an owner. Whoever is logged in under the old name is logged out (API and
+    console sessions, app connections); cars stay connected. ``engine``: API v4's, whose
+    monitors in memory follow the new name."""
+    vehicles = [v["vehicleid"] for v in await _run(services, db.list_vehicles, old)]
+    # The v4 engine writes its monitors back with the owner it holds: give them the new
+    # name before the database has it, and the old back if the rename is refused.
+    entries = [] if engine is None else [
+        e for vehicleid in vehicles for e in engine.monitors_of(vehicleid) if e.owner == old]
+    for entry in entries:
+        entry.owner = new
+    try:
+        await _run(services, db.rename_owner, old, new)
+    except BaseException:
+        for entry in entries:
+            entry.owner = old
+        raise
+    services.store.forget_cached(owner=old)
+    services.store.forget_cached(owner=new)
+    for vehicleid in vehicles:
+        services.store.forget_cached(vehicleid=vehicleid)
+    _forget_logins(services, old)
+    ended = _end_sessions(services, old, f"owner renamed to {new}")
+    apps = [p for p in services.hub.peers() if p.owner == old and not p.is_car]
+    for peer in apps:
+        peer.close("owner renamed")
+    log.info("owner=%s: renamed to %s (%d vehicle(s), %d session(s) and %d app "
+             "connection(s) ended)", old, new, len(vehicles), ended, len(apps))
+
+
+async def set_vehicle_name(services: Services, vehicleid: str, name: str,
+                           owner: str | None = None) -> str:
+    """Set a vehicle's display name (``owner``: only if it is theirs); returns it as stored."""
+    vid = db.normalize_vehicleid(vehicleid)
+    stored = await _run(services, db.set_vehicle_name, vid, name, owner)
+    services.store.forget_cached(vehicleid=vid)
+    log.info("vehicle=%s: display name %s%s", vid, "set" if stored else "cleared",
+             "" if owner is None else f" by its owner {owner}")
+    return stored
+
+
 async def add_vehicle(services: Services, vehicleid: str, owner: str, carpass: str) -> str:
     vid = await _run(services, db.add_vehicle, vehicleid, owner, carpass)
     services.store.forget_cached(vehicleid=vid)
@@ -109,3 +153,13 @@ def _forget_logins(services: Services, owner: str) -> None:
     api = services.http_api
     if isinstance(api, HttpApi):
         api.auth.forget(owner)
+
+
+def _end_sessions(services: Services, owner: str, reason: str) -> int:
+    """End every API and console session of ``owner``; how many ended."""
+    api = services.http_api
+    if not isinstance(api, HttpApi):
+        return 0
+    held = {pair for pair in api.sessions.credentials() if pair[0] == owner}
+    ended: int = api.sessions.end_revoked(held, reason)
+    return ended

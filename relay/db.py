@@ -23,7 +23,7 @@ from relay.store import accounts, vehicles
 from relay.store import provisioning as provision_repo
 from relay.store.errors import DatabaseError
 from relay.store.passwords import hash_password, token_hash, token_shaped, verify_password
-from relay.store.schema import SCHEMA_VERSION, VEHICLE_DATA_TABLES
+from relay.store.schema import OWNER_COLUMNS, SCHEMA_VERSION, VEHICLE_DATA_TABLES
 from relay.store.sqlite import SQLiteConnection, connect, connect_reader, transaction
 
 __all__ = [
@@ -156,7 +156,7 @@ def delete_vehicle(conn: sqlite3.Connection, vehicleid: str) -> None:
 
 def list_vehicles(conn: sqlite3.Connection, owner: str | None = None) -> list[dict[str, Any]]:
     """Vehicles (without their car passwords), optionally only those of ``owner``."""
-    columns = "vehicleid, owner, vtype, created, lastupdate"
+    columns = "vehicleid, owner, vtype, created, lastupdate, name"
     if owner is None:
         rows = conn.execute(f"SELECT {columns} FROM vehicles ORDER BY vehicleid").fetchall()
     else:
@@ -267,3 +267,54 @@ def upgrade_password_hash(
     """Replace ``name``'s password hash if it is still ``old_hash``; False if it changed
     meanwhile (a new password wins). Runs in the caller's transaction."""
     return accounts.upgrade_password_hash(_c(conn), name, old_hash, new_hash)
+
+
+# --------------------------------------------------------------------------- names
+
+# A vehicle's display name: shown in lists, so short and on one line.
+MAX_VEHICLE_NAME = 64
+
+
+def check_vehicle_name(name: str) -> str:
+    """A display name as stored: surrounding spaces dropped, at most ``MAX_VEHICLE_NAME``
+    printable characters ('' clears it)."""
+    name = name.strip()
+    if len(name) > MAX_VEHICLE_NAME:
+        raise AdminError(f"vehicle name too long: at most {MAX_VEHICLE_NAME} characters")
+    if not name.isprintable():
+        raise AdminError("vehicle name: only printable characters (no control characters)")
+    return name
+
+
+def set_vehicle_name(
+    conn: sqlite3.Connection, vehicleid: str, name: str, owner: str | None = None
+) -> str:
+    """Set a vehicle's display name; with ``owner``, only if it is that owner's vehicle
+    (the owner's own change). Returns the name as stored."""
+    vid = normalize_vehicleid(vehicleid)
+    name = check_vehicle_name(name)
+    with transaction(conn):
+        row = conn.execute("SELECT owner FROM vehicles WHERE vehicleid=?", (vid,)).fetchone()
+        if row is None or (owner is not None and row[0] != owner):
+            raise AdminError(f"unknown vehicle {vid!r}")
+        conn.execute(vehicles.SET_NAME, (name, vid))
+    return name
+
+
+def rename_owner(conn: sqlite3.Connection, old: str, new: str) -> None:
+    """Give owner ``old`` the name ``new``: the account, and every row naming it
+    (``schema.OWNER_COLUMNS``), in one transaction. Refused if ``new`` exists."""
+    _check_owner_name(new)
+    if new == old:
+        raise AdminError(f"owner {old!r} already has that name")
+    with transaction(conn):
+        _require_owner(conn, old)
+        if conn.execute("SELECT 1 FROM owners WHERE name=?", (new,)).fetchone() is not None:
+            raise AdminError(f"owner {new!r} already exists")
+        # New row first, old one last: vehicles.owner references owners(name).
+        conn.execute("INSERT INTO owners(name, password_hash, status, permissions, created) "
+                     "SELECT ?, password_hash, status, permissions, created FROM owners "
+                     "WHERE name=?", (new, old))
+        for table, column in OWNER_COLUMNS:
+            conn.execute(f"UPDATE {table} SET {column}=? WHERE {column}=?", (new, old))
+        conn.execute("DELETE FROM owners WHERE name=?", (old,))

@@ -370,3 +370,37 @@ def test_token_add_accepts_only_known_permits(dbp: Path) -> None:
     token = ok(admin("token", "add", "--owner", "alice", "--permit", "V2, control",
                      db_path=dbp)).strip()
     assert len(token) == 64
+
+
+def test_owner_rename(dbp: Path) -> None:
+    """Issue 14: ``owner rename OLD NEW`` moves the account with its vehicles and tokens."""
+    ok(admin("vehicle", "add", "car1", "--owner", "alice", "--carpass", "s", db_path=dbp))
+    ok(admin("token", "add", "--owner", "alice", "--application", "phone", db_path=dbp))
+    ok(admin("owner", "add", "bob", "--password", "pw", db_path=dbp))
+    assert ok(admin("owner", "rename", "alice", "alina", db_path=dbp)) == \
+        "owner alice renamed to alina\n"
+    names = [line.split("\t")[0] for line in ok(admin("owner", "list", db_path=dbp)).splitlines()]
+    assert names == ["alina", "bob"]
+    assert ok(admin("vehicle", "list", db_path=dbp)).split("\t")[:2] == ["CAR1", "alina"]
+    assert "phone" in ok(admin("token", "list", "--owner", "alina", db_path=dbp))
+    assert "already exists" in failed(admin("owner", "rename", "alina", "bob", db_path=dbp))
+    assert "unknown owner" in failed(admin("owner", "rename", "alice", "x", db_path=dbp))
+    failed(admin("owner", "rename", "alina", db_path=dbp), status=2)
+
+
+def test_vehicle_name(dbp: Path) -> None:
+    """Issue 14: ``vehicle name VID NAME`` sets the display name; list and show print it
+    as their last column, so scripts reading the earlier columns keep working."""
+    ok(admin("vehicle", "add", "car1", "--owner", "alice", "--carpass", "pw", db_path=dbp))
+    rows = ok(admin("vehicle", "list", db_path=dbp)).rstrip("\n").split("\t")
+    assert rows[:3] == ["CAR1", "alice", "CAR"] and rows[4] == ""
+    assert ok(admin("vehicle", "name", "car1", "Blue Leaf", db_path=dbp)) == \
+        "vehicle CAR1 named Blue Leaf\n"
+    rows = ok(admin("vehicle", "list", db_path=dbp)).rstrip("\n").split("\t")
+    assert rows[:3] == ["CAR1", "alice", "CAR"] and rows[-1] == "Blue Leaf" and len(rows) == 5
+    shown = ok(admin("vehicle", "show", "car1", db_path=dbp)).rstrip("\n").split("\t")
+    assert shown[:4] == ["CAR1", "alice", "CAR", "pw"] and shown[-1] == "Blue Leaf"
+    assert "at most 64" in failed(admin("vehicle", "name", "car1", "x" * 65, db_path=dbp))
+    assert "printable" in failed(admin("vehicle", "name", "car1", "a\tb", db_path=dbp))
+    assert "unknown vehicle" in failed(admin("vehicle", "name", "nocar", "x", db_path=dbp))
+    assert ok(admin("vehicle", "name", "car1", "", db_path=dbp)) == "vehicle CAR1 name cleared\n"

@@ -357,6 +357,15 @@ def test_operator_pages(page: Page, server: ThreadedRelay, shots: Path) -> None:
     expect(page.locator("table").last).to_contain_text("accepted")
     snap(page, shots, "operator-vehicle")
     page.goto("/ui/admin")
+    owner_row = page.locator("section[aria-labelledby=h-owners] tbody tr", has_text="fleet")
+    owner_row.locator("input[name=new_name]").fill("fleet-east")
+    owner_row.locator("button", has_text="Rename").click()
+    expect(page.locator(".notice.ok")).to_contain_text("Owner fleet renamed to fleet-east")
+    vehicle_row = page.locator("tr", has_text="FLEET1")
+    expect(vehicle_row).to_contain_text("fleet-east")
+    vehicle_row.locator("input[name=name]").fill("Van 1")
+    vehicle_row.locator("button", has_text="Save").click()
+    expect(page.locator(".notice.ok")).to_contain_text("Vehicle FLEET1 named Van 1")
     page.locator("tr", has_text="FLEET1").locator("button", has_text="Delete").click()
     expect(page.locator(".notice.ok")).to_contain_text("Vehicle FLEET1")
 
@@ -373,4 +382,10 @@ def test_hostile_text_renders_inert(page: Page, server: ThreadedRelay) -> None:
     expect(page.locator(".alerts")).to_contain_text('<img src=x onerror="alert(1)">')
     page.goto("/ui/tokens")
     expect(page.locator("table")).to_contain_text("<script>")
+    page.goto("/ui/vehicles/DEMO")  # a vehicle name, set by its owner
+    page.fill("#name", hostile)
+    page.click("text=Save name")
+    expect(page.locator("h1")).to_contain_text(hostile)
+    page.goto("/ui/vehicles")
+    expect(page.locator("tr[data-vehicle=DEMO] .vname")).to_have_text(hostile)
     assert "alert" not in dialogs

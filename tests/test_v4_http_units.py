@@ -100,12 +100,13 @@ def test_schema_3_migrates_from_2_and_purges_telemetry(tmp_path: Path) -> None:
     for table in ("v4_monitors", "v4_trips", "v4_trip_state", "v4_telemetry",
                   "v4_callback_pending"):
         conn.execute(f"DROP TABLE {table}")
+    conn.execute("ALTER TABLE vehicles DROP COLUMN name")  # version 5's
     conn.execute("PRAGMA user_version=2")
     conn.close()
     conn = db.connect(path)
     try:
-        # Through version 3 (these tables) to 4 (v4_callback_pending).
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
+        # Through version 3 (these tables) and 4 (v4_callback_pending) to the latest.
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == db.SCHEMA_VERSION
         assert conn.execute("SELECT count(*) FROM v4_callback_pending").fetchone()[0] == 0
         conn.executemany("INSERT INTO v4_telemetry VALUES (?, ?, ?, ?)",
                          [("DEMO", ts, "vehicle.speed", 1.0) for ts in range(10)])

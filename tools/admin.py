@@ -87,6 +87,11 @@ def _owner_delete(conn: sqlite3.Connection, args: argparse.Namespace) -> None:
     print(f"owner {args.name} deleted")
 
 
+def _owner_rename(conn: sqlite3.Connection, args: argparse.Namespace) -> None:
+    db.rename_owner(conn, args.old, args.new)
+    print(f"owner {args.old} renamed to {args.new}")
+
+
 def _vehicle_add(conn: sqlite3.Connection, args: argparse.Namespace) -> None:
     vid = db.add_vehicle(conn, args.vehicleid, args.owner, args.carpass, args.type)
     print(f"vehicle {vid} added for owner {args.owner}")
@@ -94,7 +99,8 @@ def _vehicle_add(conn: sqlite3.Connection, args: argparse.Namespace) -> None:
 
 def _vehicle_list(conn: sqlite3.Connection, args: argparse.Namespace) -> None:
     for v in db.list_vehicles(conn, args.owner):
-        print(_row(v["vehicleid"], v["owner"], v["vtype"], _fmt_time(v["lastupdate"])))
+        print(_row(v["vehicleid"], v["owner"], v["vtype"], _fmt_time(v["lastupdate"]),
+                   v["name"]))
 
 
 def _vehicle_show(conn: sqlite3.Connection, args: argparse.Namespace) -> None:
@@ -103,7 +109,13 @@ def _vehicle_show(conn: sqlite3.Connection, args: argparse.Namespace) -> None:
     if vehicle is None:
         raise db.AdminError(f"no vehicle {args.vehicleid.upper()!r}")
     print(_row(vehicle["vehicleid"], vehicle["owner"], vehicle["vtype"], vehicle["carpass"],
-               _fmt_time(vehicle["lastupdate"])))
+               _fmt_time(vehicle["lastupdate"]), vehicle["name"]))
+
+
+def _vehicle_name(conn: sqlite3.Connection, args: argparse.Namespace) -> None:
+    name = db.set_vehicle_name(conn, args.vehicleid, args.name)
+    vid = args.vehicleid.upper()
+    print(f"vehicle {vid} named {name}" if name else f"vehicle {vid} name cleared")
 
 
 def _vehicle_delete(conn: sqlite3.Connection, args: argparse.Namespace) -> None:
@@ -248,6 +260,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: ask at the terminal, else read stdin)")
     p = command(owner, "delete", _owner_delete, "delete an owner with its vehicles and data")
     p.add_argument("name")
+    p = command(owner, "rename", _owner_rename,
+                "rename an owner (vehicles, tokens, subscriptions follow)")
+    p.add_argument("old")
+    p.add_argument("new")
 
     vehicle = commands("vehicle", "vehicles")
     p = command(vehicle, "add", _vehicle_add, "add a vehicle")
@@ -257,16 +273,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--type", default="CAR", type=str.upper, choices=db.VEHICLE_TYPES, help="CAR or SERVER"
     )
-    p = command(vehicle, "list", _vehicle_list, "list vehicles")
+    p = command(vehicle, "list", _vehicle_list,
+                "list vehicles (id, owner, type, last update, name)")
     p.add_argument("--owner")
     p = command(vehicle, "show", _vehicle_show,
-                "show a vehicle with its carpass (id, owner, type, carpass, last update)")
+                "show a vehicle with its carpass (id, owner, type, carpass, last update, name)")
     p.add_argument("vehicleid")
     p = command(vehicle, "delete", _vehicle_delete, "delete a vehicle and its data")
     p.add_argument("vehicleid")
     p = command(vehicle, "carpass", _vehicle_carpass, "change a vehicle's car password")
     p.add_argument("vehicleid")
     p.add_argument("carpass")
+    p = command(vehicle, "name", _vehicle_name,
+                f"set a vehicle's display name (at most {db.MAX_VEHICLE_NAME} characters, "
+                "'' clears it)")
+    p.add_argument("vehicleid")
+    p.add_argument("name")
 
     token = commands("token", "API tokens")
     p = command(token, "add", _token_add, "create a token (printed once)")

@@ -18,6 +18,7 @@ ROUTES: list[UiRoute] = [
     route("GET", "/vehicles", pages.vehicles),
     route("GET", "/vehicles/{vehicleid}", pages.vehicle),
     route("POST", "/vehicles/{vehicleid}/control", pages.control),
+    route("POST", "/vehicles/{vehicleid}/name", pages.rename),
     route("GET", "/vehicles/{vehicleid}/series", pages.series),
     route("GET", "/vehicles/{vehicleid}/monitors", monitors.list_monitors),
     route("POST", "/vehicles/{vehicleid}/monitors", monitors.create),
@@ -32,9 +33,11 @@ ROUTES: list[UiRoute] = [
     route("POST", "/admin/owners", operators.owner_create, admin=True),
     route("POST", "/admin/owners/password", operators.owner_password, admin=True),
     route("POST", "/admin/owners/delete", operators.owner_delete, admin=True),
+    route("POST", "/admin/owners/rename", operators.owner_rename, admin=True),
     route("POST", "/admin/vehicles", operators.vehicle_create, admin=True),
     route("POST", "/admin/vehicles/delete", operators.vehicle_delete, admin=True),
     route("POST", "/admin/vehicles/carpass", operators.vehicle_carpass, admin=True),
+    route("POST", "/admin/vehicles/name", operators.vehicle_name, admin=True),
     route("GET", "/admin/vehicles/{vehicleid}", operators.vehicle_log, admin=True),
 ]
 

@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from protocol import ClientType
-from relay import accounts
+from relay import accounts, db
 from relay.console.web import PREFIX, Console, Page
 from relay.http.messages import Response
 
@@ -50,7 +50,7 @@ async def admin(page: Page, *, errors: dict[str, str] | None = None,
         v["apps"] = services.hub.app_count(v["vehicleid"])
     return page.render("admin.html", status, server=server_status(page.console),
                        owners=owners, vehicles=vehicles, errors=errors or {},
-                       form=page.form, shown=shown)
+                       form=page.form, shown=shown, max_name=db.MAX_VEHICLE_NAME)
 
 
 def _missing(form: dict[str, str], names: dict[str, str]) -> dict[str, str]:
@@ -100,6 +100,40 @@ async def owner_delete(page: Page) -> Response:
         page.notice(str(exc), ok=False)
         return page.redirect(f"{PREFIX}/admin")
     page.notice(f"Owner {name} and their vehicles deleted.")
+    return page.redirect(f"{PREFIX}/admin")
+
+
+async def owner_rename(page: Page) -> Response:
+    name = page.form.get("name", "")
+    new = page.form.get("new_name", "").strip()
+    field = f"rename-{name}"
+    if name == page.owner:
+        # The session would end with the old name: an operator renames another operator.
+        page.notice("You cannot rename your own account here.", ok=False)
+        return page.redirect(f"{PREFIX}/admin")
+    if not new:
+        return await admin(page, errors={field: "Enter the new name."}, status=400)
+    try:
+        await accounts.rename_owner(page.console.api.services, name, new, page.console.engine)
+    except accounts.AccountError as exc:
+        return await admin(page, errors={field: str(exc)}, status=400)
+    page.notice(f"Owner {name} renamed to {new}.")
+    return page.redirect(f"{PREFIX}/admin")
+
+
+async def vehicle_name(page: Page) -> Response:
+    vehicleid = page.form.get("vehicleid", "")
+    try:
+        name = db.check_vehicle_name(page.form.get("name", ""))
+    except accounts.AccountError as exc:
+        return await admin(page, errors={f"name-{vehicleid.upper()}": str(exc)}, status=400)
+    try:
+        name = await accounts.set_vehicle_name(page.console.api.services, vehicleid, name)
+    except accounts.AccountError as exc:  # no such vehicle (any more): no field to mark
+        page.notice(str(exc), ok=False)
+        return page.redirect(f"{PREFIX}/admin")
+    vid = vehicleid.upper()
+    page.notice(f"Vehicle {vid} named {name}." if name else f"Name of vehicle {vid} cleared.")
     return page.redirect(f"{PREFIX}/admin")
 
 

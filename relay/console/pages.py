@@ -17,7 +17,7 @@ from collections.abc import AsyncGenerator
 from typing import Any
 from urllib.parse import parse_qs
 
-from relay import permits
+from relay import accounts, db, permits
 from relay.console import live
 from relay.console.summary import summary
 from relay.console.web import PREFIX, Page
@@ -40,6 +40,8 @@ SERIES = {
 }
 SPANS = {"1": 86400, "7": 7 * 86400, "30": 30 * 86400}
 PERMITS = ("auth", "v4", "control", "token.admin", "*")
+# Naming a vehicle changes the account: not for a read-only login (an "auth" token).
+NAME_RIGHTS = (permits.CONTROL, permits.TOKEN_ADMIN, permits.V4)
 
 
 def field_errors(message: str, names: tuple[str, ...]) -> dict[str, str]:
@@ -127,8 +129,16 @@ async def vehicles(page: Page) -> Response:
     services = page.console.api.services
     rows = []
     for item in result.data or []:
-        rows.append(await summary(services.store, services.hub, str(item["id"])))
+        row = await summary(services.store, services.hub, str(item["id"]))
+        row["name"] = await vehicle_name(page, row["id"])
+        rows.append(row)
     return page.render("vehicles.html", vehicles=rows)
+
+
+async def vehicle_name(page: Page, vehicleid: str) -> str:
+    """The vehicle's display name ('' if none); the console's own, not in REST answers."""
+    record = await page.console.api.services.store.get_vehicle(vehicleid)
+    return record.name if record is not None else ""
 
 
 def _items(result: Any, name: str) -> list[dict[str, Any]]:
@@ -150,7 +160,9 @@ async def vehicle(page: Page, *, errors: dict[str, str] | None = None,
     alerts = _items(await page.api("GET", f"{base}/alerts", query={"pageSize": "20"}),
                     "alerts")
     charges = await page.api("GET", f"/api/historical/{vehicleid}/*-LOG-Charge")
-    return page.render("vehicle.html", status, v=state, trips=trips, alerts=alerts,
+    return page.render("vehicle.html", status, v=state, name=await vehicle_name(page, vehicleid),
+                       max_name=db.MAX_VEHICLE_NAME, can_name=may_name(page),
+                       trips=trips, alerts=alerts,
                        charges=_charges(charges.data if charges.ok else []),
                        errors=errors or {}, form=page.form)
 
@@ -216,6 +228,29 @@ async def control(page: Page) -> Response:
         text = f"{label}: {result.message} ({result.status})."
     page.notice(text, ok=result.ok)
     return page.redirect(f"{PREFIX}/vehicles/{vehicleid}#control")
+
+
+def may_name(page: Page) -> bool:
+    return page.session is not None and any(
+        permits.may(page.session.permissions, right) for right in NAME_RIGHTS)
+
+
+async def rename(page: Page) -> Response:
+    """The owner names their vehicle (the id stays: the car module is configured with it)."""
+    vehicleid = await owned_vehicle(page)
+    if vehicleid is None:
+        return not_yours(page)
+    if not may_name(page):
+        return page.render("error.html", 403, title="Not allowed",
+                           text="This login is read-only: it cannot name vehicles.")
+    try:
+        name = await accounts.set_vehicle_name(page.console.api.services, vehicleid,
+                                               page.form.get("name", ""), page.owner)
+    except accounts.AccountError as exc:
+        return await vehicle(page, errors={"name": str(exc)}, status=400)
+    page.notice(f"Vehicle {vehicleid} named {name}." if name
+                else f"Name of vehicle {vehicleid} cleared.")
+    return page.redirect(f"{PREFIX}/vehicles/{vehicleid}")
 
 
 async def series(page: Page) -> Response:

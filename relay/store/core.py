@@ -213,7 +213,7 @@ class Store:
             self._vehicles.pop(vehicleid)
             return None
         record = VehicleRecord(row["vehicleid"], row["owner"], row["carpass"], row["vtype"],
-                               self._ptokens.get(vehicleid, row["ptoken"]))
+                               self._ptokens.get(vehicleid, row["ptoken"]), row["name"])
         self._vehicles.put(vehicleid, record)
         if vehicleid not in self._latest.lastupdate and row["lastupdate"] is not None:
             self._latest.lastupdate[vehicleid] = float(row["lastupdate"])

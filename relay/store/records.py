@@ -20,6 +20,7 @@ class VehicleRecord:
     carpass: str = attrs.field(repr=False)
     vtype: str
     ptoken: str
+    name: str = ""  # display name (console, ovms-admin); not in v2 or REST answers
 
 
 @attrs.frozen

@@ -129,18 +129,31 @@ CREATE TABLE IF NOT EXISTS v4_callback_pending (
 );
 """
 
+# Version 5: a vehicle's display name, set by its owner or an operator (the console,
+# ``ovms-admin vehicle name``); '' when none was given. Not part of the v2 protocol or
+# the REST answers.
+VEHICLE_NAME = """
+ALTER TABLE vehicles ADD COLUMN name TEXT NOT NULL DEFAULT ''
+"""
+
 # Version n's statements, applied to a database at version n - 1.
 MIGRATIONS: tuple[tuple[int, str], ...] = (
     (1, CORE),
     (2, PUSH_PENDING),
     (3, v4rows.SCHEMA),  # API v4: monitors, trips, trip builder state, telemetry
     (4, CALLBACK_PENDING),  # API v4 callback batches waiting for a retry
+    (5, VEHICLE_NAME),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 # Tables holding per-vehicle data, deleted together with the vehicle.
 VEHICLE_DATA_TABLES = ("latest", "historical", "usage", "push_subscriptions", "push_pending",
                        *v4rows.VEHICLE_TABLES)
+
+# Every (table, column) naming an owner besides ``owners.name``: renaming an owner
+# (relay.db.rename_owner) rewrites them all in one transaction.
+OWNER_COLUMNS = (("vehicles", "owner"), ("tokens", "owner"), ("push_subscriptions", "owner"),
+                 ("push_pending", "owner"), ("provisioning", "owner"), ("v4_monitors", "owner"))
 
 
 def statements(script: str) -> list[str]:

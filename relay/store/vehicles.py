@@ -11,12 +11,13 @@ INSERT_VEHICLE = ("INSERT INTO vehicles(vehicleid, owner, carpass, vtype, ptoken
                   "VALUES (?, ?, ?, ?, '', ?)")
 SET_PTOKEN = "UPDATE vehicles SET ptoken=? WHERE vehicleid=?"
 SET_LASTUPDATE = "UPDATE vehicles SET lastupdate=? WHERE vehicleid=?"
+SET_NAME = "UPDATE vehicles SET name=? WHERE vehicleid=?"
 
 
 def read_vehicle(conn: Connection, vehicleid: str) -> dict[str, Any] | None:
-    """vehicleid, owner, carpass, vtype, ptoken, lastupdate (or None)."""
+    """vehicleid, owner, carpass, vtype, ptoken, lastupdate, name (or None)."""
     row = conn.execute(
-        "SELECT vehicleid, owner, carpass, vtype, ptoken, lastupdate FROM vehicles "
+        "SELECT vehicleid, owner, carpass, vtype, ptoken, lastupdate, name FROM vehicles "
         "WHERE vehicleid=?",
         (vehicleid,),
     ).fetchone()

@@ -1,0 +1,141 @@
+"""Owner renaming and vehicle names in the admin API (relay.db), on real SQLite files.
+
+Issue 14 (operators rename owners and vehicles): ``rename_owner`` must carry every
+row that names the owner. The tables are read from the migrated database itself, so
+a table with an ``owner`` column added later and not renamed fails here.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from relay import db
+from relay.store import schema
+from relay.store.sqlite import SQLiteConnection
+
+_FILLER = {"TEXT": "x", "INTEGER": 1, "REAL": 1.0}
+
+
+def owner_columns(conn: sqlite3.Connection) -> list[tuple[str, str]]:
+    """Every (table, column) of the live schema that holds an owner's name."""
+    tables = [r[0] for r in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'")]
+    found = [("owners", "name")]
+    for table in tables:
+        for column in conn.execute(f"PRAGMA table_info({table})"):
+            if column["name"] == "owner" or column["name"].endswith("_owner"):
+                found.append((table, column["name"]))
+    return found
+
+
+def insert_row(conn: sqlite3.Connection, table: str, values: dict[str, object]) -> None:
+    """A row with ``values`` and filler in every other column that needs a value."""
+    row = dict(values)
+    for column in conn.execute(f"PRAGMA table_info({table})"):
+        name = column["name"]
+        if name not in row and column["notnull"] and column["dflt_value"] is None:
+            row[name] = _FILLER[column["type"].upper()]
+            if column["pk"]:
+                row[name] = f"{table}-{name}" if column["type"].upper() == "TEXT" else 7
+    names = ", ".join(row)
+    marks = ", ".join("?" for _ in row)
+    conn.execute(f"INSERT INTO {table}({names}) VALUES ({marks})", tuple(row.values()))
+
+
+@pytest.fixture
+def conn(tmp_path: Path) -> sqlite3.Connection:
+    c = db.connect(str(tmp_path / "names.db"))
+    db.add_owner(c, "alice", "pw-alice", "auth,v4")
+    db.add_owner(c, "bob", "pw-bob")
+    db.add_vehicle(c, "CAR1", "alice", "carpass")
+    return c
+
+
+def test_rename_owner_carries_every_owner_column(conn: sqlite3.Connection) -> None:
+    """Issue 14: every table with an owner column, as the schema has it, is renamed."""
+    columns = owner_columns(conn)
+    # The schema's own list is what rename_owner uses; the live schema must not hold more.
+    assert set(columns) == {("owners", "name"), *schema.OWNER_COLUMNS}
+    with db.transaction(conn):
+        for table, column in columns:
+            if table not in ("owners", "vehicles"):
+                insert_row(conn, table, {column: "alice"})
+    token = db.add_token(conn, "alice", "phone")
+    for table, column in columns:
+        assert conn.execute(f"SELECT COUNT(*) FROM {table} WHERE {column}='alice'"
+                            ).fetchone()[0] >= 1, table
+
+    db.rename_owner(conn, "alice", "alina")
+
+    for table, column in columns:
+        assert conn.execute(f"SELECT COUNT(*) FROM {table} WHERE {column}='alice'"
+                            ).fetchone()[0] == 0, table
+        assert conn.execute(f"SELECT COUNT(*) FROM {table} WHERE {column}='alina'"
+                            ).fetchone()[0] >= 1, table
+    owner = db.get_owner(conn, "alina")
+    assert owner is not None and owner["permissions"] == "auth,v4"
+    assert db.verify_password(owner["password_hash"], "pw-alice")
+    assert db.get_owner(conn, "alice") is None
+    assert [v["vehicleid"] for v in db.list_vehicles(conn, "alina")] == ["CAR1"]
+    assert "phone" in [t["application"] for t in db.list_tokens(conn, "alina")]
+    db.delete_token(conn, "alina", token)
+    assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+
+
+def test_rename_owner_refusals_change_nothing(conn: sqlite3.Connection) -> None:
+    before = conn.execute("SELECT * FROM owners ORDER BY name").fetchall()
+    with pytest.raises(db.AdminError, match="already exists"):
+        db.rename_owner(conn, "alice", "bob")
+    with pytest.raises(db.AdminError, match="unknown owner"):
+        db.rename_owner(conn, "nobody", "new")
+    with pytest.raises(db.AdminError, match="bad owner name"):
+        db.rename_owner(conn, "alice", "new\tname")
+    with pytest.raises(db.AdminError, match="bad owner name"):
+        db.rename_owner(conn, "alice", "")
+    with pytest.raises(db.AdminError, match="already has"):
+        db.rename_owner(conn, "alice", "alice")
+    assert conn.execute("SELECT * FROM owners ORDER BY name").fetchall() == before
+    assert db.get_vehicle(conn, "CAR1")["owner"] == "alice"  # type: ignore[index]
+
+
+def test_vehicle_name_is_validated_and_stored(conn: sqlite3.Connection) -> None:
+    assert db.get_vehicle(conn, "CAR1")["name"] == ""  # type: ignore[index]
+    assert db.set_vehicle_name(conn, "car1", "  Blue Leaf  ") == "Blue Leaf"
+    assert db.get_vehicle(conn, "CAR1")["name"] == "Blue Leaf"  # type: ignore[index]
+    assert db.set_vehicle_name(conn, "CAR1", "ü" * 64) == "ü" * 64
+    with pytest.raises(db.AdminError, match="at most 64"):
+        db.set_vehicle_name(conn, "CAR1", "ü" * 65)
+    for bad in ("tab\there", "new\nline", "bell\x07", "del\x7f", "lone\udcff"):
+        with pytest.raises(db.AdminError, match="printable"):
+            db.set_vehicle_name(conn, "CAR1", bad)
+    with pytest.raises(db.AdminError, match="unknown vehicle"):
+        db.set_vehicle_name(conn, "NOCAR", "x")
+    # An owner's own change: only for their vehicle.
+    with pytest.raises(db.AdminError, match="unknown vehicle"):
+        db.set_vehicle_name(conn, "CAR1", "mine", owner="bob")
+    assert db.set_vehicle_name(conn, "CAR1", "ours", owner="alice") == "ours"
+    assert [v["name"] for v in db.list_vehicles(conn)] == ["ours"]
+    assert db.set_vehicle_name(conn, "CAR1", "") == ""
+
+
+def test_version_4_database_gets_the_name_column(tmp_path: Path) -> None:
+    """A database made before names (schema version 4) is upgraded in place."""
+    path = tmp_path / "v4.db"
+    raw = sqlite3.connect(path)
+    for step, script in schema.MIGRATIONS:
+        if step <= 4:
+            for statement in schema.statements(script):
+                raw.execute(statement)
+    raw.execute("INSERT INTO owners(name, password_hash, created) VALUES ('old', 'h', 0)")
+    raw.execute("INSERT INTO vehicles(vehicleid, owner, carpass, created) "
+                "VALUES ('OLDCAR', 'old', 'pw', 0)")
+    raw.execute("PRAGMA user_version=4")
+    raw.commit()
+    raw.close()
+    conn = db.connect(str(path))
+    assert SQLiteConnection(conn).schema_version() == schema.SCHEMA_VERSION == 5
+    assert db.get_vehicle(conn, "OLDCAR")["name"] == ""  # type: ignore[index]
+    conn.close()
