@@ -156,7 +156,7 @@ async def test_operator_renames_an_owner(start_relay: StartRelay) -> None:
 
 async def renames_an_owner(relay: RelayUnderTest, ui: httpx.AsyncClient) -> None:
     services = relay.handle.services
-    engine = services.router.v4
+    engine = relay.handle.v4
     assert engine is not None
     monitor = monitors.monitor_from_json({
         "label": "m", "subscribeParam": {"callback": {"target": "http://192.0.2.1/cb"}},
