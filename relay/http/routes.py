@@ -13,7 +13,7 @@ from urllib.parse import unquote
 import attrs
 
 from relay import permits
-from relay.http import control, mqapi, tokens, views
+from relay.http import control, health, mqapi, tokens, views
 from relay.http.call import Call
 from relay.http.control import FIELD_PATTERN, OPTIONAL_TEXT_PATTERN, TEXT_PATTERN
 from relay.http.messages import Response
@@ -167,6 +167,12 @@ ROUTES: tuple[Route, ...] = (
                     maximum=999999),
               Param("parameters", "the command's comma-separated parameters (31: [since], "
                     "32: type[,since])", pattern=OPTIONAL_TEXT_PATTERN))),
+    # --- health checks (load balancers, supervisors) ---------------------------------------
+    Route("GET", "/healthz", health.healthz, "Liveness: the process answers",
+          auth=False, answer="text", tag="health"),
+    Route("GET", "/readyz", health.readyz,
+          "Readiness: the store accepts writes (503 while they fail)",
+          auth=False, answer="text", tag="health", errors=(503,)),
     # --- Mosquitto auth backend -------------------------------------------------------------
     Route("POST", "/mqapi/auth", mqapi.auth, "MQTT login check (v3 or mqtt right)",
           auth=False, answer="empty", tag="mqapi", errors=(403,), params=(
