@@ -18,6 +18,7 @@ from relay.commands import CommandService, Offline, Silent, Unsendable, command_
 from relay.hub import Hub, Peer
 from tests.conftest import RelayUnderTest
 from tests.http_helpers import CREDS, api, assert_text, scripted_car, sync
+from tests.hub_helpers import memory_peer, texts
 
 __all__ = ["api"]  # fixtures
 
@@ -26,20 +27,10 @@ TIMEOUT = 30.0
 
 def connect(hub: Hub, client_type: ClientType, conn_id: str
             ) -> tuple[Peer, trio.MemoryReceiveChannel[Message]]:
-    send, receive = trio.open_memory_channel[Message](100)
-    peer = Peer(conn_id=conn_id, owner="o", vehicleid="V", client_type=client_type,
-                outbox=send, cancel_scope=trio.CancelScope())
-    hub.register(peer)
-    return peer, receive
+    return memory_peer(hub, client_type, conn_id=conn_id, size=100)
 
 
-def drain(receive: trio.MemoryReceiveChannel[Message]) -> list[str]:
-    out = []
-    while True:
-        try:
-            out.append(receive.receive_nowait().text())
-        except trio.WouldBlock:
-            return out
+drain = texts
 
 
 async def next_command(to_car: trio.MemoryReceiveChannel[Message]) -> str:

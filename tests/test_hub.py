@@ -6,23 +6,15 @@ import trio
 
 from protocol import ClientType, Message
 from relay.hub import Hub, Peer
+from tests.hub_helpers import memory_peer, texts
 
 
 def make_peer(hub: Hub, conn_id: str, client_type: ClientType, size: int = 4
               ) -> tuple[Peer, trio.MemoryReceiveChannel[Message]]:
-    send, receive = trio.open_memory_channel[Message](size)
-    peer = Peer(conn_id=conn_id, owner="o", vehicleid="V", client_type=client_type,
-                outbox=send, cancel_scope=trio.CancelScope())
-    return peer, receive
+    return memory_peer(hub, client_type, conn_id=conn_id, size=size, register=False)
 
 
-def drain(receive: trio.MemoryReceiveChannel[Message]) -> list[str]:
-    out = []
-    while True:
-        try:
-            out.append(receive.receive_nowait().text())
-        except trio.WouldBlock:
-            return out
+drain = texts
 
 
 def test_stalled_app_is_disconnected_without_slowing_others() -> None:

@@ -17,26 +17,14 @@ from relay.app import sweep_forever
 from relay.config import Config
 from relay.hub import GroupLimits, Hub, Peer
 from relay.outbox import Outbox
+from tests.hub_helpers import memory_peer, texts
 
 TIMEOUTS = {ClientType.CAR: 60.0, ClientType.APP: 30.0, ClientType.BATCH: 10.0}
 
 
 def make_peer(hub: Hub, client_type: ClientType, vehicleid: str = "V", size: int = 16
               ) -> tuple[Peer, trio.MemoryReceiveChannel[Message]]:
-    send, receive = trio.open_memory_channel[Message](size)
-    peer = Peer(conn_id=hub.new_id("t-"), owner="o", vehicleid=vehicleid,
-                client_type=client_type, outbox=send, cancel_scope=trio.CancelScope())
-    hub.register(peer)
-    return peer, receive
-
-
-def texts(receive: trio.MemoryReceiveChannel[Message]) -> list[str]:
-    out = []
-    while True:
-        try:
-            out.append(receive.receive_nowait().text())
-        except trio.WouldBlock:
-            return out
+    return memory_peer(hub, client_type, vehicleid=vehicleid, size=size)
 
 
 def sweep(hub: Hub, ping_after: float = 100.0, ping_every: float = 100.0) -> None:

@@ -30,6 +30,7 @@ from protocol import (
     State,
     Status,
 )
+from tests import protocol_helpers
 
 CARPASS = "DEMO"
 WELCOME0 = b"MP-C 0 abcdefghijklmnopqrstuv I19P/bXxwPgQEGdpIIzapg== DEMO\r\n"
@@ -151,19 +152,7 @@ line_text = st.text(
 
 
 def established_pair(scheme0: bool) -> tuple[ClientSession, ServerSession]:
-    if scheme0:
-        client = ClientSession(ClientType.CAR, "DEMO", carpass="pässwörd")
-    else:
-        client = ClientSession(ClientType.APP, "DEMO", username="alice", password="pw")
-    server = ServerSession()
-    server.receive_data(client.welcome())
-    server.next_event()
-    if scheme0:
-        client.receive_data(server.accept_scheme0("pässwörd"))
-    else:
-        client.receive_data(server.accept_scheme1("alice", "DEMO", ["DEMO"]))
-    assert isinstance(client.next_event(), ServerWelcome)
-    return client, server
+    return protocol_helpers.established_pair(scheme0, carpass="pässwörd")
 
 
 @FAST

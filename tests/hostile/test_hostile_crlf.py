@@ -23,9 +23,9 @@ from protocol import (
     RefusedMessage,
     RemoteProtocolError,
     ServerSession,
-    ServerWelcome,
 )
 from tests.conftest import RelayUnderTest, StartRelay
+from tests.protocol_helpers import established_pair
 from tests.raw_v2 import RawScheme0
 from tools.v2client import V2Client
 
@@ -107,19 +107,7 @@ async def test_app_messages_with_line_breaks_are_dropped(start_relay: StartRelay
 
 
 def established(scheme0: bool) -> tuple[ClientSession, ServerSession]:
-    if scheme0:
-        client = ClientSession(ClientType.CAR, "DEMO", carpass="DEMO")
-    else:
-        client = ClientSession(ClientType.APP, "DEMO", username="alice", password="pw")
-    server = ServerSession()
-    server.receive_data(client.welcome())
-    server.next_event()
-    if scheme0:
-        client.receive_data(server.accept_scheme0("DEMO"))
-    else:
-        client.receive_data(server.accept_scheme1("alice", "DEMO", ["DEMO"]))
-    assert isinstance(client.next_event(), ServerWelcome)
-    return client, server
+    return established_pair(scheme0)
 
 
 @pytest.mark.parametrize("scheme0", [True, False])
