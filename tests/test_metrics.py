@@ -9,6 +9,8 @@ import trio
 from prometheus_client.parser import text_string_to_metric_families
 
 from protocol import ClientType
+from relay.config import ConfigError
+from relay.http.metricsview import allowed, parse_allow
 from relay.metrics import Metrics
 from tests.conftest import RelayUnderTest, StartRelay
 from tests.http_helpers import CREDS, api, client, sync
@@ -145,3 +147,15 @@ def test_message_label_cache_is_bounded() -> None:
 def _text(metrics: Metrics) -> str:
     from prometheus_client import generate_latest
     return generate_latest(metrics.registry).decode()
+
+
+def test_metrics_allow_addresses_and_networks() -> None:
+    """Issue 15 "Watch it": metrics_allow takes addresses and CIDR networks, IPv4-mapped
+    IPv6 callers match their IPv4 entry, and a bad entry is a configuration error."""
+    networks = parse_allow("127.0.0.1, ::1,10.1.0.0/16")
+    assert allowed("127.0.0.1", networks) and allowed("::1", networks)
+    assert allowed("10.1.200.3", networks) and allowed("::ffff:127.0.0.1", networks)
+    assert not allowed("10.2.0.1", networks) and not allowed("127.0.0.2", networks)
+    assert not allowed("not-an-address", networks)
+    with pytest.raises(ConfigError, match="metrics_allow"):
+        parse_allow("127.0.0.1,localhost")

@@ -26,6 +26,7 @@ from relay.http.messages import (
     parse_params,
     text_response,
 )
+from relay.http.metricsview import parse_allow
 from relay.http.openapi import build as build_openapi
 from relay.http.proxy import parse_trusted
 from relay.http.ratelimit import RateLimiter
@@ -73,6 +74,7 @@ class HttpApi:
         self.routes = routes
         self.table = RouteTable(routes)
         self.trusted_proxies = parse_trusted(config.api_trusted_proxies)
+        self.metrics_allow = parse_allow(config.metrics_allow)
         # Path prefix -> handler of everything under it (the web console, relay.console).
         self.mounts: dict[str, Callable[[Request], Awaitable[Response]]] = {}
         self._openapi: bytes | None = None
