@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +20,8 @@ from tests.http_helpers import CREDS, api, client, sync
 from tools.v2client import LoginRefused
 
 __all__ = ["api"]  # fixture
+
+ROOT = Path(__file__).resolve().parent.parent
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -159,3 +164,14 @@ def test_metrics_allow_addresses_and_networks() -> None:
     assert not allowed("not-an-address", networks)
     with pytest.raises(ConfigError, match="metrics_allow"):
         parse_allow("127.0.0.1,localhost")
+
+
+async def test_dashboard_uses_only_exported_metrics(relay: RelayUnderTest, api: Any) -> None:
+    """Issue 15 "Watch it": every metric the Grafana dashboard in contrib/ queries exists."""
+    dashboard = json.loads((ROOT / "contrib" / "grafana-ovms-relay.json").read_text())
+    exprs = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    used = {re.sub(r"_(bucket|count|sum|total)$", "", name)
+            for expr in exprs for name in re.findall(r"\b((?:ovms|process)_\w+)\{", expr)}
+    response = await api.get("/metrics")
+    families = {family.name for family in text_string_to_metric_families(response.text)}
+    assert used and used <= families, used - families
