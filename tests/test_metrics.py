@@ -17,6 +17,8 @@ from relay.http.metricsview import allowed, parse_allow
 from relay.metrics import Metrics
 from tests.conftest import RelayUnderTest, StartRelay
 from tests.http_helpers import CREDS, api, client, sync
+from tests.test_push_support import FakeService, Reply
+from tests.test_push_webhook import FAST, car_says, dispatcher, subscribe, wait_until
 from tools.v2client import LoginRefused
 
 __all__ = ["api"]  # fixture
@@ -175,3 +177,19 @@ async def test_dashboard_uses_only_exported_metrics(relay: RelayUnderTest, api: 
     response = await api.get("/metrics")
     families = {family.name for family in text_string_to_metric_families(response.text)}
     assert used and used <= families, used - families
+
+
+async def test_push_outcomes_counted_by_type(start_relay: StartRelay, nursery: trio.Nursery,
+                                             ) -> None:
+    """Issue 15 "Watch it": each push attempt's outcome is counted under its push type."""
+    service = await FakeService().start(nursery)
+    relay = await start_relay(webhook_allow=[service.url + "/"], **FAST)
+    service.script("/flaky", Reply(503), Reply(200))
+    await subscribe(relay, f"hook1,webhook,url,DEMO,DEMO,{service.url}/flaky")
+    car = await car_says(relay, "ACharging stopped")
+    await wait_until(lambda: dispatcher(relay.handle).stats.delivered == 1)
+    async with client(relay) as c:
+        samples = await scrape(c)
+    assert value(samples, "ovms_push_total", type="webhook", outcome="retry") == 1
+    assert value(samples, "ovms_push_total", type="webhook", outcome="delivered") == 1
+    await car.aclose()
