@@ -18,6 +18,7 @@ from relay.endpoints import all_routes
 from relay.http import HttpApi, serve_http
 from relay.hub import GroupLimits, Hub
 from relay.hubapi import HubApi
+from relay.metrics import Metrics
 from relay.push import PushDispatcher
 from relay.router import Router
 from relay.services import Services
@@ -114,17 +115,23 @@ async def run_relay(
         hash_concurrency=config.password_hash_concurrency,
     ) as store:
         hub = Hub(GroupLimits.from_config(config))
+        metrics = Metrics()
+        metrics.watch(lambda: (peer.client_type for peer in hub.peers()),
+                      lambda: store.queue_depth)
+        store.stats.on_batch = metrics.store_batch_done
         commands = CommandService(hub, store, config.command_timeout)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(sweep_forever, hub, store, config, clock)
             # Before the listeners: the router hands it P messages and subscriptions.
-            push: PushDispatcher = await nursery.start(PushDispatcher(config, store).run)
+            dispatcher = PushDispatcher(config, store)
+            dispatcher.on_outcome = metrics.push_outcome
+            push: PushDispatcher = await nursery.start(dispatcher.run)
             # API v4: trips, telemetry, monitors and their callbacks, remote actions.
             v4: V4Engine = await nursery.start(
                 V4Engine(config, store, commands, push.policy, clock=clock).run)
             router = Router(hub, store, config, commands, push=push,
                             on_car_message=v4.car_message)
-            services = Services(config, hub, store, router, nursery)
+            services = Services(config, hub, store, router, nursery, metrics)
             services.http_api = HttpApi(services, all_routes(v4))
             listeners = await start_listener(
                 nursery, "the v2 protocol", serve_v2, services, config.host, config.v2_port)

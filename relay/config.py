@@ -82,6 +82,9 @@ class Config:
     # Comma-separated reverse-proxy addresses whose X-Forwarded-For names the client.
     api_trusted_proxies: str = ""
     api_rate_exempt: str = ""  # comma-separated client addresses never limited (a local broker)
+    # GET /metrics answers only these comma-separated addresses or networks (CIDR), 403
+    # to others: the figures show how busy the server is. Default: this host only.
+    metrics_allow: str = "127.0.0.1,::1"
     # Successful password checks are remembered this long: argon2 costs ~50 ms per check.
     api_auth_cache_ttl: float = 60.0
     # --- failed logins, v2 and REST together (relay/loginguard.py; 0 = no limit) ---

@@ -11,6 +11,7 @@ from relay.config import Config
 from relay.connlog import ConnectionLog
 from relay.hubapi import HubApi
 from relay.loginguard import GuardLimits, LoginGuard
+from relay.metrics import Metrics
 from relay.router import Router
 from relay.store import Store
 
@@ -28,8 +29,11 @@ class Services:
         store: Store,
         router: Router,
         nursery: trio.Nursery | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.config = config
+        # GET /metrics: this relay's own registry (tests run many relays in one process).
+        self.metrics = metrics if metrics is not None else Metrics(process=False)
         self.hub = hub
         self.store = store
         self.router = router

@@ -169,12 +169,15 @@ class V2Connection:
                 elif result.wrong_secret:
                     push.auth_failed(login.vehicleid, host)
         elif not (self.tls or self.s.config.allow_plain_login):
+            self.s.metrics.login(ctype, "refused")
             log.info("%s: refused %s scheme 1 login for %s: password login needs TLS "
                      "(or --allow-plain-login)", self._ctx(), ctype, login.vehicleid)
             self.session.reject()
             return None
         else:
             result = await check_scheme1(self.s.store, login, self.s.login_guard, host)
+        self.s.metrics.login(ctype, "ok" if isinstance(result, Granted) else
+                             "blocked" if result.blocked else "refused")
         self.s.connlog.login(login.vehicleid, ctype, self.address,
                              accepted=isinstance(result, Granted), reason=result.reason
                              if not isinstance(result, Granted) else "")
@@ -233,6 +236,7 @@ class V2Connection:
         stream = self.stream
         session = self.session
         is_car = peer.is_car
+        message_in = self.s.metrics.message_in
         while True:
             try:
                 data = await stream.receive_some(RECEIVE_SIZE)
@@ -260,6 +264,7 @@ class V2Connection:
                                 peer.context(), event.code, event.reason)
                     continue
                 assert isinstance(event, Message)
+                message_in(event.code)
                 if is_car:
                     await router.from_car(peer, event, self.s.nursery)
                 else:
@@ -292,6 +297,9 @@ class V2Connection:
             data = self.session.send_many(batch)
         except LocalProtocolError:
             data = self._encode_each(peer, batch)
+        message_out = self.s.metrics.message_out
+        for msg in batch:
+            message_out(msg.code)
         try:
             await self.stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):

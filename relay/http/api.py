@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable
 
 import trio
@@ -25,12 +26,14 @@ from relay.http.messages import (
     parse_params,
     text_response,
 )
+from relay.http.metricsview import parse_allow
 from relay.http.openapi import build as build_openapi
 from relay.http.proxy import parse_trusted
 from relay.http.ratelimit import RateLimiter
-from relay.http.routes import ROUTES, Route, RouteTable
+from relay.http.routes import ROUTES, Match, Route, RouteTable
 from relay.http.sessions import SessionTable
 from relay.http.views import COOKIE_NAME
+from relay.metrics import UNMATCHED
 from relay.params import ParamError
 from relay.services import Services
 from relay.store import StoreError
@@ -71,6 +74,7 @@ class HttpApi:
         self.routes = routes
         self.table = RouteTable(routes)
         self.trusted_proxies = parse_trusted(config.api_trusted_proxies)
+        self.metrics_allow = parse_allow(config.metrics_allow)
         # Path prefix -> handler of everything under it (the web console, relay.console).
         self.mounts: dict[str, Callable[[Request], Awaitable[Response]]] = {}
         self._openapi: bytes | None = None
@@ -104,6 +108,21 @@ class HttpApi:
         return self.sessions.end_revoked(revoked, "credentials revoked")
 
     async def handle(self, request: Request) -> Response:
+        started = time.perf_counter()
+        match = self.table.match(request.method, request.path)
+        response = await self._answer(request, match)
+        # The route's template, never the path: bounded labels, and a path may hold a token.
+        if match is not None:
+            route = match.route.path
+        else:
+            route = next((prefix + "/*" for prefix in self.mounts
+                          if request.path == prefix or request.path.startswith(prefix + "/")),
+                         UNMATCHED)
+        self.services.metrics.http_request(route, response.status,
+                                           time.perf_counter() - started)
+        return response
+
+    async def _answer(self, request: Request, match: Match | None) -> Response:
         if not self.limiter.allow(request.client_host):
             if request.path.startswith("/api/v4/"):  # v4 errors are JSON (relay.v4.web)
                 return json_response({"code": 429, "message": "Too many requests"}, 429)
@@ -113,7 +132,6 @@ class HttpApi:
         for prefix, mounted in self.mounts.items():
             if request.path == prefix or request.path.startswith(prefix + "/"):
                 return await mounted(request)
-        match = self.table.match(request.method, request.path)
         if match is None:
             path = request.path
             allowed = self.table.methods(path)
@@ -189,6 +207,7 @@ async def login_of(call: Call, *, keep_implicit: bool = True,
     if not (username and password):
         return None
     login = await call.api.auth.check(username, password, request.client_host)
+    call.api.services.metrics.login("rest", "refused" if login is None else "ok")
     if login is None:
         if reasons is not None:
             reasons.append(f"bad password or token for user {username[:64]!r}")

@@ -6,6 +6,7 @@ import the API module, which imports the handlers through the route table.
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Protocol
 
 from relay.config import Config
@@ -27,5 +28,8 @@ class ApiState(Protocol):
 
     @property
     def auth(self) -> Authenticator: ...
+
+    @property  # who may read GET /metrics (relay.http.metricsview)
+    def metrics_allow(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]: ...
 
     def openapi_response(self) -> Response: ...

@@ -13,7 +13,7 @@ from urllib.parse import unquote
 import attrs
 
 from relay import permits
-from relay.http import control, health, mqapi, tokens, views
+from relay.http import control, health, metricsview, mqapi, tokens, views
 from relay.http.call import Call
 from relay.http.control import FIELD_PATTERN, OPTIONAL_TEXT_PATTERN, TEXT_PATTERN
 from relay.http.messages import Response
@@ -173,6 +173,9 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/readyz", health.readyz,
           "Readiness: the store accepts writes (503 while they fail)",
           auth=False, answer="text", tag="health", errors=(503,)),
+    Route("GET", "/metrics", metricsview.metrics,
+          "Prometheus metrics (only from addresses in metrics_allow)",
+          auth=False, answer="text", tag="health", errors=(403,)),
     # --- Mosquitto auth backend -------------------------------------------------------------
     Route("POST", "/mqapi/auth", mqapi.auth, "MQTT login check (v3 or mqtt right)",
           auth=False, answer="empty", tag="mqapi", errors=(403,), params=(

@@ -23,6 +23,7 @@ import logging
 import re
 import secrets
 import time
+from collections.abc import Callable
 
 import attrs
 import httpx
@@ -88,6 +89,8 @@ class PushDispatcher:
             "push", self._attempt, workers=config.push_workers,
             queue_size=config.push_workers, stop_on=(StoreClosed,), describe=_ctx)
         self._history_seq = itertools.count()
+        # Told (push type, outcome) of each attempt (the relay's metrics); must not block.
+        self.on_outcome: Callable[[str, str], None] | None = None
         self._auth_failed: set[str] = set()
 
     @property
@@ -205,6 +208,7 @@ class PushDispatcher:
     async def _attempt(self, item: PendingPush) -> None:
         if time.time() >= item.expires:
             self.stats.failed += 1
+            self._count(item, "expired")
             log.warning("%s: push expired undelivered after %d attempts", _ctx(item), item.attempts)
             await self.store.delete_push_pending(item)
             return
@@ -212,6 +216,7 @@ class PushDispatcher:
         if sender is None:  # configuration changed across a restart
             log.warning("%s: push type not configured any more, dropped", _ctx(item))
             self.stats.failed += 1
+            self._count(item, "failed")
             await self.store.delete_push_pending(item)
             return
         outcome: Outcome = Retry("timeout")
@@ -219,13 +224,21 @@ class PushDispatcher:
             outcome = await _send(sender, item)
         await self._settle(item, outcome)
 
+    def _count(self, item: PendingPush, outcome: str) -> None:
+        if self.on_outcome is not None:
+            # Bounded label: a stored type no sender serves any more counts as "other".
+            self.on_outcome(item.pushtype if item.pushtype in self.senders else "other",
+                            outcome)
+
     async def _settle(self, item: PendingPush, outcome: Outcome) -> None:
         if isinstance(outcome, Delivered):
             self.stats.delivered += 1
+            self._count(item, "delivered")
             log.info("%s: push delivered", _ctx(item))
             await self.store.delete_push_pending(item)
         elif isinstance(outcome, Dead):
             self.stats.dead += 1
+            self._count(item, "dead")
             log.warning("%s: push subscription deactivated: %s", _ctx(item), outcome.reason)
             await self.store.deactivate_push_subscription(
                 item.vehicleid, item.appid, item.pushkeyvalue
@@ -233,6 +246,7 @@ class PushDispatcher:
             await self.store.delete_push_pending(item)
         elif isinstance(outcome, Failed):
             self.stats.failed += 1
+            self._count(item, "failed")
             log.warning("%s: push failed: %s", _ctx(item), outcome.reason)
             await self.store.delete_push_pending(item)
         else:
@@ -247,11 +261,13 @@ class PushDispatcher:
         now = time.time()
         if attempts >= config.push_max_attempts or now + delay >= item.expires:
             self.stats.failed += 1
+            self._count(item, "given_up")
             log.warning("%s: push given up after %d attempts: %s",
                         _ctx(item), attempts, outcome.reason)
             await self.store.delete_push_pending(item)
             return
         self.stats.retries += 1
+        self._count(item, "retry")
         log.info("%s: push attempt %d failed (%s), retry in %.1f s",
                  _ctx(item), attempts, outcome.reason, delay)
         item = attrs.evolve(item, attempts=attempts, next_try=now + delay)

@@ -26,6 +26,7 @@ work is retried up to ``close_timeout`` and then given up (logged).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeAlias
 
@@ -57,6 +58,9 @@ class QueueStats:
     reads: int = 0  # database reads
     retries: int = 0  # failed batch attempts that were retried
     dropped: int = 0  # write operations dropped (logged at ERROR)
+    # Told each write batch's seconds from start to commit, retries included
+    # (the relay's metrics); must not block.
+    on_batch: Callable[[float], None] | None = None
 
 
 class Waiter:
@@ -425,6 +429,7 @@ class WriteQueue:
         return Batch(writes, reads, barriers, self._coalesce(full))
 
     async def _run_batch(self, items: list[Item]) -> None:
+        started = time.perf_counter()
         batch = self._plan(items)
         delay = _FIRST_BACKOFF
         unexpected = 0
@@ -453,6 +458,8 @@ class WriteQueue:
             )
             self._failing_since = None
         self._finish(batch, outcome)
+        if self.stats.on_batch is not None and batch.has_writes():
+            self.stats.on_batch(time.perf_counter() - started)
 
     def _batch_failed(self, batch: Batch, exc: BaseException, transient: bool) -> None:
         """Log an outage once at its start (and each unexpected error, retried at most twice)."""
