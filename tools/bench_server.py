@@ -44,7 +44,8 @@ def provision(db_path: str, owner: str, password: str, carpass: str,
     runs, but on one connection with ``synchronous=NORMAL``: one process and one fsync
     per vehicle would take minutes for 20,000 of them.
     """
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+    errors = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(errors):
         conn = db.connect(db_path)
         try:
             exists = db.get_owner(conn, owner) is not None
@@ -52,7 +53,8 @@ def provision(db_path: str, owner: str, password: str, carpass: str,
             conn.close()
         if not exists and admin.run(["--db", db_path, "owner", "add", owner,
                                      "--password", password]) != 0:
-            raise ServerError(f"ovms-admin could not add owner {owner!r} to {db_path}")
+            raise ServerError(f"ovms-admin could not add owner {owner!r} to {db_path}: "
+                              f"{errors.getvalue().strip()}")
     conn = db.connect(db_path)
     added = 0
     try:
