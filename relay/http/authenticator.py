@@ -218,7 +218,7 @@ class Authenticator:
                         if (login.owner, login.credential) in revoked]:
                 del self._cache[key]
             for owner in {owner for owner, _ in revoked}:
-                self._store.forget_owner(owner)
+                self._store.forget_cached(owner=owner)
             log.info("%d login(s) revoked since checked (token deleted, password changed "
                      "or account disabled)", len(revoked))
         return revoked

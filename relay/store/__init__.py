@@ -9,7 +9,7 @@
 - ``core``: the :class:`Store` callers use, and :func:`open_store`.
 """
 
-from relay.store.core import Store, StoreStats, open_store
+from relay.store.core import Store, open_store
 from relay.store.errors import DatabaseError, StoreClosed, StoreError, StoreTimeout
 from relay.store.records import (
     HistoricalRecord,
@@ -24,6 +24,7 @@ from relay.store.records import (
     VehicleRecord,
 )
 from relay.store.settings import StoreSettings
+from relay.store.writequeue import StoreStats
 
 __all__ = [
     "DatabaseError",

@@ -21,9 +21,6 @@ batch (counters: every ``usage_interval``).
 The SQL lives in the repositories (``accounts``, ``vehicles``, ``provisioning``,
 ``latest``, ``historical``, ``usage``, ``push``, ``v4rows``), written against
 ``relay.store.backend``; the database engine is a :class:`Backend` (SQLite today).
-
-(Just over 600 lines: the Store is the one public face of every repository, a
-few lines per operation; splitting it would scatter that API.)
 """
 
 from __future__ import annotations
@@ -59,17 +56,9 @@ from relay.store.records import (
 )
 from relay.store.settings import StoreSettings
 from relay.store.sqlite import SQLiteBackend
-from relay.store.writequeue import Many, QueueStats, Waiter, Write, WriteQueue
+from relay.store.writequeue import Many, StoreStats, Waiter, Write, WriteQueue
 
 log = logging.getLogger("relay.store")
-
-
-@attrs.define
-class StoreStats(QueueStats):
-    """Counters for tests and monitoring (the write queue's, and purges)."""
-
-    purge_batches: int = 0
-    purged: int = 0
 
 
 class Store:
@@ -132,7 +121,8 @@ class Store:
         return self._queue.depth
 
     def forget_cached(self, *, vehicleid: str | None = None, owner: str | None = None) -> None:
-        """Drop cached records an account change made stale (relay.accounts)."""
+        """Drop cached records a change in the database made stale (a password, status,
+        carpass or owner changed by ovms-admin or the console)."""
         if vehicleid is not None:
             self._vehicles.pop(vehicleid)
         if owner is not None:
@@ -230,10 +220,6 @@ class Store:
             return None
         self._owners.put(name, record)
         return record
-
-    def forget_owner(self, name: str) -> None:
-        """Drop the cached owner record (its password or status changed in the database)."""
-        self._owners.pop(name)
 
     async def owner_vehicles(self, owner: str) -> list[str]:
         result: list[str] = await self._read_now(

@@ -63,6 +63,14 @@ class QueueStats:
     on_batch: Callable[[float], None] | None = None
 
 
+@attrs.define
+class StoreStats(QueueStats):
+    """The store's counters: the write queue's, and purges (for tests and monitoring)."""
+
+    purge_batches: int = 0
+    purged: int = 0
+
+
 class Waiter:
     __slots__ = ("_error", "_event", "_result")
 
