@@ -149,3 +149,41 @@ async def test_reload_applies_each_reloadable_setting(
 def test_reloadable_names_are_settings() -> None:
     from relay.reload import RELOADABLE
     assert RELOADABLE <= set(Config.field_names())
+
+
+@pytest.mark.trio
+async def test_reload_loads_a_renewed_certificate(start_relay: object, tmp_path: Path) -> None:
+    """Issue 15 (SIGHUP, Let's Encrypt renewal): new TLS connections get the new
+    certificate from the same file names."""
+    import ssl
+
+    from relay.tls import generate_self_signed
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    first = generate_self_signed()
+    cert.write_bytes(first[0])
+    key.write_bytes(first[1])
+    relay: RelayUnderTest = await start_relay(  # type: ignore[operator]
+        tls_cert=str(cert), tls_key=str(key), v2_tls_port=0, https_port=0)
+
+    async def served_cert() -> bytes:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        port = relay.handle.v2_tls_port
+        assert port is not None
+        stream = await trio.open_ssl_over_tcp_stream("127.0.0.1", port, ssl_context=context)
+        await stream.do_handshake()
+        der = stream.getpeercert(binary_form=True)
+        await stream.aclose()
+        assert der is not None
+        return bytes(der)
+
+    before = await served_cert()
+    second = generate_self_signed()
+    cert.write_bytes(second[0])
+    key.write_bytes(second[1])
+    reload(relay.handle, relay.config, lambda: relay.config)
+    after = await served_cert()
+    assert after != before
+    assert after == ssl.PEM_cert_to_DER_cert(second[0].decode())
