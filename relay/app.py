@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import ssl
 from collections.abc import Awaitable, Callable, Sequence
 
 import attrs
@@ -44,6 +45,8 @@ class RelayHandle:
     http_port: int | None = None
     v2_tls_port: int | None = None
     https_port: int | None = None
+    # The TLS listeners' context (None without TLS): a reload loads a renewed certificate.
+    ssl_context: ssl.SSLContext | None = None
 
 
 def bound_port(listeners: Sequence[trio.SocketListener]) -> int:
@@ -158,5 +161,6 @@ async def run_relay(
                 ports["https_port"] = bound_port(https_listeners)
                 log.info("REST API over TLS listening on %s:%d", http_host, ports["https_port"])
             # Each further listener is started here and adds its bound port to ``ports``.
-            handle = RelayHandle(hub=hub, store=store, services=services, v4=v4, **ports)
+            handle = RelayHandle(hub=hub, store=store, services=services, v4=v4,
+                                 ssl_context=ssl_context, **ports)
             task_status.started(handle)

@@ -19,7 +19,9 @@ from relay.app import RelayHandle, run_relay
 from relay.config import Config, ConfigError, load_toml
 from relay.dblock import DatabaseInUse, DatabaseLock
 from relay.gctune import tune_gc
+from relay.logjson import FORMATS, formatter
 from relay.logsafe import install_on_root
+from relay.reload import log_level_number, reload
 
 log = logging.getLogger("relay")
 
@@ -49,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--demo", action="store_true", default=None,
                        help="create a demo account and vehicle if the database has none")
     serve.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
+    serve.add_argument("--log-format", choices=FORMATS,
+                       help="text (default) or json: one JSON object per log line")
     serve.add_argument("--webhook-allow", action="append", metavar="PREFIX",
                        help="also allow push webhook/ntfy URLs starting with PREFIX, e.g. "
                             "http://127.0.0.1:8080/ (repeatable; replaces the config file's list)")
@@ -101,10 +105,11 @@ def ensure_demo(path: str) -> list[str]:
             f"  vehicle: DEMO   carpass (server password / module password): {carpass}"]
 
 
-async def _serve(config: Config, notices: list[str], listening: Callable[[], None]) -> None:
+async def _serve(config: Config, notices: list[str], listening: Callable[[], None],
+                 load: Callable[[], Config] | None = None) -> None:
     # Signals are caught from before the first listener opens: a SIGTERM right after the
     # "listening" line (a supervisor, a test) must shut down cleanly, not kill the process.
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         async with trio.open_nursery() as nursery:
             handle: RelayHandle = await nursery.start(run_relay, config)
             listening()
@@ -120,6 +125,13 @@ async def _serve(config: Config, notices: list[str], listening: Callable[[], Non
             print(f"ovms-relay {__version__}: v2 protocol on {config.host}:{handle.v2_port}"
                   f"{extra}, database {config.db}", flush=True)
             async for signum in signals:
+                if signum == signal.SIGHUP:
+                    if load is None:
+                        log.info("received SIGHUP: no configuration to reload")
+                    else:
+                        log.info("received SIGHUP, reloading the configuration")
+                        config = reload(handle, config, load)
+                    continue
                 log.info("received %s, shutting down", signal.Signals(signum).name)
                 nursery.cancel_scope.cancel()
                 break
@@ -136,21 +148,23 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         config = make_config(args)
-        logging.basicConfig(
-            level=config.log_level.upper(),
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
+        if config.log_format not in FORMATS:
+            raise ConfigError(f"log_format must be one of {', '.join(FORMATS)}")
+        logging.basicConfig(level=log_level_number(config.log_level))
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(formatter(config.log_format))
         # Peers control much of what gets logged: no credentials, control characters or
         # floods of one line reach the log (libraries' lines included).
         install_on_root()
         tune_gc()
-        return _start(config)
+        # SIGHUP reads the file again, with the command line's flags still on top.
+        return _start(config, lambda: make_config(args))
     except (ConfigError, db.DatabaseError, db.AdminError, DatabaseInUse) as exc:
         print(f"ovms-relay: error: {exc}", file=sys.stderr)
         return 1
 
 
-def _start(config: Config) -> int:
+def _start(config: Config, load: Callable[[], Config] | None = None) -> int:
     is_new = config.db != ":memory:" and not Path(config.db).exists()
     started = False
 
@@ -166,7 +180,7 @@ def _start(config: Config) -> int:
                     notices = ensure_demo(config.db)
                 else:
                     db.connect(config.db).close()  # fail fast, with one line, on a bad database
-                trio.run(_serve, config, notices, listening)
+                trio.run(_serve, config, notices, listening, load)
             finally:
                 if is_new and not started:
                     _remove_database(config.db)

@@ -65,6 +65,7 @@ class Config:
     server_version: str = f"ovms-relay-{__version__}"
     demo: bool = False
     log_level: str = "INFO"
+    log_format: str = "text"  # "json": one JSON object per line (relay/logjson.py)
     # --- REST API (docs/rest-api.md) ---
     http_host: str = ""  # "" = same as host
     # A vehicle registration (GET /api/vehicle/<id>: an app, the car in fast mode) of a

@@ -32,9 +32,13 @@ import hashlib
 import ipaddress
 import logging
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 import attrs
 import trio
+
+if TYPE_CHECKING:
+    from relay.config import Config
 
 log = logging.getLogger("relay.loginguard")
 
@@ -85,6 +89,11 @@ class GuardLimits:
     account_failures: int = 200  # 0: no account limit
     account_window: float = 300.0  # also how long an account stays locked
 
+    @classmethod
+    def from_config(cls, config: Config) -> GuardLimits:
+        return cls(config.login_fail_max, config.login_fail_window, config.login_block_time,
+                   config.login_account_fail_max, config.login_account_window)
+
 
 @attrs.define
 class _Tally:
@@ -112,6 +121,16 @@ class LoginGuard:
         self._addresses: dict[str, _Tally] = {}
         self._accounts: dict[str, _Tally] = {}
         self._known: dict[str, dict[str, float]] = {}
+
+    def reconfigure(self, limits: GuardLimits, exempt: Iterable[str]) -> None:
+        """New limits and exempt addresses (SIGHUP); failures counted so far still count."""
+        self.limits = limits
+        self.exempt = frozenset(h.strip() for h in exempt if h.strip())
+        # A tally keeps at most as many failures as the highest limit needs.
+        limit = max(limits.address_failures, limits.account_failures, 1)
+        for table in (self._addresses, self._accounts):
+            for tally in table.values():
+                tally.failures = collections.deque(tally.failures, maxlen=limit)
 
     def _is_exempt(self, host: str) -> bool:
         return host in self.exempt or address_key(host) in self.exempt

@@ -43,9 +43,7 @@ class Services:
         self.push: PushDispatcher | None = router.push
         # Failed-login limits, one for every listener: v2 and REST count together.
         self.login_guard = LoginGuard(
-            GuardLimits(config.login_fail_max, config.login_fail_window,
-                        config.login_block_time, config.login_account_fail_max,
-                        config.login_account_window),
+            GuardLimits.from_config(config),
             exempt=config.api_rate_exempt.split(","),
         )
         # The REST API's state (sessions, rate limits), shared by the HTTP and HTTPS

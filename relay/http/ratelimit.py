@@ -48,6 +48,16 @@ class RateLimiter:
         self._clock = clock
         self._buckets: dict[str, _Bucket] = {}
 
+    def reconfigure(self, burst: int, per_period: int, cap: int, exempt: Iterable[str]) -> None:
+        """New limits (SIGHUP); an address's remaining quota never exceeds the new burst,
+        so lowering the limits takes effect at once, not after quotas run down."""
+        self.burst = burst
+        self.per_period = per_period
+        self.cap = max(cap, burst)
+        self.exempt = frozenset(h.strip() for h in exempt if h.strip())
+        for bucket in self._buckets.values():
+            bucket.quota = min(bucket.quota, burst)
+
     def allow(self, host: str) -> bool:
         """Count one request from ``host``; False if it must be refused (429)."""
         if self.burst <= 0 or host in self.exempt:

@@ -195,12 +195,19 @@ def _strings(values: Iterable[str]) -> tuple[str, ...]:
     return tuple(values)
 
 
-@attrs.frozen
+@attrs.define
 class UrlPolicy:
-    """``allow``: operator prefixes such as ``http://127.0.0.1:8080/``."""
+    """``allow``: operator prefixes such as ``http://127.0.0.1:8080/``.
+
+    One instance is shared by push and API v4 callbacks; ``reconfigure`` changes it in
+    place (SIGHUP), so every sender checks against the new list from then on.
+    """
 
     allow: tuple[str, ...] = attrs.field(default=(), converter=_strings)
     resolve_timeout: float = RESOLVE_TIMEOUT
+
+    def reconfigure(self, allow: Iterable[str]) -> None:
+        self.allow = _strings(allow)
 
     def operator_allowed(self, url: str) -> bool:
         """True if ``url`` lies under one of the operator's prefixes.
