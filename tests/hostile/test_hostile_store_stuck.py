@@ -12,13 +12,13 @@ import sqlite3
 import threading
 from pathlib import Path
 
-import httpx
 import pytest
 import trio
 
 from relay import db
 from relay.store import Store, StoreError, StoreTimeout, open_store
-from tests.conftest import OWNER, PASSWORD, StartRelay
+from tests.conftest import StartRelay
+from tests.hostile.store_outage import logins_and_reads
 from tools.v2client import LoginRefused
 
 VID = "DEMO"
@@ -118,21 +118,10 @@ async def test_logins_and_rest_answer_while_the_writer_is_stuck(
     await trio.sleep(0.05)
     try:
         with trio.fail_after(8):  # a guard against hanging, not a timing assertion
-            for vehicleid in ("DEMO", "TESTCAR"):
-                app = await relay.app(vehicleid)
-                assert [m.code for m in await app.drain()][:1] == ["Z"]
-                await app.aclose()
-            url = f"http://127.0.0.1:{relay.handle.http_port}"
-            creds = {"username": OWNER, "password": PASSWORD}
-            async with httpx.AsyncClient(base_url=url, timeout=10.0) as api:
-                response = await api.get("/api/vehicles", params=creds)
-                assert response.status_code == 200, response.text
-                assert {v["id"] for v in response.json()} == {"DEMO", "TESTCAR"}
-                response = await api.get("/api/status/DEMO", params=creds)
-                assert response.status_code == 200, response.text
-                response = await api.get("/api/historical/DEMO", params=creds)
-                assert response.status_code == 503
-                assert "database is not answering" in response.text
+            vehicles, historical = await logins_and_reads(relay)
+            assert {v["id"] for v in vehicles.json()} == {"DEMO", "TESTCAR"}
+            assert historical.status_code == 503
+            assert "database is not answering" in historical.text
             # Over v2 the same read is an error answer; the app keeps its connection.
             app = await relay.app()
             await app.drain()
