@@ -43,41 +43,46 @@ class Value(enum.Enum):
 class Convert(enum.Enum):
     """How the values of an entry's metrics become the field's text.
 
-    ``kinds`` are the kinds of the metrics it reads, in order.
+    ``kinds`` are the kinds of the metrics it reads, in order; ``text`` says what
+    it does (the mapping table of docs/ovms-v3.md shows it).
     """
 
-    TEXT = "text"  # as it is, commas as ';' (the field separator)
-    NUMBER = "number"  # the module's own text of the number
-    INT = "int"  # truncated to a whole number
-    FLOAT2 = "float2"  # two decimals
-    FLOAT3 = "float3"  # three decimals
-    FLOAT6 = "float6"  # six decimals (latitude, longitude)
-    TENTHS = "tenths"  # times 10, truncated (kWh -> 1/10 kWh)
-    BOOL = "bool"  # 1 or 0
-    NOT = "not"  # 0 or 1 (a "fresh" flag from a "stale" metric)
-    BIT = "bit"  # sets ``bit`` of the bitfield when true
-    DISTANCE = "distance"  # km in the message's units, truncated
-    DISTANCE_TENTHS = "distance_tenths"  # km in 1/10 of the message's units, truncated
-    DISTANCE2 = "distance2"  # km (or km/h) in the message's units, two decimals
-    SPEED = "speed"  # km/h as is, or in mph with one decimal for units M
-    PSI = "psi"  # kPa in psi, one decimal
-    WHEEL_PSI = "wheel_psi"  # element ``index`` of a kPa vector, in psi
-    WHEEL = "wheel"  # element ``index`` of a vector, as is
-    SIGNAL = "signal"  # dBm as the 0..31 signal quality of GSM modems
-    HEX = "hex"  # a whole number in hexadecimal (the drive mode)
-    LOCKUNLOCK = "lockunlock"  # locked: 4, unlocked: 5
-    COOLDOWN = "cooldown"  # cooling: 0, else -1
-    CHARGE_STATE = "charge_state"  # the charge state's number (charging: 1, ...)
-    CHARGE_SUBSTATE = "charge_substate"  # the charge substate's number
-    CHARGE_MODE = "charge_mode"  # the charge mode's number (standard: 0, ...)
-    ETR_LIMIT = "etr_limit"  # minutes to the range or soc limit
-    CHARGE_POWER = "charge_power"  # -battery power while charging, else 0
-    DEFINED = "defined"  # 1 if any of its metrics (any number, any kind) has a value
-    CONST = "const"  # always ``default``
+    TEXT = "text"
+    NUMBER = "number"
+    INT = "int"
+    FLOAT2 = "float2"
+    FLOAT3 = "float3"
+    FLOAT6 = "float6"
+    TENTHS = "tenths"
+    BOOL = "bool"
+    NOT = "not"
+    BIT = "bit"
+    DISTANCE = "distance"
+    DISTANCE_TENTHS = "distance_tenths"
+    DISTANCE2 = "distance2"
+    SPEED = "speed"
+    PSI = "psi"
+    WHEEL_PSI = "wheel_psi"
+    WHEEL = "wheel"
+    SIGNAL = "signal"
+    HEX = "hex"
+    LOCKUNLOCK = "lockunlock"
+    COOLDOWN = "cooldown"
+    CHARGE_STATE = "charge_state"
+    CHARGE_SUBSTATE = "charge_substate"
+    CHARGE_MODE = "charge_mode"
+    ETR_LIMIT = "etr_limit"
+    CHARGE_POWER = "charge_power"
+    DEFINED = "defined"
+    CONST = "const"
 
     @property
     def kinds(self) -> tuple[Value, ...]:
         return _CONVERT_KINDS[self]
+
+    @property
+    def text(self) -> str:
+        return _CONVERT_TEXT[self]
 
 
 _N = (Value.NUMBER,)
@@ -113,6 +118,37 @@ _CONVERT_KINDS: Final[dict[Convert, tuple[Value, ...]]] = {
     Convert.CHARGE_POWER: (Value.NUMBER, Value.BOOL),
     Convert.DEFINED: (),  # reads no value, only whether there is one
     Convert.CONST: (),
+}
+
+_CONVERT_TEXT: Final[dict[Convert, str]] = {
+    Convert.TEXT: "text as it is, commas as ';' (the field separator)",
+    Convert.NUMBER: "the number as the module writes it",
+    Convert.INT: "truncated to a whole number",
+    Convert.FLOAT2: "two decimals",
+    Convert.FLOAT3: "three decimals",
+    Convert.FLOAT6: "six decimals",
+    Convert.TENTHS: "times 10, truncated (kWh as 1/10 kWh)",
+    Convert.BOOL: "1 if true, else 0",
+    Convert.NOT: "0 if true, else 1 (a fresh flag from a stale metric)",
+    Convert.BIT: "sets the bit when true",
+    Convert.DISTANCE: "km in the units of S (K or M), truncated",
+    Convert.DISTANCE_TENTHS: "km in 1/10 of the units of S, truncated",
+    Convert.DISTANCE2: "km/h in the units of S per hour, two decimals",
+    Convert.SPEED: "km/h as is; mph with one decimal for units M",
+    Convert.PSI: "kPa as psi, one decimal",
+    Convert.WHEEL_PSI: "one wheel of the kPa vector, as psi",
+    Convert.WHEEL: "one wheel of the vector",
+    Convert.SIGNAL: "dBm as the 0..31 signal quality of GSM modems",
+    Convert.HEX: "hexadecimal",
+    Convert.LOCKUNLOCK: "4 if locked, else 5",
+    Convert.COOLDOWN: "0 if cooling, else -1",
+    Convert.CHARGE_STATE: "the state's number (see the numbers below)",
+    Convert.CHARGE_SUBSTATE: "the substate's number (see the numbers below)",
+    Convert.CHARGE_MODE: "the mode's number (see the numbers below)",
+    Convert.ETR_LIMIT: "minutes to the range limit if set and sooner, else to the soc limit",
+    Convert.CHARGE_POWER: "minus the battery power while charging, else 0 (two decimals)",
+    Convert.DEFINED: "1 if any of the metrics has a value",
+    Convert.CONST: "always the default",
 }
 
 
