@@ -56,6 +56,7 @@ def test_bad_parameters_give_none(number: int, params: list[str]) -> None:
 def test_unsupported(number: int) -> None:
     assert shell_command(number, ["1", "2"]) is None
     assert refusal(number, []).text() == f"c{number},2"
+    assert commands.unsupported(number).text() == f"c{number},2"
 
 
 def test_every_protocol_command_is_mapped_or_named_unsupported() -> None:

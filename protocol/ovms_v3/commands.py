@@ -147,9 +147,15 @@ def refusal(number: int, params: Sequence[str]) -> Message:
     the reason for a missing or bad parameter."""
     command = BY_NUMBER.get(number)
     if command is None:
-        return Message("c", f"{number},{UNSUPPORTED}")
+        return unsupported(number)
     wanted = " ".join(p.value for p in command.params)
     return Message("c", f"{number},{FAILED},{command.title} needs: {wanted}")
+
+
+def unsupported(number: int) -> Message:
+    """``c<n>,2``: the answer to a number with no v3 equivalent (``refusal`` also
+    tells a bad parameter from an unsupported command, and is the one to use)."""
+    return Message("c", f"{number},{UNSUPPORTED}")
 
 
 def result_of(output: str) -> int:
@@ -200,4 +206,4 @@ __all__ = ["BY_NUMBER", "CHARGE_MODE_NAMES", "COMMANDS", "FAILED", "LINE_JOIN",
            "MAX_ANSWER", "MAX_TEXT_COMMAND", "OK", "TEXT_ANSWERS", "UNSUPPORTED",
            "UNSUPPORTED_COMMANDS",
            "Command", "Param", "answer", "one_line", "refusal", "result_of",
-           "shell_command"]
+           "shell_command", "unsupported"]
