@@ -126,6 +126,8 @@ def test_tpms_new() -> None:
     assert y.pressure.validity == "1"
     assert y.temperature.values == () and y.temperature.validity == "-1"
     assert y.alert.values == ("0", "0", "1", "0")
+    big = NewTPMS.from_data(build("Y", {"v.t.pressure": "1234567,0.000001,-0,2.50"}))
+    assert big.pressure.values == ("1234567", "0.000001", "0", "2.5")
 
 
 def test_firmware() -> None:

@@ -86,6 +86,12 @@ def _trunc(value: float) -> str:
     return str(math.trunc(value))
 
 
+def _decimal(value: float) -> str:
+    """A vector element as plain decimal text (never an exponent), e.g. 230, 231.5."""
+    text = f"{value:.6f}".rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
 def _plain(text: str) -> str:
     """The module's own text of a number, without surrounding space."""
     number(text)
@@ -142,7 +148,7 @@ _ONE: Final[dict[Convert, Callable[[str, str, int], str]]] = {
                                     else _plain(t)),
     Convert.PSI: lambda t, u, i: f"{number(t) / KPA_PER_PSI:.1f}",
     Convert.WHEEL_PSI: lambda t, u, i: f"{_wheel(t, i) / KPA_PER_PSI:.1f}",
-    Convert.WHEEL: lambda t, u, i: f"{_wheel(t, i):g}",
+    Convert.WHEEL: lambda t, u, i: _decimal(_wheel(t, i)),
     Convert.SIGNAL: lambda t, u, i: _signal(number(t)),
     Convert.HEX: lambda t, u, i: format(math.trunc(number(t)), "x"),
     Convert.LOCKUNLOCK: lambda t, u, i: "4" if boolean(t) else "5",
@@ -226,7 +232,7 @@ def tpms_message(values: Mapping[str, str]) -> Message:
     for tpms in metrics.TPMS_SERIES:
         text = values.get(tpms.metric)
         try:
-            series.append(None if text is None else [f"{v:g}" for v in vector(text)])
+            series.append(None if text is None else [_decimal(v) for v in vector(text)])
         except ValueError:
             series.append(None)
     count = max((len(s) for s in series if s is not None), default=0)
