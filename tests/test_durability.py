@@ -80,6 +80,6 @@ async def test_acked_records_survive_kill_9(db_target: str) -> None:
         proc.send_signal(signal.SIGTERM)
         proc.wait(10)
     # ... and every acked record is in the database.
-    rows = run_sql(
-        db_path, "SELECT recordnumber FROM historical WHERE vehicleid='DEMO' AND htype='*-LOG-Test'")
+    rows = run_sql(db_path, "SELECT recordnumber FROM historical "
+                            "WHERE vehicleid='DEMO' AND htype='*-LOG-Test'")
     assert acked <= {r[0] for r in rows}
