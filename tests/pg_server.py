@@ -66,7 +66,7 @@ def _reachable(url: str) -> bool:
     return True
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
@@ -130,7 +130,7 @@ def own_cluster() -> Iterator[Cluster | None]:
             shutil.chown(root, user)
             command = ["runuser", "-u", user, "--", *command]
         subprocess.run(command, check=True, capture_output=True, timeout=120)
-        cluster = Cluster(root, _free_port(), user)
+        cluster = Cluster(root, free_port(), user)
         cluster.start()
         try:
             yield cluster
@@ -163,15 +163,17 @@ class PgServer:
     def fresh_database(self) -> Iterator[str]:
         """A new database with the current schema and no rows: its URL; dropped after."""
         name = f"ovms_test_{uuid.uuid4().hex[:12]}"
-        admin = _connect(self.url)
+        _admin(self.url, f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
         try:
-            admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
-            try:
-                yield with_database(self.url, name)
-            finally:
-                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            yield with_database(self.url, name)
         finally:
-            admin.close()
+            _admin(self.url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _admin(url: str, statement: str) -> None:
+    # A connection per statement: a test may have restarted the server meanwhile.
+    with _connect(url) as conn:
+        conn.execute(statement)
 
 
 @contextmanager
@@ -179,16 +181,12 @@ def _serving(url: str, cluster: Cluster | None = None) -> Iterator[PgServer]:
     from relay.store.postgres import PostgresBackend
 
     template = f"ovms_template_{uuid.uuid4().hex[:12]}"
-    admin = _connect(url)
+    _admin(url, f'CREATE DATABASE "{template}"')
     try:
-        admin.execute(f'CREATE DATABASE "{template}"')
-        try:
-            PostgresBackend(with_database(url, template)).connect().close()
-            yield PgServer(url, template, cluster)
-        finally:
-            admin.execute(f'DROP DATABASE IF EXISTS "{template}" WITH (FORCE)')
+        PostgresBackend(with_database(url, template)).connect().close()
+        yield PgServer(url, template, cluster)
     finally:
-        admin.close()
+        _admin(url, f'DROP DATABASE IF EXISTS "{template}" WITH (FORCE)')
 
 
 def _psycopg_missing() -> bool:

@@ -307,8 +307,18 @@ class PostgresConnection(PostgresDialect):
                                                TransactionStatus.ACTIVE)
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor[Any]:
-        raw = self.raw if self.in_transaction else self._live()
-        return raw.execute(translate(sql), _params(params))
+        if self.in_transaction:
+            return self.raw.execute(translate(sql), _params(params))
+        raw = self._live()
+        try:
+            return raw.execute(translate(sql), _params(params))
+        except psycopg.OperationalError:
+            # An idle reader learns of a server restart only from its next query: a
+            # read is safe to repeat once on a new connection (writes are retried
+            # whole by the write queue).
+            if not (self._reader and raw.broken):
+                raise
+            return self._live().execute(translate(sql), _params(params))
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> psycopg.Cursor[Any]:
         raw = self.raw if self.in_transaction else self._live()
