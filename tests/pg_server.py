@@ -255,9 +255,12 @@ def run_sql(target: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
             return [tuple(r) for r in cur.fetchall()] if cur.description else []
         finally:
             conn.close()
+    from relay.store import sqlite
+
     lite = sqlite3.connect(target)
+    sqlite.configure(lite)  # stored non-UTF-8 text read back as the store does
     try:
-        rows = lite.execute(sql, params).fetchall()
+        rows = [tuple(r) for r in lite.execute(sql, params).fetchall()]
         lite.commit()
         return rows
     finally:
