@@ -18,11 +18,11 @@ import pytest
 import trio
 
 from protocol import ClientType
-from relay.store import DatabaseError, open_store
+from relay.store import DatabaseError, StoreError, open_store
 from relay.store.engines import redact
 from relay.store.postgres import COPY_THRESHOLD, PostgresBackend, decode_text, encode_text
 from tests.conftest import make_db
-from tests.pg_server import PgServer, free_port, pg_cluster, pg_server, pg_url, run_sql
+from tests.pg_server import PgServer, free_port, pg_cluster, pg_server, pg_url, reachable, run_sql
 from tools.v2client import V2Client
 
 __all__ = ["pg_cluster", "pg_server", "pg_url"]  # fixtures
@@ -123,6 +123,44 @@ async def test_lost_connections_are_reopened_and_writes_retried(
     assert sum("database writes failing" in m for m in messages) == 1
     assert sum("work again" in m for m in messages) == 1
     assert sum(m.startswith("reconnected to postgresql://") for m in messages) == 1
+
+
+async def test_while_the_server_is_down_nothing_is_acked_and_reads_fail_fast(
+    pg_cluster: PgServer
+) -> None:
+    """PostgreSQL stopped: a durable write waits (not acked, not dropped), a login read
+    fails with a StoreError at once; started again: the write commits, reads work."""
+    cluster = pg_cluster.cluster
+    assert cluster is not None
+    with pg_cluster.fresh_database() as url:
+        make_db(url)
+        async with open_store(url) as store:
+            assert await store.get_vehicle("DEMO", fresh=True) is not None
+            await trio.to_thread.run_sync(cluster.stop)
+            try:
+                acked = trio.Event()
+
+                async def durable() -> None:
+                    await store.add_historical("DEMO", "*-T", 7, "kept", timestamp=1,
+                                               expires=2**40, durable=True)
+                    acked.set()
+
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(durable)
+                    with pytest.raises(StoreError, match="database unavailable"):
+                        await store.get_vehicle("DEMO", fresh=True)
+                    with trio.move_on_after(0.5):
+                        await acked.wait()
+                    assert not acked.is_set() and store.writes_failing
+                    await trio.to_thread.run_sync(cluster.start)
+                    with trio.fail_after(20):
+                        await acked.wait()
+            finally:
+                if not reachable(cluster.url):
+                    cluster.start()
+            assert store.stats.dropped == 0 and not store.writes_failing
+            assert await store.get_vehicle("DEMO", fresh=True) is not None
+        assert run_sql(url, "SELECT recordnumber, data FROM historical") == [(7, "kept")]
 
 
 # --------------------------------------------------------------------------- end to end
