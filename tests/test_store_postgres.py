@@ -166,13 +166,15 @@ async def test_while_the_server_is_down_nothing_is_acked_and_reads_fail_fast(
 # --------------------------------------------------------------------------- end to end
 
 
-def _serve(url: str, log: Path) -> tuple[subprocess.Popen[str], int]:
+def _serve(url: str, log: Path, echo: Path | None = None) -> tuple[subprocess.Popen[str], int]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "relay", "serve", "--db", url, "--host", "127.0.0.1",
          "--v2-port", "0", "--http-port", "0"],
         stdout=subprocess.PIPE, stderr=log.open("w"), text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline()
+    if echo is not None:
+        echo.write_text(line)
     match = re.search(r"v2 protocol on [\d.]+:(\d+)", line)
     assert match, f"unexpected first line {line!r}: {log.read_text()}"
     return proc, int(match.group(1))
@@ -183,6 +185,22 @@ async def _acks(car: V2Client, acked: set[int], until: int) -> None:
         msg = await car.receive()
         if msg.code == "h":
             acked.add(int(msg.data))
+
+
+def test_serve_shows_the_url_without_its_password(pg_url: str, tmp_path: Path) -> None:
+    """``ovms-relay serve --db postgresql://USER:PW@...``: the database is named in the
+    start line and the log, the password in neither (a trust server ignores it)."""
+    secret = "never-shown-pw"
+    url = pg_url.replace("postgresql://postgres@", f"postgresql://postgres:{secret}@")
+    log = tmp_path / "serve.log"
+    proc, _ = _serve(url, log, echo=tmp_path / "first-line")
+    proc.terminate()
+    assert proc.wait(30) == 0
+    first = (tmp_path / "first-line").read_text()
+    assert "database postgresql://postgres:***@127.0.0.1:" in first
+    text = log.read_text()
+    assert "store opened: postgresql://postgres:***@" in text
+    assert secret not in first + text
 
 
 async def test_postgres_restart_mid_stream_loses_nothing_acked(
