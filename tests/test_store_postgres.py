@@ -240,3 +240,20 @@ async def test_postgres_restart_mid_stream_loses_nothing_acked(
         assert text.count("database writes failing") == 1, text
         assert text.count("work again") == 1, text
         assert "reconnected to postgresql://postgres@127.0.0.1" in text, text
+
+
+def test_copy_works_again_after_a_rolled_back_first_use(pg_url: str) -> None:
+    """The temporary table COPY fills is created in the batch's transaction: a rollback
+    of that first batch must not leave the connection believing it exists."""
+    conn = PostgresBackend(pg_url).connect()
+    sql = conn.upsert_sql("v4_trip_state", ("vehicleid",), ("vehicleid", "state", "updated"))
+    rows = [(f"V{i}", "{}", float(i)) for i in range(COPY_THRESHOLD)]
+    try:
+        with pytest.raises(RuntimeError), conn.transaction():
+            conn.executemany(sql, rows)
+            raise RuntimeError("the rest of the batch failed")
+        with conn.transaction():
+            conn.executemany(sql, rows)
+        assert run_sql(pg_url, "SELECT COUNT(*) FROM v4_trip_state") == [(COPY_THRESHOLD,)]
+    finally:
+        conn.close()
