@@ -5,7 +5,8 @@ once, against these interfaces, with ``?`` placeholders and the ``INSERT ... ON
 CONFLICT ... DO UPDATE`` upsert both SQLite and PostgreSQL speak. Whatever
 differs between engines is a method here, so a second engine (PostgreSQL) is one
 new module implementing :class:`Backend` and :class:`Connection`, like
-``relay.store.sqlite`` does for SQLite.
+``relay.store.sqlite`` does for SQLite and ``relay.store.postgres`` for PostgreSQL
+(``relay.store.engines`` picks one for a ``--db`` value).
 
 Text a peer can fill (message data, codes, ids, push keys, ...) may carry bytes
 that are not UTF-8, held as lone surrogates (``surrogateescape``, see
@@ -31,6 +32,13 @@ class Cursor(Protocol):
 
     def fetchall(self) -> list[Any]: ...
 
+    def fetchmany(self, size: int = ...) -> list[Any]: ...
+
+    @property
+    def description(self) -> Any:
+        """Per result column a sequence whose first item is the column's name."""
+        ...
+
     def __iter__(self) -> Iterator[Any]: ...
 
 
@@ -50,6 +58,11 @@ class Dialect(Protocol):
 
     def octet_length(self, column: str) -> str:
         """An SQL expression: the stored size of a text column in bytes."""
+        ...
+
+    def schema_sql(self, statement: str) -> str:
+        """One of ``relay.store.schema``'s statements (written in SQLite's types:
+        64-bit ``INTEGER``, double ``REAL``) as this engine runs it."""
         ...
 
     def is_transient(self, exc: BaseException) -> bool:
