@@ -126,5 +126,8 @@ async def test_batch_window_closes_on_time_without_a_tick(
     run.engine.car_message("DEMO", "S", "40,K,0,0,stopped,standard,200,150")
     with trio.fail_after(3600):
         at, job = await run.fired.receive()
-    assert 10 + 300 <= at <= 10 + 300 + 1
+    # Not before the window's end, and long before the next tick (100,000 s). The upper
+    # bound is loose: store threads on a loaded machine can outlast the autojump
+    # threshold, and the mock clock then jumps ahead a little.
+    assert 10 + 300 <= at < 10 + 300 + 600
     assert job.vehicleid == "DEMO"
