@@ -105,7 +105,7 @@ async def test_rest_sees_v3_car_and_last_will_marks_it_offline(v3: V3Setup) -> N
         assert r.status_code == 200, r.text
         assert r.json()["soc"] == "64"
         r = await api.get("/api/vehicles", params=CREDS)
-        demo = [v for v in r.json() if v["id"] == "DEMO"][0]
+        demo = next(v for v in r.json() if v["id"] == "DEMO")
         assert demo["v_net_connected"] == 1
         app = await v3.relay.app("DEMO")
         assert (await app.receive()).text() == "Z1"
@@ -113,7 +113,7 @@ async def test_rest_sees_v3_car_and_last_will_marks_it_offline(v3: V3Setup) -> N
         assert (await receive_code(app, "Z")) == "0"
         await v3.until_online("DEMO", online=False)
         r = await api.get("/api/vehicles", params=CREDS)
-        demo = [v for v in r.json() if v["id"] == "DEMO"][0]
+        demo = next(v for v in r.json() if v["id"] == "DEMO")
         assert demo["v_net_connected"] == 0
         await app.aclose()
 
