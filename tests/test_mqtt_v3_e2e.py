@@ -11,7 +11,7 @@ import trio
 from relay.mqtt.gateway import V3Gateway
 from tests.conftest import RelayUnderTest, StartRelay
 from tests.http_helpers import CREDS, client
-from tests.mqtt_broker import broker_url, unique_prefix
+from tests.mqtt_broker import broker_url, own_mosquitto, unique_prefix
 from tests.v3_module import ScriptedModule, clear_retained
 from tools.v2client import V2Client
 
@@ -134,3 +134,35 @@ async def test_other_owners_topics_are_ignored(v3: V3Setup) -> None:
     assert "NOSUCHCAR" not in v3.gateway.modules
     for m in (intruder, unknown, module):
         m.stop()
+
+
+async def test_broker_restart_mid_stream_recovers(start_relay: StartRelay) -> None:
+    with own_mosquitto() as broker:
+        relay = await start_relay(mqtt=broker.url, mqtt_prefix="ovms")
+        v3 = V3Setup(relay, broker.url, "ovms")
+        module = await v3.module()
+        module.metric("v.b.soc", "50")
+        module.online()
+        await v3.until_online("DEMO")
+        app = await relay.app("DEMO")
+        assert (await app.receive()).text() == "Z1"
+        assert (await receive_code(app, "S")).startswith("50,")
+        module.stop()
+        # Not persistent: the broker forgets retained flags and sessions.
+        await trio.to_thread.run_sync(broker.restart)
+        module = await v3.module()  # the module reconnects and sends everything again
+        module.metric("v.b.soc", "49")
+        module.online()
+        with trio.fail_after(20):
+            s = ""
+            while not s.startswith("49,"):
+                s = await receive_code(app, "S")
+        # Presence reaches the module again, and commands flow.
+        await module.wait_for(lambda t: t.endswith("/active"), timeout=20)
+        await app.send("C", "11")
+        command = await module.wait_for(lambda t: "/command/" in t, timeout=20)
+        n = command[-1][0].rsplit("/", 1)[1]
+        module.publish(f"client/ovms-relay/response/{n}", b"Charge started")
+        assert await receive_code(app, "c") == "11,0,Charge started"
+        await app.aclose()
+        module.stop()

@@ -44,6 +44,8 @@ INBOX_LIMIT = 20000
 FULL_WAIT = 5.0
 # Messages waiting to be published (presence, commands); past this publish() is False.
 OUTBOX_LIMIT = 10000
+# After a wake-up, how long the reader waits for the rest of a burst before taking it.
+SETTLE = 0.01
 KEEPALIVE = 60
 RECONNECT_MIN, RECONNECT_MAX = 1, 30
 # QoS-1 messages paho keeps for a broker that is away; bounded, unlike its default.
@@ -87,8 +89,9 @@ class Inbox:
     """Items from paho's thread to trio: bounded, one wake-up per burst."""
 
     def __init__(self, token: trio.lowlevel.TrioToken, limit: int = INBOX_LIMIT,
-                 full_wait: float = FULL_WAIT) -> None:
+                 full_wait: float = FULL_WAIT, settle: float = SETTLE) -> None:
         self._token = token
+        self._settle = settle
         self._limit = limit
         self._full_wait = full_wait
         self._cond = threading.Condition()
@@ -119,6 +122,9 @@ class Inbox:
     async def get_batch(self) -> list[Received | _StateChange]:
         """In trio: everything queued since the last call (waits for at least one)."""
         await self._ready.wait()
+        # The rest of the burst (a module sends its changed metrics together) is
+        # usually still being read by paho's thread: take it in this batch too.
+        await trio.sleep(self._settle)
         self._ready = trio.Event()
         with self._cond:
             items, self._items = self._items, []

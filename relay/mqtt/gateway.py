@@ -163,6 +163,12 @@ class V3Gateway:
                      applied.rejected)
             return
         module.dirty |= applied.codes
+        if (topic.name == topics.CONNECTED_METRIC and applied.online is None
+                and not received.retain and module.active and module.peer is not None):
+            # The module connected again (it sends its flag live on every connect) and
+            # may have restarted, forgetting its clients: tell it at once, not at the
+            # next refresh.
+            self._publish_active(module, True)
         if applied.online is not None:
             # Messages synthesised so far belong before the change of state.
             await self._flush(module)
