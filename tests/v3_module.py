@@ -14,6 +14,7 @@ from collections.abc import Callable
 import trio
 from paho.mqtt import client as paho
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.reasoncodes import ReasonCode
 
 from relay.mqtt.url import BrokerUrl
 
@@ -36,7 +37,9 @@ class ScriptedModule:
         self.client.loop_start()
 
     def _on_connect(self, client: paho.Client, userdata: object, flags: object,
-                    reason: object, properties: object) -> None:
+                    reason: ReasonCode, properties: object) -> None:
+        if reason.is_failure:
+            return  # refused (bad password): ready() times out
         client.subscribe([(f"{self.base}/client/+/active", 1),
                           (f"{self.base}/client/+/command/+", 1)])
         self._connected.set()
@@ -48,7 +51,8 @@ class ScriptedModule:
 
     async def ready(self) -> None:
         with trio.fail_after(10):
-            await trio.to_thread.run_sync(self._connected.wait)
+            while not self._connected.is_set():
+                await trio.sleep(0.02)
 
     def publish(self, path: str, payload: bytes | str, *, retain: bool = False,
                 qos: int = 1) -> None:

@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 
 from protocol import provisioning
 from relay import db, permits, tls
-from tools import backup, import_perl
+from tools import backup, import_perl, mqtt_passwd
 
 PROG = "ovms-admin"
 DEFAULT_DB = "ovms-relay.db"
@@ -229,7 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     groups = parser.add_subparsers(
         dest="group",
-        metavar="{owner,vehicle,token,provision,selfsigned,import-perl,backup,restore}")
+        metavar="{owner,vehicle,token,provision,selfsigned,import-perl,backup,restore,"
+                "mqtt-passwd}")
     groups.required = True
 
     def commands(name: str, help_text: str) -> argparse._SubParsersAction[Any]:
@@ -335,6 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_selfsigned, no_db=True)
     import_perl.add_commands(groups)
     backup.add_commands(groups)
+    mqtt_passwd.add_commands(groups, _read_password)
 
     return parser
 
