@@ -149,11 +149,17 @@ DOORS: Final = Layout("D", "doors and environment", (
     _bits("doors2",
           (3, "carlocked", "locked"),
           (4, "valetmode", "valet mode"),
+          (5, "headlights", "headlights on"),
           (6, "bt_open", "bonnet open"),
           (7, "tr_open", "trunk open")),
     *_n("lockunlock", "temp_pem", "temp_motor", "temp_battery", "tripmeter", "odometer",
         "speed", "parktimer", "temp_ambient"),
-    _bits("doors3", (1, "carawake", "car awake")),
+    # As for doors4 below, the generations disagree: the public server's REST field
+    # reads bit 1, OVMS v3 modules set bit 0 (and bit 1 for the cooling pump).
+    _bits("doors3", (0, "carawake_v3", "car awake (OVMS v3 modules)"),
+          (1, "carawake", "car awake (the REST field)"),
+          (6, "ctrl_login", "logged into the car's controller"),
+          (7, "ctrl_config", "car's controller in configuration mode")),
     *_n("staletemps", "staleambient", "vehicle12v"),
     # The two firmware generations disagree: v2 modules set bit 2 (what the public
     # server's REST field reads), v3 modules set bit 1. Both are named here, so REST

@@ -66,3 +66,43 @@ def test_builders_refuse_bad_segments(owner: str) -> None:
 @given(st.text(max_size=300))
 def test_parse_never_raises(topic: str) -> None:
     parse_topic("ovms", topic)
+
+
+segment = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E,
+                                exclude_characters="+#/"), min_size=1, max_size=64).filter(
+    lambda s: s not in (".", ".."))
+name_part = st.text(st.sampled_from("abcxyz019_-"), min_size=1, max_size=10)
+
+
+@given(segment, segment, st.lists(name_part, min_size=1, max_size=12))
+def test_metric_topics_round_trip(owner: str, vid: str, parts: list[str]) -> None:
+    name = ".".join(parts)
+    built = topics.metric_topic("ovms", owner, vid, name)
+    assert parse_topic("ovms", built) == V3Topic(owner, vid, Kind.METRIC, name)
+
+
+@given(segment, segment, segment, st.integers(min_value=0, max_value=999_999_999))
+def test_client_topics_round_trip(owner: str, vid: str, client: str, n: int) -> None:
+    parsed = parse_topic("ovms", topics.response_topic("ovms", owner, vid, client, n))
+    assert parsed == V3Topic(owner, vid, Kind.CLIENT_RESPONSE, client_id=client, number=n)
+
+
+@given(st.lists(st.text(max_size=20), min_size=1, max_size=10))
+def test_parsed_segments_are_plain(parts: list[str]) -> None:
+    parsed = parse_topic("ovms", "ovms/" + "/".join(parts))
+    if parsed is not None:
+        for text in (parsed.owner, parsed.vehicleid, parsed.name, parsed.client_id):
+            assert text.isascii() and (text == "" or text.isprintable())
+            assert not set(text) & set("+#/ ")
+
+
+def test_subscriptions_and_acl_patterns() -> None:
+    subs = topics.subscription("ovms")
+    assert "ovms/+/+/metric/#" in subs and "ovms/+/+/client/+/response/+" in subs
+    assert not any("command" in s or "active" in s for s in subs)
+    assert topics.owner_topic("ovms", "alice") == "ovms/alice/#"
+    assert topics.vehicle_topic("a/b", "alice", "V1") == "a/b/alice/V1/#"
+    assert parse_topic("a/b", "a/b/alice/V1/metric/v/b/soc") is not None
+    with pytest.raises(ValueError):
+        topics.subscription("ovms/#")
+    assert parse_topic("ovms/+", "ovms/+/a/V/metric/x") is None

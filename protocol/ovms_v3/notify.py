@@ -1,9 +1,13 @@
 """``notify/...`` topics as v2 messages: push texts (``P``) and historical records.
 
-``notify/info|alert|error/<subtype>`` carries the notification's text; a module's
-v2 server sends the same as ``PI<text>``, ``PA<text>`` and ``PE<subtype>,<text>``.
-``notify/data/<subtype>/<id>/<-age>`` carries a record ``<type>,<recno>,<lifetime>,
-<data>``: what ``h<id>,<-age>,...`` carries over v2.
+``notify/info|alert|error/<subtype>`` carries a notification's text. A module's v2
+server sends info and alert texts as ``PI<text>`` and ``PA<text>`` (commas as ';',
+line breaks as CR) and an error as ``PE<payload>``, whose payload is already
+``<vehicle type>,<error code>,<error data>``. The relay never sends a CR inside a
+message, so lines are joined as in the ``c`` answers (``commands.one_line``).
+
+``notify/data/<subtype>/<id>/<-age>`` carries one historical record,
+``<type>,<recno>,<lifetime>,<data>``: what ``h<id>,<-age>,...`` carries over v2.
 """
 
 from __future__ import annotations
@@ -14,10 +18,11 @@ import attrs
 
 from protocol import values
 from protocol.messages import HistoricalRecord, Message
+from protocol.ovms_v3.commands import one_line
 from protocol.ovms_v3.topics import Kind, V3Topic
 
-# A notification's text is a few lines of a shell command's output (``stat``);
-# the v2 server caps nothing, but a push service takes about 4 KB.
+# A notification's text is a few lines of a shell command's output (``stat``); push
+# services take about 4 KB.
 MAX_NOTIFY: Final = 4096
 # A historical record's data is one line of at most a few hundred bytes.
 MAX_RECORD: Final = 2048
@@ -37,13 +42,9 @@ def push_message(topic: V3Topic, payload: bytes) -> Message | Refused:
     text = _text(payload, MAX_NOTIFY)
     if isinstance(text, Refused):
         return text
-    # Apps show a notification as one text: the module's line breaks would end the
-    # v2 line early, so they become the same "\r"-free separators the apps join on.
-    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", " ").strip()
-    letter = _LETTERS[topic.notify_type]
-    if letter == "E":
-        return Message("P", f"E{topic.name},{text}")
-    return Message("P", f"{letter}{text}")
+    if topic.notify_type == "error":
+        return Message("P", "E" + one_line(text, MAX_NOTIFY, keep_commas=True))
+    return Message("P", _LETTERS[topic.notify_type] + one_line(text, MAX_NOTIFY))
 
 
 @attrs.frozen
@@ -81,6 +82,8 @@ def data_record(topic: V3Topic, payload: bytes) -> DataRecord | Refused:
     htype, number, lifetime, data = parts
     if not htype or not htype.isprintable() or len(htype) > 64:
         return Refused("record type is empty, too long or has control characters")
+    if not data.isprintable():
+        return Refused("record data has control characters")
     try:
         recordnumber = values.parse_recordnumber(number)
         life = values.parse_lifetime(lifetime)

@@ -1,9 +1,10 @@
 """One v3 vehicle's latest metric values, and the v2 messages they make.
 
 The broker side feeds every ``metric/...`` message it receives into ``apply``
-(a burst of them, for a module sends its changed metrics together), collects the
-changed message codes, and then asks ``messages`` for those codes once: one ``S``
-per burst, not one per metric.
+(a module sends its changed metrics in a burst), collects the changed message
+codes, and then asks ``messages`` for those codes once: one ``S`` per burst, not
+one per metric. ``s.v3.connected`` is the module's online flag (and its last
+will, ``no``); it changes ``online``, not a message.
 """
 
 from __future__ import annotations
@@ -15,16 +16,12 @@ import attrs
 
 from protocol.messages import Message
 from protocol.ovms_v3 import metrics
-from protocol.ovms_v3.format import field_text, message_for
+from protocol.ovms_v3.format import boolean, check, message_for
 from protocol.ovms_v3.topics import CONNECTED_METRIC
 
-# The longest metric value a module sends is a few hundred bytes (a vector metric
-# of per-cell voltages, ``v.b.c.voltage``: 96 cells * 6 chars). Anything longer is
-# not a metric value.
-MAX_PAYLOAD: Final = 2048
-
-_TRUE: Final = frozenset({"yes", "true", "1", "on"})
-_FALSE: Final = frozenset({"no", "false", "0", "off", ""})
+# The longest value of a mapped metric is a TPMS vector or a hardware description,
+# well under 200 bytes; 1 KB leaves room and keeps a retained flood cheap.
+MAX_PAYLOAD: Final = 1024
 
 
 @attrs.frozen
@@ -32,9 +29,9 @@ class Applied:
     """What one ``apply`` did.
 
     ``codes``: the v2 message codes whose content changed. ``online``: the new
-    online flag when this metric changed it (``s.v3.connected``), else None.
-    ``rejected``: why the payload was refused (for a rate-limited log line), else
-    None. An unknown metric is neither: it is stored nowhere and changes nothing.
+    online flag when this metric changed it, else None. ``rejected``: why the
+    payload was refused (for a rate-limited log line), else None. An unknown
+    metric is neither: it is kept nowhere and changes nothing.
     """
 
     codes: frozenset[str] = frozenset()
@@ -47,51 +44,56 @@ UNCHANGED: Final = Applied()
 
 @attrs.define
 class VehicleState:
-    """Latest values of the mapped metrics of one vehicle; ``units`` is the ``S``
-    message's distance unit (``K`` km or ``M`` miles) the apps are told."""
+    """Latest values of the mapped metrics of one vehicle. ``units`` is the distance
+    unit of the messages (``K`` km or ``M`` miles, the ``S`` units field)."""
 
     units: str = "K"
     online: bool = False
     _values: dict[str, str] = attrs.field(factory=dict)
 
+    def __attrs_post_init__(self) -> None:
+        if self.units not in ("K", "M"):
+            raise ValueError("units must be 'K' or 'M'")
+
     def apply(self, metric: str, payload: bytes) -> Applied:
-        """Take one metric's new payload. Never raises."""
+        """Take one metric's new payload (an empty one clears it). Never raises."""
+        kind = metrics.KINDS.get(metric)
+        if kind is None and metric != CONNECTED_METRIC:
+            return UNCHANGED
         if len(payload) > MAX_PAYLOAD:
-            return Applied(rejected=f"payload of {len(payload)} bytes is over {MAX_PAYLOAD}")
+            return Applied(rejected=f"{metric}: payload of {len(payload)} bytes is over "
+                                    f"{MAX_PAYLOAD}")
         try:
             text = payload.decode("utf-8")
         except UnicodeDecodeError:
-            return Applied(rejected="payload is not UTF-8")
-        if metric == CONNECTED_METRIC:
+            return Applied(rejected=f"{metric}: payload is not UTF-8")
+        if kind is None:
             return self._connected(text)
-        codes = metrics.codes_for(metric)
-        if not codes:
-            return UNCHANGED
+        if not text:
+            if self._values.pop(metric, None) is None:
+                return UNCHANGED
+            return Applied(codes=metrics.codes_for(metric))
+        try:
+            check(kind, text)
+        except ValueError as error:
+            return Applied(rejected=f"{metric}: {error}")
         if self._values.get(metric) == text:
             return UNCHANGED
-        for source in metrics.MAPPING:
-            if source.metric == metric:
-                try:
-                    field_text(source, text, self.units)
-                except ValueError as error:
-                    return Applied(rejected=f"{metric}: {error}")
         self._values[metric] = text
-        return Applied(codes=codes)
+        return Applied(codes=metrics.codes_for(metric))
 
     def _connected(self, text: str) -> Applied:
-        value = text.strip().lower()
-        if value in _TRUE:
-            online = True
-        elif value in _FALSE:
-            online = False
-        else:
-            return Applied(rejected=f"{CONNECTED_METRIC} {text[:24]!r} is not a boolean")
+        try:
+            online = boolean(text) if text else False
+        except ValueError as error:
+            return Applied(rejected=f"{CONNECTED_METRIC}: {error}")
         if online == self.online:
             return UNCHANGED
         self.online = online
         return Applied(online=online)
 
     def value(self, metric: str) -> str | None:
+        """The current text of a mapped metric, or None."""
         return self._values.get(metric)
 
     def codes(self) -> frozenset[str]:
@@ -100,9 +102,9 @@ class VehicleState:
 
     def messages(self, codes: Iterable[str]) -> list[Message]:
         """The v2 messages of ``codes`` from the current values, in code order;
-        codes with no value at all are left out."""
+        codes with no value at all, and codes that are not mapped, are left out."""
         out = []
-        for code in sorted(set(codes)):
+        for code in sorted(set(codes) & set(metrics.CODES)):
             msg = message_for(code, self._values, self.units)
             if msg is not None:
                 out.append(msg)

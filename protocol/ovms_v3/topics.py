@@ -108,8 +108,9 @@ def _prefix_segments(prefix: str) -> list[str]:
 
 
 def parse_topic(prefix: str, topic: str) -> V3Topic | None:
-    """The v3 meaning of ``topic`` under ``prefix`` (e.g. ``ovms``), or None if it is
-    not one of ours or is malformed. Never raises on any ``topic``."""
+    """The v3 meaning of ``topic`` under ``prefix`` (e.g. ``ovms`` or ``a/b``, without
+    a trailing slash), or None if it is not one of ours or is malformed. Never
+    raises on any ``topic``."""
     if len(topic) > MAX_TOPIC_LENGTH:
         return None
     try:
