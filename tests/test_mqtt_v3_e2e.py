@@ -85,10 +85,17 @@ async def test_app_sees_v3_car_live_and_commands_reach_it(v3: V3Setup) -> None:
     assert payload == b"lock 1234"
     n = topic.rsplit("/", 1)[1]
     module.publish(f"client/ovms-relay/response/{n}", b"Vehicle locked")
-    assert await receive_code(app, "c") == "20,0,Vehicle locked"
+    assert await receive_code(app, "c") == "20,0"
     # A command with no v3 equivalent is answered at once, unsupported.
     await app.send("C", "49,1")
-    assert (await receive_code(app, "c")).startswith("49,2,")
+    assert (await receive_code(app, "c")).startswith("49,2")
+    # So is a failure the module reports.
+    await app.send("C", "22,1234")
+    command = await module.wait_for(lambda t: "/command/" in t, count=2)
+    topic, payload = command[-1]
+    module.publish(f"client/ovms-relay/response/{topic.rsplit('/', 1)[1]}",
+                   b"Error: vehicle not responding")
+    assert await receive_code(app, "c") == "22,1,Error: vehicle not responding"
     await app.aclose()
     active = await module.wait_for(lambda t: t.endswith("/active"), count=2)
     assert active[-1][1] == b"0"
@@ -163,6 +170,6 @@ async def test_broker_restart_mid_stream_recovers(start_relay: StartRelay) -> No
         command = await module.wait_for(lambda t: "/command/" in t, timeout=20)
         n = command[-1][0].rsplit("/", 1)[1]
         module.publish(f"client/ovms-relay/response/{n}", b"Charge started")
-        assert await receive_code(app, "c") == "11,0,Charge started"
+        assert await receive_code(app, "c") == "11,0"
         await app.aclose()
         module.stop()

@@ -273,7 +273,7 @@ class V3Gateway:
         params = msg.data.split(",")[1:]
         shell = commands.shell_command(number, params)
         if shell is None:
-            self.hub.command_response(module.vehicleid, commands.unsupported(number))
+            self.hub.command_response(module.vehicleid, commands.refusal(number, params))
             return
         if len(module.pending) >= MAX_PENDING:
             self._give_up(module, next(iter(module.pending)), "too many unanswered")
