@@ -142,8 +142,10 @@ class MqttBridge:
     """One client connection to the broker, as ``url``'s user (a broker superuser)."""
 
     def __init__(self, url: BrokerUrl, subscriptions: tuple[str, ...], *,
-                 client_id: str = "", ssl_context: ssl.SSLContext | None = None) -> None:
+                 client_id: str = "", ssl_context: ssl.SSLContext | None = None,
+                 will: Publish | None = None) -> None:
         self.url = url
+        self.will = will  # what the broker publishes when this connection dies
         self.subscriptions = subscriptions
         self.client_id = client_id or f"ovms-relay-{uuid.uuid4().hex[:12]}"
         self._ssl_context = ssl_context
@@ -186,6 +188,11 @@ class MqttBridge:
         finally:
             inbox.close()
             with trio.CancelScope(shield=True):
+                if self.will is not None and self.connected:
+                    # A clean stop says what the will would have: a DISCONNECT makes
+                    # the broker discard the will. paho sends it before the DISCONNECT.
+                    w = self.will
+                    client.publish(w.topic, w.payload, w.qos, w.retain)
                 client.disconnect()
                 # Joins paho's thread: it ends within its select timeout (1 s).
                 with trio.move_on_after(5):
@@ -257,6 +264,8 @@ class MqttBridge:
             client.username_pw_set(self.url.username, self.url.password or None)
         if self.url.tls:
             client.tls_set_context(self._ssl_context or ssl.create_default_context())
+        if self.will is not None:
+            client.will_set(self.will.topic, self.will.payload, self.will.qos, self.will.retain)
         client.reconnect_delay_set(RECONNECT_MIN, RECONNECT_MAX)
         client.max_queued_messages_set(MAX_QUEUED)
         subscriptions = [(topic, 1) for topic in self.subscriptions]
