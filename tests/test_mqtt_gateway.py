@@ -222,3 +222,19 @@ async def test_a_v2_car_login_takes_over(autojump_clock: trio.testing.MockClock,
     await trio.sleep(10)  # a tick
     assert g.gateway.modules["CAR1"].peer is None
     assert g.hub.vehicle_peers("CAR1")[0] is car
+
+
+async def test_after_a_broker_outage_online_modules_must_confirm(
+        autojump_clock: trio.testing.MockClock, g: Setup) -> None:
+    await online(g)
+    await g.feed(("metric/s/v3/connected", "yes"))  # unchanged: no second registration
+    g.gateway.on_connected()  # the relay is back on the broker
+    await trio.sleep(60)
+    await g.feed(("metric/s/v3/connected", "yes"))  # the retained flag, or a reconnect
+    await trio.sleep(300)
+    assert g.hub.car_connected("CAR1")
+    # A module that died while the broker was down left no will: it never confirms.
+    g.gateway.on_connected()
+    await trio.sleep(300)
+    assert not g.hub.car_connected("CAR1")
+    await online(g)  # and comes back when it does

@@ -41,6 +41,9 @@ TICK = 5.0
 OWNER_RECHECK = 30.0
 # Bigger than any topic's own bound (protocol.ovms_v3): refused before decoding.
 MAX_PAYLOAD = 65536
+# After a broker reconnect, how long an online module has to confirm it (a module
+# retries its connection every 60 s; a persistent broker resends the flag at once).
+RECONFIRM = 180.0
 # Distinct refused (owner, vehicle) pairs remembered, so each is logged once.
 MAX_REFUSED = 4096
 TO_MODULES_SIZE = 10000
@@ -163,6 +166,8 @@ class V3Gateway:
                      applied.rejected)
             return
         module.dirty |= applied.codes
+        if topic.name == topics.CONNECTED_METRIC and module.state.online:
+            module.confirm_by = None
         if (topic.name == topics.CONNECTED_METRIC and applied.online is None
                 and not received.retain and module.active and module.peer is not None):
             # The module connected again (it sends its flag live on every connect) and
@@ -233,8 +238,11 @@ class V3Gateway:
         self.modules.pop(module.vehicleid, None)
 
     def on_connected(self) -> None:
-        # Presence the module may have expired while the relay was away from the broker.
+        now = trio.current_time()
         for module in self.modules.values():
+            if module.peer is not None:
+                module.confirm_by = now + RECONFIRM
+            # Presence the module may have expired while the relay was away.
             if module.active:
                 self._publish_active(module, True)
 
@@ -329,6 +337,13 @@ class V3Gateway:
                 # outbound queue overflowed. The module counts as offline until its
                 # online flag is set again.
                 self._unregister(module, peer.close_reason)
+                continue
+            if peer is not None and module.confirm_by is not None and now > module.confirm_by:
+                log.info("%s: online flag not confirmed since the broker came back",
+                         module.context())
+                module.state.online = False
+                module.confirm_by = None
+                self._unregister(module, "not confirmed after a broker outage")
                 continue
             expired = [n for n, p in module.pending.items()
                        if now - p.sent_at > self.command_timeout]

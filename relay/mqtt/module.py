@@ -70,6 +70,10 @@ class V3Module:
     dirty: set[str] = attrs.field(factory=set)
     # Presence: True while the relay has told the module "active 1".
     active: bool = False
+    # After the relay reconnects to the broker: an online module must say so again
+    # (its retained flag, or its own reconnect) by then (trio time), or it is
+    # taken offline: a module that died while the broker was down left no will.
+    confirm_by: float | None = None
     next_command: int = 1
     pending: dict[int, PendingCommand] = attrs.field(factory=dict)
 
