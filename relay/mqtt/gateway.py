@@ -106,7 +106,7 @@ class V3Gateway:
         module = await self._module(topic)
         if module is None:
             return None
-        peer = module.sending_peer(self.hub.new_id("v3-"), self._to_modules)
+        peer = module.sending_peer(self.hub.new_id, self._to_modules)
         peer.last_rx = trio.current_time()
         peer.rx_bytes += len(received.topic) + len(received.payload)
         if topic.kind is Kind.METRIC:
@@ -204,7 +204,7 @@ class V3Gateway:
             await self._from_car(module, msg)
 
     async def _from_car(self, module: V3Module, msg: Message) -> None:
-        peer = module.sending_peer(self.hub.new_id("v3-"), self._to_modules)
+        peer = module.sending_peer(self.hub.new_id, self._to_modules)
         assert self._nursery is not None
         await self.router.from_car(peer, msg, self._nursery)
 

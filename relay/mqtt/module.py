@@ -10,6 +10,7 @@ will, is the judge of whether a module is there).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
 import attrs
@@ -88,12 +89,12 @@ class V3Module:
                     outbox=cast("Outbox", ModuleOutbox(self, channel)),
                     cancel_scope=trio.CancelScope(), address=f"mqtt:{self.owner}")
 
-    def sending_peer(self, conn_id: str, channel: ToModules) -> Peer:
+    def sending_peer(self, new_id: Callable[[str], str], channel: ToModules) -> Peer:
         """The peer the router stores and relays this module's messages as."""
         if self.peer is not None:
             return self.peer
         if self.idle_peer is None:
-            self.idle_peer = self.new_peer(conn_id, channel)
+            self.idle_peer = self.new_peer(new_id("v3-"), channel)
         return self.idle_peer
 
     def add_command(self, number: int, now: float) -> int:
