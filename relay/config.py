@@ -108,6 +108,9 @@ class Config:
     # mqtts://, the relay's own (superuser) account; "" = off. Holds a password.
     mqtt: str = attrs.field(default="", repr=False)
     mqtt_prefix: str = "ovms"  # modules publish under <prefix>/<owner>/<vehicle id>/
+    # A persistent broker session: notifications and records published while the
+    # relay is down wait in the broker, and a record is acknowledged after its commit.
+    mqtt_persistent: bool = True
     # --- web console (docs/console.md) ---
     # Map tiles for the console's maps, e.g. "https://tile.openstreetmap.org/{z}/{x}/{y}.png";
     # "" = no tiles: tracks and positions draw on a plain background.

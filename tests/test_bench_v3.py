@@ -13,7 +13,7 @@ from tools.bench_v3 import BURST, run_phase
 async def test_v3_phase_measures_metrics_and_latency(start_relay: StartRelay) -> None:
     with broker_url() as url:
         prefix = unique_prefix()
-        relay = await start_relay(mqtt=url, mqtt_prefix=prefix)
+        relay = await start_relay(mqtt=url, mqtt_prefix=prefix, mqtt_persistent=False)
         out = await run_phase(mqtt=url, prefix=prefix, owner=OWNER, host="127.0.0.1",
                               port=relay.handle.v2_port, carpass=VEHICLES["DEMO"],
                               vehicles=["DEMO"], duration=1.5, warmup=0.3)

@@ -122,3 +122,40 @@ def test_inbox_drops_only_after_waiting() -> None:
         assert len(await inbox.get_batch()) == 1
 
     trio.run(main)
+
+
+async def test_persistent_session_keeps_what_was_not_acknowledged() -> None:
+    with own_mosquitto() as broker:
+        url = BrokerUrl.parse(broker.url)
+        sender = MqttBridge(url, ())
+        quiet = Collector()
+
+        async def session(ack: bool, wait_for_it: bool) -> list[bytes]:
+            bridge = MqttBridge(url, ("p/#",), client_id="relay-test", persistent=True)
+            got = Collector()
+            async with trio.open_nursery() as nursery:
+                await nursery.start(bridge.run, got)
+                await got.until(lambda: got.connects == 1)
+                if wait_for_it:
+                    await got.until(lambda: any(m.payload == b"away" for m in got.received()))
+                else:
+                    await trio.sleep(0.5)  # time enough for anything queued to arrive
+                if ack:
+                    for message in got.received():
+                        bridge.ack(message)
+                    await trio.sleep(0.2)  # the PUBACKs reach the broker
+                nursery.cancel_scope.cancel()
+            return [m.payload for m in got.received()]
+
+        async with trio.open_nursery() as nursery:
+            await nursery.start(sender.run, quiet)
+            await quiet.until(lambda: quiet.connects == 1)
+            assert await session(ack=True, wait_for_it=False) == []  # subscribes, leaves
+            sender.publish("p/record", b"away", qos=1)
+            await trio.sleep(0.3)
+            # Queued by the broker while the session was away ...
+            assert await session(ack=False, wait_for_it=True) == [b"away"]
+            # ... and, not acknowledged, sent again; once acknowledged, never again.
+            assert await session(ack=True, wait_for_it=True) == [b"away"]
+            assert await session(ack=True, wait_for_it=False) == []
+            nursery.cancel_scope.cancel()

@@ -31,7 +31,12 @@ BASE = f"{P}/alice/CAR1"
 @attrs.define
 class FakeBridge:
     published: list[tuple[str, bytes]] = attrs.field(factory=list)
+    acked: list[str] = attrs.field(factory=list)
     connected: bool = True
+    persistent: bool = True
+
+    def ack(self, message: Received) -> None:
+        self.acked.append(message.topic.split("/", 2)[2])
 
     def publish(self, topic: str, payload: bytes, *, qos: int = 1,
                 retain: bool = False) -> bool:
@@ -67,9 +72,19 @@ class FakeRouter:
     store: FakeStore
     sent: list[tuple[str, str]] = attrs.field(factory=list)
 
+    commits: list[tuple[Any, str]] = attrs.field(factory=list)
+
     async def from_car(self, peer: Any, msg: Message, nursery: trio.Nursery) -> None:
         self.sent.append((peer.vehicleid, msg.text()))
+        if msg.code == "h":  # acked (to the peer) once committed: see commit()
+            self.commits.append((peer, msg.data.split(",", 1)[0]))
+            return
         self.hub.to_clients(peer.vehicleid, msg)
+
+    def commit(self) -> None:
+        for peer, ackcode in self.commits:
+            self.hub.deliver(peer, Message("h", ackcode))
+        self.commits.clear()
 
 
 @attrs.define
@@ -238,3 +253,15 @@ async def test_after_a_broker_outage_online_modules_must_confirm(
     await trio.sleep(300)
     assert not g.hub.car_connected("CAR1")
     await online(g)  # and comes back when it does
+
+
+async def test_records_are_acknowledged_to_the_broker_after_their_commit(
+        autojump_clock: trio.testing.MockClock, g: Setup) -> None:
+    await g.feed(("metric/v/b/soc", "50"), ("notify/data/log/trip/5/-1", "*-LOG-Trip,0,86400,x"),
+                 ("metric/v/b/soc", b"\xff"), (f"{P}/alice/NOPE/metric/v/b/soc", "1"))
+    # Everything else at once (refused messages included), the record not yet.
+    assert g.bridge.acked == ["CAR1/metric/v/b/soc", "CAR1/metric/v/b/soc",
+                              "NOPE/metric/v/b/soc"]
+    g.router.commit()
+    await trio.testing.wait_all_tasks_blocked()
+    assert g.bridge.acked[-1] == "CAR1/notify/data/log/trip/5/-1"

@@ -34,7 +34,7 @@ async def test_simulated_module_end_to_end(start_relay: StartRelay,
                                            nursery: trio.Nursery) -> None:
     with broker_url() as url:
         prefix = unique_prefix()
-        relay = await start_relay(mqtt=url, mqtt_prefix=prefix)
+        relay = await start_relay(mqtt=url, mqtt_prefix=prefix, mqtt_persistent=False)
         parts = BrokerUrl.parse(url)
         module_url = attrs.evolve(parts, username="demo", password="pw")
         module = SimModuleV3(V3Config(module_url, "DEMO", prefix, idle_interval=600,

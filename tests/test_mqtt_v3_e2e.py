@@ -42,7 +42,8 @@ class V3Setup:
 async def v3(start_relay: StartRelay) -> AsyncIterator[V3Setup]:
     with broker_url() as url:
         prefix = unique_prefix()
-        relay = await start_relay(mqtt=url, mqtt_prefix=prefix)
+        # No persistent session on a shared broker: it would keep one per test.
+        relay = await start_relay(mqtt=url, mqtt_prefix=prefix, mqtt_persistent=False)
         setup = V3Setup(relay, url, prefix)
         with trio.fail_after(10):
             while not setup.gateway.bridge.connected:

@@ -54,11 +54,17 @@ MAX_QUEUED = 1000
 
 @attrs.frozen
 class Received:
-    """One message from the broker (topic as text: MQTT topics are UTF-8)."""
+    """One message from the broker (topic as text: MQTT topics are UTF-8).
+
+    ``mid``, ``qos`` and ``generation`` (which connection brought it) are what
+    ``MqttBridge.ack`` needs in a persistent session."""
 
     topic: str
     payload: bytes
     retain: bool
+    mid: int = 0
+    qos: int = 0
+    generation: int = 0
 
 
 @attrs.frozen
@@ -143,8 +149,13 @@ class MqttBridge:
 
     def __init__(self, url: BrokerUrl, subscriptions: tuple[str, ...], *,
                  client_id: str = "", ssl_context: ssl.SSLContext | None = None,
-                 will: Publish | None = None) -> None:
+                 will: Publish | None = None, persistent: bool = False) -> None:
         self.url = url
+        # A persistent session (a stable client_id): the broker keeps the
+        # subscriptions and queues QoS 1 messages while this client is away, and a
+        # message counts as delivered only once ``ack`` is called for it.
+        self.persistent = persistent
+        self._generation = 0  # connections so far (paho's thread increments it)
         self.will = will  # what the broker publishes when this connection dies
         self.subscriptions = subscriptions
         self.client_id = client_id or f"ovms-relay-{uuid.uuid4().hex[:12]}"
@@ -170,6 +181,17 @@ class MqttBridge:
                             self.publish_refused)
             return False
         return True
+
+    def ack(self, message: Received) -> None:
+        """Acknowledge ``message`` to the broker (persistent sessions; else a no-op).
+
+        A message of an earlier connection is not acknowledged: its id may mean
+        another message now, and the broker sends it again anyway."""
+        client = self._client
+        if (not self.persistent or message.qos == 0 or client is None
+                or message.generation != self._generation):
+            return
+        client.ack(message.mid, message.qos)
 
     async def run(self, handler: BrokerHandler, *,
                   task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -259,7 +281,8 @@ class MqttBridge:
 
     def _make_client(self, inbox: Inbox) -> paho.Client:
         client = paho.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
-                             clean_session=True, protocol=paho.MQTTv311)
+                             clean_session=not self.persistent, protocol=paho.MQTTv311,
+                             manual_ack=self.persistent)
         if self.url.username:
             client.username_pw_set(self.url.username, self.url.password or None)
         if self.url.tls:
@@ -275,6 +298,7 @@ class MqttBridge:
             if reason.is_failure:
                 inbox.put(_StateChange(False, f"refused: {reason}"))
                 return
+            self._generation += 1
             if subscriptions:
                 client.subscribe(subscriptions)
             inbox.put(_StateChange(True, "connected"))
@@ -292,7 +316,8 @@ class MqttBridge:
                 topic = message.topic
             except UnicodeDecodeError:
                 return  # brokers refuse such topics; nothing of ours anyway
-            inbox.put(Received(topic, bytes(message.payload), bool(message.retain)))
+            inbox.put(Received(topic, bytes(message.payload), bool(message.retain),
+                               message.mid, message.qos, self._generation))
 
         client.on_connect = on_connect
         client.on_disconnect = on_disconnect

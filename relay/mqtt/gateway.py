@@ -47,6 +47,10 @@ RECONFIRM = 180.0
 # Distinct refused (owner, vehicle) pairs remembered, so each is logged once.
 MAX_REFUSED = 4096
 TO_MODULES_SIZE = 10000
+# Records whose broker ack waits for their commit, at most: each holds one of the
+# broker's in-flight slots for this client (Mosquitto: 20), which commands'
+# answers need too. Beyond it, records are acknowledged on arrival.
+MAX_DEFERRED = 8
 
 
 class V3Gateway:
@@ -68,6 +72,9 @@ class V3Gateway:
         self._to_modules, self._from_hub = trio.open_memory_channel[
             tuple[V3Module, Message]](TO_MODULES_SIZE)
         self._nursery: trio.Nursery | None = None
+        # notify/data messages awaiting their record's commit before their ack.
+        self._unacked: dict[tuple[str, int], Received] = {}
+        self._deferred = False
         self.stats_messages = 0
 
     async def run(self, nursery: trio.Nursery, *,
@@ -85,7 +92,14 @@ class V3Gateway:
     async def on_messages(self, batch: list[Received]) -> None:
         touched: dict[str, V3Module] = {}
         for received in batch:
-            module = await self._one(received)
+            self._deferred = False
+            try:
+                module = await self._one(received)
+            finally:
+                # Every message is acknowledged to the broker once handled (or
+                # refused), a historical record only once it is committed.
+                if not self._deferred:
+                    self.bridge.ack(received)
             if module is not None and module.dirty:
                 touched[module.vehicleid] = module
         for module in touched.values():
@@ -192,8 +206,14 @@ class V3Gateway:
         if isinstance(record, notify.Refused):
             log.info("mqtt: %s notify/data ignored: %s", module.context(), record.reason)
             return
-        # A v2 module's ``h``: stored durably by the router (its ack goes nowhere:
-        # the broker has acknowledged the record to the module already).
+        # A v2 module's ``h``: stored durably by the router, whose ack (after the
+        # commit) acknowledges the message to the broker. Until then the broker
+        # holds it (persistent session) and resends it if the relay stops first.
+        key = (module.vehicleid, record.entry)
+        if self.bridge.persistent and len(self._unacked) < MAX_DEFERRED \
+                and key not in self._unacked:
+            self._unacked[key] = received
+            self._deferred = True
         await self._from_car(module, record.to_message())
 
     async def _flush(self, module: V3Module) -> None:
@@ -253,6 +273,9 @@ class V3Gateway:
 
     async def _to_modules_task(self) -> None:
         async for module, msg in self._from_hub:
+            if msg.code == "h":
+                self._record_committed(module, msg.data)
+                continue
             if module.peer is None:
                 continue  # offline (an idle peer's ack) or gone
             if msg.code == "Z":
@@ -261,6 +284,13 @@ class V3Gateway:
                 self._command(module, msg)
             elif msg.code == "A":
                 module.peer.last_rx = trio.current_time()
+
+    def _record_committed(self, module: V3Module, entry: str) -> None:
+        try:
+            received = self._unacked.pop((module.vehicleid, int(entry)))
+        except (KeyError, ValueError):
+            return
+        self.bridge.ack(received)
 
     def _presence(self, module: V3Module, count: str) -> None:
         wanted = count.strip() not in ("", "0")

@@ -40,7 +40,11 @@ async def start(config: Config, router: Router, nursery: trio.Nursery) -> V3Gate
     from relay.mqtt.bridge import MqttBridge
     from relay.mqtt.gateway import V3Gateway
 
-    bridge = MqttBridge(url, subscription(config.mqtt_prefix))
+    # Stable per prefix: the broker keeps this session's queued notifications and
+    # records while the relay restarts (two relays never share a prefix).
+    client_id = "ovms-relay-" + config.mqtt_prefix.replace("/", "-")
+    bridge = MqttBridge(url, subscription(config.mqtt_prefix), client_id=client_id,
+                        persistent=config.mqtt_persistent)
     gateway = V3Gateway(router, bridge, config.mqtt_prefix,
                         command_timeout=config.command_timeout)
     await nursery.start(gateway.run, nursery)
