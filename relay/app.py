@@ -6,6 +6,7 @@ import functools
 import logging
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
 
 import attrs
 import trio
@@ -20,6 +21,7 @@ from relay.http import HttpApi, serve_http
 from relay.hub import GroupLimits, Hub
 from relay.hubapi import HubApi
 from relay.metrics import Metrics
+from relay.mqtt import service as mqtt_service
 from relay.push import PushDispatcher
 from relay.router import Router
 from relay.services import Services
@@ -28,6 +30,9 @@ from relay.tls import context_from_config, serve_v2_tls
 from relay.usage import flush_usage
 from relay.v4.engine import V4Engine
 from relay.websocket import serve_v2_connection
+
+if TYPE_CHECKING:
+    from relay.mqtt.gateway import V3Gateway
 
 log = logging.getLogger("relay")
 
@@ -47,6 +52,7 @@ class RelayHandle:
     https_port: int | None = None
     # The TLS listeners' context (None without TLS): a reload loads a renewed certificate.
     ssl_context: ssl.SSLContext | None = None
+    mqtt: V3Gateway | None = None  # OVMS v3 modules (--mqtt)
 
 
 def bound_port(listeners: Sequence[trio.SocketListener]) -> int:
@@ -112,6 +118,7 @@ async def run_relay(
 ) -> None:
     # Before anything starts: a bad certificate or key fails with one line, not mid-startup.
     ssl_context = context_from_config(config)
+    mqtt_service.check(config)
     async with open_store(
         config.db, purge_interval=config.purge_interval, read_timeout=config.store_timeout,
         max_stored_codes=config.max_stored_codes, max_stored_bytes=config.max_stored_bytes,
@@ -135,6 +142,8 @@ async def run_relay(
             router = Router(hub, store, config, commands, push=push,
                             on_car_message=v4.car_message)
             services = Services(config, hub, store, router, nursery, metrics)
+            # OVMS v3 modules through the broker (None without --mqtt).
+            mqtt = await mqtt_service.start(config, router, nursery)
             services.http_api = HttpApi(services, all_routes(v4))
             listeners = await start_listener(
                 nursery, "the v2 protocol", serve_v2, services, config.host, config.v2_port)
@@ -162,5 +171,5 @@ async def run_relay(
                 log.info("REST API over TLS listening on %s:%d", http_host, ports["https_port"])
             # Each further listener is started here and adds its bound port to ``ports``.
             handle = RelayHandle(hub=hub, store=store, services=services, v4=v4,
-                                 ssl_context=ssl_context, **ports)
+                                 ssl_context=ssl_context, mqtt=mqtt, **ports)
             task_status.started(handle)

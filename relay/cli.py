@@ -62,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--console-tile-url", metavar="URL",
                        help="map tiles for the web console, e.g. "
                             "https://tile.openstreetmap.org/{z}/{x}/{y}.png (default: none)")
+    serve.add_argument("--mqtt", metavar="URL",
+                       help="serve OVMS v3 modules through this MQTT broker: "
+                            "mqtt://USER:PASSWORD@HOST[:PORT] or mqtts://... (default: off)")
+    serve.add_argument("--mqtt-prefix", metavar="TOPIC",
+                       help="topic prefix v3 modules publish under (default ovms)")
     for name, text in (("car-timeout", "seconds a silent car is kept"),
                        ("app-timeout", "seconds a silent app is kept"),
                        ("batch-timeout", "seconds a silent batch client is kept"),

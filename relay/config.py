@@ -104,6 +104,13 @@ class Config:
     api_keepalive_timeout: float = 60.0  # an idle keep-alive connection is closed after this
     api_request_timeout: float = 30.0  # a started request must be complete within this
     mqtt_superuser: str = ""  # /mqapi: this user may use every topic ("" = none)
+    # OVMS v3 modules through a broker (docs/ovms-v3.md): mqtt://USER:PW@HOST:PORT or
+    # mqtts://, the relay's own (superuser) account; "" = off. Holds a password.
+    mqtt: str = attrs.field(default="", repr=False)
+    mqtt_prefix: str = "ovms"  # modules publish under <prefix>/<owner>/<vehicle id>/
+    # A persistent broker session: notifications and records published while the
+    # relay is down wait in the broker, and a record is acknowledged after its commit.
+    mqtt_persistent: bool = True
     # --- web console (docs/console.md) ---
     # Map tiles for the console's maps, e.g. "https://tile.openstreetmap.org/{z}/{x}/{y}.png";
     # "" = no tiles: tracks and positions draw on a plain background.

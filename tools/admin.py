@@ -23,7 +23,7 @@ from typing import Any, NoReturn
 
 from protocol import provisioning
 from relay import db, permits, tls
-from tools import backup, import_perl, migrate
+from tools import backup, import_perl, migrate, mqtt_passwd
 
 PROG = "ovms-admin"
 DEFAULT_DB = "ovms-relay.db"
@@ -231,7 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     groups = parser.add_subparsers(
         dest="group",
-        metavar="{owner,vehicle,token,provision,selfsigned,import-perl,backup,restore,migrate}")
+        metavar="{owner,vehicle,token,provision,selfsigned,import-perl,backup,restore,"
+                "migrate,mqtt-passwd}")
     groups.required = True
 
     def commands(name: str, help_text: str) -> argparse._SubParsersAction[Any]:
@@ -338,6 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     import_perl.add_commands(groups)
     backup.add_commands(groups)
     migrate.add_commands(groups)
+    mqtt_passwd.add_commands(groups, _read_password)
 
     return parser
 

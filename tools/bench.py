@@ -10,7 +10,10 @@ Phases (``--phases``, default all, in this order):
 - ``scale``: ``--idle`` idle cars held open; the server's RSS per connection, then the
   closed-loop relay again with the idle cars present;
 - ``durability``: every ``--h-every``-th relay message is followed by an ``h`` record;
-  every acknowledged record must be in the store afterwards.
+  every acknowledged record must be in the store afterwards;
+- ``v3``: ``--v3-modules`` OVMS v3 vehicles publish metrics through the ``--mqtt``
+  broker, each watched by a v2 app: metrics ingested per second and metric-to-app
+  latency (``tools/bench_v3.py``; skipped without ``--mqtt``).
 
 Writes ``--out`` (JSON) and a PNG latency chart next to it. Exit status: 0 done,
 1 error (server unreachable, worker failure), 2 usage error, 3 acknowledged
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import logging
 import os
 import platform
@@ -43,7 +47,7 @@ from tools.bench_report import Progress, write_chart, write_json
 from tools.bench_stats import curve, rate, summarize
 
 PROG = "ovms-bench"
-PHASE_NAMES = ("login", "relay", "rest", "scale", "durability")
+PHASE_NAMES = ("login", "relay", "rest", "scale", "durability", "v3")
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_LOST = 0, 1, 2, 3
 # Server file descriptors besides client sockets: listeners, SQLite (db, WAL, shm), stdio.
 FD_RESERVE = 64
@@ -105,6 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--idle-full-set", action=argparse.BooleanOptionalAction, default=True,
                    help="idle cars send their full set after login, as modules do (default); "
                         "without it RSS shows the bare connection cost")
+    w.add_argument("--mqtt", metavar="URL",
+                   help="v3 phase: the broker (mqtt://USER:PW@HOST:PORT, a superuser); "
+                        "with --start-server the relay gets it too")
+    w.add_argument("--mqtt-prefix", default="ovms", help="v3 phase: topic prefix")
+    w.add_argument("--v3-modules", type=int, default=100,
+                   help="v3 phase: vehicles publishing through the broker (default 100)")
     o = p.add_argument_group("output")
     o.add_argument("--out", default="bench-results.json", help="JSON report (PNG beside it)")
     o.add_argument("--profile", action="store_true",
@@ -396,6 +406,25 @@ class Bench:
             spy.wait()
         return summarize_profile(self.profile_path())
 
+    def v3(self) -> None:
+        a = self.args
+        if not a.mqtt:
+            self.skip("v3", "no --mqtt broker given")
+            return
+        from tools.bench_v3 import run_phase  # paho-mqtt: only this phase needs it
+
+        label = f"v3 {a.v3_modules} modules"
+        bar = self.progress(label, 0, seconds=a.duration)
+        out: dict[str, Any] = trio.run(functools.partial(
+            run_phase, mqtt=a.mqtt, prefix=a.mqtt_prefix, owner=a.username, host=a.host,
+            port=a.port, carpass=a.carpass, vehicles=self.vehicles(a.v3_modules),
+            duration=a.duration, warmup=a.warmup))
+        self.curves[label] = out.pop("curve")
+        self.report["phases"]["v3"] = out
+        lat = out["latency"]
+        bar.finish(f"{out['metrics_per_s']} metrics/s ({out['bursts_per_s']} bursts/s), "
+                   f"metric-to-app p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms")
+
     # --- all ------------------------------------------------------------------------------
 
     def run(self) -> int:
@@ -407,6 +436,8 @@ class Bench:
             self.rest()
         if "scale" in self.phases:
             self.scale()
+        if "v3" in self.phases:
+            self.v3()
         status = EXIT_OK
         if "durability" in self.phases and self.durability:
             status = self.check_durability()
@@ -481,7 +512,7 @@ def _prepare(args: argparse.Namespace) -> tuple[srv.OwnServer | None, int | None
         args.db = str(out.with_suffix(".db"))
     args.carpass = args.carpass or secrets.token_urlsafe(9)
     args.password = args.password or secrets.token_urlsafe(9)
-    need = max(args.pairs, args.login_concurrency) + (
+    need = max(args.pairs, args.login_concurrency, args.v3_modules) + (
         args.idle if "scale" in args.phases else 0)
     ids = srv.bench_vehicle_ids(args.vehicle_prefix, need)
     t0 = time.monotonic()
@@ -490,7 +521,9 @@ def _prepare(args: argparse.Namespace) -> tuple[srv.OwnServer | None, int | None
           f"{time.monotonic() - t0:.1f} s", file=sys.stderr)
     # Children inherit the raised limit: the server gets the hard limit too.
     raise_nofile_limit()
-    server = srv.OwnServer.start(args.db, args.host, out.with_suffix(".server.log"))
+    extra = (["--mqtt", args.mqtt, "--mqtt-prefix", args.mqtt_prefix]
+             if args.mqtt and "v3" in args.phases else [])
+    server = srv.OwnServer.start(args.db, args.host, out.with_suffix(".server.log"), extra)
     args.port, args.http_port = server.v2_port, server.http_port
     return server, server.pid
 
@@ -528,7 +561,7 @@ def run(argv: Sequence[str] | None = None) -> int:
             settings={k: getattr(args, k) for k in (
                 "workers", "logins", "login_concurrency", "pairs", "duration", "warmup",
                 "open_rates", "h_every", "rest_clients", "rest_duration", "idle",
-                "idle_full_set")},
+                "idle_full_set", "mqtt_prefix", "v3_modules")},
         )
         status = bench.run()
     except UsageError as exc:

@@ -13,7 +13,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import attrs
@@ -90,7 +90,8 @@ class OwnServer:
         return self.proc.pid
 
     @classmethod
-    def start(cls, db_path: str, host: str, log_path: Path) -> OwnServer:
+    def start(cls, db_path: str, host: str, log_path: Path,
+              extra: Sequence[str] = ()) -> OwnServer:
         http_port = free_port(host)
         config_args: list[str] = []
         settings = bench_settings(host)
@@ -103,7 +104,7 @@ class OwnServer:
         proc = subprocess.Popen(
             [sys.executable, "-m", "relay", "serve", "--db", db_path, "--host", host,
              "--v2-port", "0", "--http-port", str(http_port), "--log-level", "WARNING",
-             *config_args],
+             *config_args, *extra],
             stdout=subprocess.PIPE, stderr=log_file, text=True,
         )
         log_file.close()

@@ -28,12 +28,14 @@ import signal
 import ssl
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import attrs
 import trio
 
 from protocol import ClientType, Message
+from relay.config import ConfigError
+from relay.mqtt.url import BrokerUrl
 from tools import simulation as sim
 from tools.v2client import (
     LoginRefused,
@@ -43,6 +45,9 @@ from tools.v2client import (
     describe_oserror,
     describe_tls_failure,
 )
+
+if TYPE_CHECKING:
+    from tools.car_v3 import SimModuleV3
 
 log = logging.getLogger("ovms.car")
 PROG = "ovms-car"
@@ -384,7 +389,7 @@ def vehicle_ids(pattern: str, count: int, first: int = 0) -> list[str]:
     return [f"{pattern}{first + i:04d}" for i in range(count)]
 
 
-async def run_fleet(cars: Sequence[SimCar], duration: float | None) -> None:
+async def run_fleet(cars: Sequence[SimCar | SimModuleV3], duration: float | None) -> None:
     """Run ``cars`` until ``duration`` passes (or forever); the first error ends all."""
     async with trio.open_nursery() as nursery:
         for car in cars:
@@ -394,7 +399,7 @@ async def run_fleet(cars: Sequence[SimCar], duration: float | None) -> None:
             nursery.cancel_scope.cancel()
 
 
-async def _main(args: argparse.Namespace, cars: list[SimCar]) -> None:
+async def _main(args: argparse.Namespace, cars: Sequence[SimCar | SimModuleV3]) -> None:
     async with trio.open_nursery() as nursery:
         async def fleet() -> None:
             await run_fleet(cars, args.duration)
@@ -425,7 +430,7 @@ def first_leaf(exc: BaseException) -> BaseException:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, description="Simulated OVMS car modules (v2).")
+    p = _Parser(prog=PROG, description="Simulated OVMS car modules (v2, or v3 over MQTT).")
     add_login_arguments(
         p, vehicle_help="vehicle id, or a pattern like 'SIM{n:04d}' with --cars",
         carpass_help="the vehicle's server password (scheme 0)")
@@ -445,7 +450,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-reconnect", action="store_true",
                    help="exit with status 1 when a connection is lost")
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
+    p.add_argument("--v3", action="store_true",
+                   help="simulate v3 modules publishing to an MQTT broker (needs --mqtt)")
+    p.add_argument("--mqtt", metavar="URL", help="with --v3: mqtt://OWNER:PASSWORD@HOST[:PORT] "
+                   "(or mqtts://); the user is the vehicles' owner")
+    p.add_argument("--mqtt-prefix", default="ovms", metavar="TOPIC",
+                   help="with --v3: topic prefix (default %(default)s)")
     return p
+
+
+def _run_v3(args: argparse.Namespace, ids: list[str]) -> int:
+    try:
+        # paho-mqtt is an optional extra: only --v3 needs it.
+        from tools.car_v3 import SimModuleV3, V3Config, V3Stats
+    except ImportError:
+        return _fail("--v3 needs paho-mqtt: pip install 'ovms-relay[mqtt]'", 1)
+    try:
+        url = BrokerUrl.parse(args.mqtt or "")
+    except ConfigError as exc:
+        return _fail(f"--v3 needs --mqtt: {exc}", 2)
+    if not url.username:
+        return _fail("--mqtt must name the owner as its user: mqtt://OWNER:PASSWORD@HOST", 2)
+    modules = [SimModuleV3(V3Config(
+        url=url, vehicleid=vid, prefix=args.mqtt_prefix, idle_interval=args.idle_interval,
+        connected_interval=args.connected_interval, time_scale=args.time_scale,
+    ), index=args.first + i) for i, vid in enumerate(ids)]
+    try:
+        trio.run(_main, args, modules)
+    except* KeyboardInterrupt:
+        pass
+    total = V3Stats()
+    for module in modules:
+        total.add(module.stats)
+    print(f"{PROG}: {len(modules)} v3 module(s): {total.connects} connects, "
+          f"{total.reports} reports, {total.metrics_sent} metrics, {total.commands} commands, "
+          f"{total.records_sent} records")
+    return 0
 
 
 def _fail(message: str, status: int) -> int:
@@ -459,7 +499,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except UsageError as exc:
         return _fail(str(exc), 2)
-    if (args.carpass is None) == (args.username is None or args.password is None):
+    if not args.v3 and (args.carpass is None) == (args.username is None
+                                                  or args.password is None):
         return _fail("give --carpass, or --username and --password", 2)
     if args.cars < 1 or args.idle_interval <= 0 or args.connected_interval <= 0:
         return _fail("--cars and the intervals must be positive", 2)
@@ -469,6 +510,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         return _fail(f"bad --vehicle pattern: {exc}", 2)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.v3:
+        return _run_v3(args, ids)
     limiter = trio.CapacityLimiter(MAX_CONCURRENT_LOGINS)
     ssl_context = client_ssl_context(args.tls, args.cafile, args.insecure)
     cars = [

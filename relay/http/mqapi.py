@@ -3,7 +3,7 @@
 A broker with an HTTP auth backend (mosquitto-go-auth, mosquitto-auth-plug)
 POSTs form fields here so OVMS v3 modules log in to MQTT with their server
 account: ``auth`` accepts the password or an API token whose rights include
-``v3`` or ``mqtt``; ``acl`` allows topics under ``ovms/<username>/`` only, and
+``v3`` or ``mqtt``; ``acl`` allows topics under ``<mqtt_prefix>/<username>/`` only, and
 everything for the configured superuser. The answer is in the status code.
 """
 
@@ -47,8 +47,10 @@ async def superuser(call: Call) -> Response:
 async def acl(call: Call) -> Response:
     username = call.param("username") or ""
     topic = call.param("topic") or ""
+    prefix = call.api.config.mqtt_prefix
     ok = _superuser(call, username) or (
-        bool(username) and "/" not in username and topic.startswith(f"ovms/{username}/"))
+        bool(username) and not set("/+#") & set(username)
+        and topic.startswith(f"{prefix}/{username}/"))
     log.debug("http addr=%s mqapi/acl user=%r topic=%r: %s", call.request.client_host,
               username[:64], topic[:128], "PERMIT" if ok else "DENY")
     return _empty(200 if ok else 403)
