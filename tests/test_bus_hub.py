@@ -12,7 +12,6 @@ from protocol import ClientType, Message
 from relay.bus.bridge import NatsBridge
 from relay.bus.bushub import BusSettings
 from relay.commands import CommandService, Offline
-from relay.hubapi import Peer
 from tests.bus_helpers import WAIT, cluster, expect, flush_all, start_node, until
 from tests.hub_helpers import memory_peer, texts
 from tests.nats_server import nats_url, unique_prefix
@@ -61,7 +60,7 @@ async def test_car_login_waits_for_every_node_count(url: str, prefix: str) -> No
         memory_peer(b, APP)
         c_app, _ = memory_peer(c, APP)
         memory_peer(c, BATCH)  # not counted in Z
-        car, car_rx = memory_peer(a, CAR)
+        _car, car_rx = memory_peer(a, CAR)
         assert await expect(car_rx, "Z3") == []  # one Z, after b's and c's counts
         c.unregister(c_app)
         await expect(car_rx, "Z2")
@@ -82,7 +81,7 @@ async def test_no_traffic_without_remote_clients(url: str, prefix: str) -> None:
             a.to_clients("V", Message("S", str(i)))
         await flush_all(nodes["a"], nodes["b"])
         assert heard == []
-        app, _ = memory_peer(b, APP)  # now b wants the traffic
+        _app, _ = memory_peer(b, APP)  # now b wants the traffic
         await until(lambda: a.app_count("V") == 1)
         a.to_clients("V", Message("S", "x"))
         await until(lambda: f"{prefix}.v.V.a" in heard)
@@ -176,7 +175,7 @@ async def test_node_death_corrects_z_within_the_timeout(
         a = nodes["a"].hub
         memory_peer(nodes["b"].hub, APP)
         memory_peer(nodes["c"].hub, APP)
-        car, car_rx = memory_peer(a, CAR)
+        _car, car_rx = memory_peer(a, CAR)
         await expect(car_rx, "Z2")
         nodes["c"].crash()
         seen: list[str] = []
@@ -211,9 +210,9 @@ async def test_bus_outage_keeps_local_pairs_and_heals(prefix: str) -> None:
     with own_nats() as server:
         async with cluster(server.url, prefix, ["a", "b"]) as nodes:
             a, b = nodes["a"].hub, nodes["b"].hub
-            car, car_rx = memory_peer(a, CAR)
+            _car, car_rx = memory_peer(a, CAR)
             await until(lambda: b.car_connected("V"))
-            local, local_rx = memory_peer(a, APP)
+            _local, local_rx = memory_peer(a, APP)
             await expect(car_rx, "Z1")
             server.stop()
             await until(lambda: not nodes["a"].bridge.connected)
@@ -221,11 +220,9 @@ async def test_bus_outage_keeps_local_pairs_and_heals(prefix: str) -> None:
             await expect(local_rx, "S1")  # local pairs go on
             await trio.to_thread.run_sync(server.start)
             await until(lambda: nodes["a"].bridge.connected and nodes["b"].bridge.connected)
-            remote, remote_rx = memory_peer(b, APP)
+            _remote, remote_rx = memory_peer(b, APP)
             await expect(car_rx, "Z2")
             a.to_clients("V", Message("S", "2"))
             await expect(remote_rx, "S2")
 
 
-def _peer_ids(peers: list[Peer]) -> list[str]:
-    return [p.conn_id for p in peers]

@@ -587,6 +587,8 @@ class BusHub(Hub):
     def _send_state(self, node: str) -> None:
         """Our cars and our counts for its cars, to a node that (re)joined."""
         inbox = self.subjects.inbox(node)
+        # At once, not at our next beat: a joining node learns who is alive.
+        self.link.publish(inbox, env.pack(env.Beat(self.node, self.epoch)))
         for message in self._car_lists():
             self.link.publish(inbox, message)
         for vehicleid, at in self._cars.items():
