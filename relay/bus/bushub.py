@@ -21,6 +21,10 @@ crosses nodes (docs/cluster-bus.md draws it):
 - **Traffic** goes on the bus only to where it is wanted: the car's node publishes
   to the vehicle's clients only while another node has some, and a node
   subscribes to a vehicle's subjects only while it holds its car or clients.
+
+Over 600 lines: each ``HubApi`` method's bus half sits next to the handler of the
+envelope it sends, which is what a reader checks them against; a split would cut
+those pairs apart.
 """
 
 from __future__ import annotations
