@@ -132,6 +132,7 @@ async def run_relay(
             # API v4: trips, telemetry, monitors and their callbacks, remote actions.
             v4: V4Engine = await nursery.start(
                 V4Engine(config, store, commands, push.policy, clock=clock).run)
+            v4.join(hub)
             router = Router(hub, store, config, commands, push=push,
                             on_car_message=v4.car_message)
             services = Services(config, hub, store, router, nursery, metrics)
