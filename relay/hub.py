@@ -30,8 +30,9 @@ log = logging.getLogger("relay.hub")
 # A local notice (never from the bus): this process now owns the vehicle's background
 # work (``owns_vehicle``) and must read its state afresh, as another process ran it.
 OWNER_GAINED = "hub.owner-gained"
-# Told a notice's arguments (``Hub.on_notice``); runs synchronously, must not block.
-NoticeHandler = Callable[..., None]
+# Told a notice's arguments (``Hub.on_notice``); runs synchronously, must not block;
+# what it returns is ignored.
+NoticeHandler = Callable[..., object]
 
 # Commands a car can leave unanswered before the oldest waiting sender is forgotten;
 # without a bound a car that never answers would grow the queue forever.

@@ -175,7 +175,7 @@ class HubApi(Protocol):
     def announce(self, topic: str, *args: str) -> None:
         """Tell every other process (each runs the handlers ``on_notice`` registered)."""
 
-    def on_notice(self, topic: str, handler: Callable[..., None]) -> None: ...
+    def on_notice(self, topic: str, handler: Callable[..., object]) -> None: ...
 
     # --- liveness
     def sweep(
