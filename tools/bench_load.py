@@ -34,7 +34,9 @@ CONNECTION_ERRORS = (OSError, LoginRefused, trio.TooSlowError, trio.BrokenResour
 
 
 async def _connect(p: dict[str, Any], vehicleid: str, ctype: ClientType) -> V2Client:
-    return await V2Client.connect(p["host"], p["port"], vehicleid, client_type=ctype,
+    # ``app_port``: apps on another node of a cluster than their cars (tools.bench_bus).
+    port = p["port"] if ctype is ClientType.CAR else p.get("app_port") or p["port"]
+    return await V2Client.connect(p["host"], port, vehicleid, client_type=ctype,
                                   carpass=p["carpass"], timeout=30.0)
 
 

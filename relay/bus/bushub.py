@@ -412,6 +412,9 @@ class BusHub(Hub):
         except env.EnvelopeError as exc:
             log.warning("bus: message on %s ignored: %s", subject, exc)
             return
+        if type(msg) is env.Relay:  # the hot path: no lookup
+            Hub.to_clients(self, msg.vehicleid, *msg.msgs)
+            return
         handler = getattr(self, f"_on_{type(msg).__name__}")
         handler(msg)
 
