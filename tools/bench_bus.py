@@ -270,8 +270,10 @@ def _relay(bench: Bench, c: Cluster, vehicles: list[str], app_node: str, label: 
     tag = f"{bench.tag}{bench.runs}"
     base = {"host": a.host, "port": c.nodes["a"].v2_port, "carpass": c.carpass,
             "app_port": c.nodes[app_node].v2_port}
+    # wait_z: each car has its app's count (Z1) before the loop starts, so no pair's
+    # first message goes nowhere.
     shares = [dict(base, vehicles=v, mode="closed", rate=0.0, duration=a.duration,
-                   warmup=a.warmup, h_every=0, htype="", tag=tag)
+                   warmup=a.warmup, h_every=0, htype="", tag=tag, wait_z=True)
               for v in split(vehicles, bench.workers)]
     bar = bench.progress(label, 0, seconds=a.duration)
     spies: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
