@@ -12,13 +12,14 @@ import attrs
 import trio
 
 from protocol import ClientType
-from relay import console
+from relay import accounts, console
+from relay.bus import open_hub
 from relay.clock import SYSTEM_CLOCK, Clock
 from relay.commands import CommandService
 from relay.config import Config
 from relay.endpoints import all_routes
 from relay.http import HttpApi, serve_http
-from relay.hub import GroupLimits, Hub
+from relay.hub import Hub
 from relay.hubapi import HubApi
 from relay.metrics import Metrics
 from relay.mqtt import service as mqtt_service
@@ -123,8 +124,7 @@ async def run_relay(
         config.db, purge_interval=config.purge_interval, read_timeout=config.store_timeout,
         max_stored_codes=config.max_stored_codes, max_stored_bytes=config.max_stored_bytes,
         hash_concurrency=config.password_hash_concurrency,
-    ) as store:
-        hub = Hub(GroupLimits.from_config(config))
+    ) as store, open_hub(config) as hub:
         metrics = Metrics()
         metrics.watch(lambda: (peer.client_type for peer in hub.peers()),
                       lambda: store.queue_depth)
@@ -139,12 +139,14 @@ async def run_relay(
             # API v4: trips, telemetry, monitors and their callbacks, remote actions.
             v4: V4Engine = await nursery.start(
                 V4Engine(config, store, commands, push.policy, clock=clock).run)
+            v4.join(hub)
             router = Router(hub, store, config, commands, push=push,
                             on_car_message=v4.car_message)
             services = Services(config, hub, store, router, nursery, metrics)
             # OVMS v3 modules through the broker (None without --mqtt).
             mqtt = await mqtt_service.start(config, router, nursery)
             services.http_api = HttpApi(services, all_routes(v4))
+            accounts.listen(services)  # other nodes' account changes (a cluster)
             listeners = await start_listener(
                 nursery, "the v2 protocol", serve_v2, services, config.host, config.v2_port)
             ports: dict[str, int] = {"v2_port": bound_port(listeners)}

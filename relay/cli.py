@@ -39,6 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--db", metavar="PATH|URL",
                        help="SQLite database file or postgresql://USER[:PW]@HOST[:PORT]/DB "
                             "(default: $OVMS_RELAY_DB or ovms-relay.db)")
+    serve.add_argument("--bus", metavar="URL",
+                       help="cluster mode: share traffic with other relays over NATS, "
+                            "e.g. nats://127.0.0.1:4222")
+    serve.add_argument("--node-id", metavar="NAME",
+                       help="this relay's name on the bus (default: host name and pid)")
     serve.add_argument("--host", help="address to listen on (default 0.0.0.0)")
     serve.add_argument("--v2-port", type=int, metavar="N", help="v2 protocol port (default 6867)")
     serve.add_argument("--http-port", type=int, metavar="N", help="REST API port (default 6868)")

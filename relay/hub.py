@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import attrs
 import trio
@@ -22,10 +22,17 @@ from relay.config import Config
 from relay.hubapi import CommandWaiter, Peer, Watcher
 
 # Peer and CommandWaiter live with the interface; re-exported for existing importers.
-__all__ = ["MAX_WAITING", "CommandWaiter", "GroupLimits", "Hub", "Peer", "VehicleLinks",
-           "Waiting"]
+__all__ = ["MAX_WAITING", "OWNER_GAINED", "CommandWaiter", "GroupLimits", "Hub", "Peer",
+           "VehicleLinks", "Waiting"]
 
 log = logging.getLogger("relay.hub")
+
+# A local notice (never from the bus): this process now owns the vehicle's background
+# work (``owns_vehicle``) and must read its state afresh, as another process ran it.
+OWNER_GAINED = "hub.owner-gained"
+# Told a notice's arguments (``Hub.on_notice``); runs synchronously, must not block;
+# what it returns is ignored.
+NoticeHandler = Callable[..., object]
 
 # Commands a car can leave unanswered before the oldest waiting sender is forgotten;
 # without a bound a car that never answers would grow the queue forever.
@@ -100,6 +107,7 @@ class Hub:
         # vehicle id -> live watchers (the web console's event streams): told of every
         # message the vehicle's clients get, never counted as apps.
         self._watchers: dict[str, dict[Watcher, None]] = {}
+        self._notice_handlers: dict[str, list[NoticeHandler]] = {}
 
     def new_id(self, prefix: str) -> str:
         """A process-unique id for a connection or request, for log lines."""
@@ -194,6 +202,34 @@ class Hub:
             for msg in msgs:
                 self.deliver(peer, msg)
 
+    def to_other_clients(self, sender: Peer, msg: Message) -> None:
+        """To every app and batch client of the sender's vehicle but the sender (an
+        app's ``P``, the notify script)."""
+        for other in self.vehicle_peers(sender.vehicleid):
+            if other is not sender and not other.is_car:
+                self.deliver(other, msg)
+
+    # --- other processes (a cluster; none here) -----------------------------------------
+
+    def owns_vehicle(self, vehicleid: str) -> bool:
+        """This process runs the vehicle's background work (v4 monitors and trips)."""
+        return True
+
+    def announce(self, topic: str, *args: str) -> None:
+        """Tell every other process of the cluster (``on_notice``); one process has none."""
+
+    def on_notice(self, topic: str, handler: NoticeHandler) -> None:
+        """Call ``handler(*args)`` for each notice of ``topic`` another process announces."""
+        self._notice_handlers.setdefault(topic, []).append(handler)
+
+    def _notice(self, topic: str, args: Iterable[str]) -> None:
+        for handler in self._notice_handlers.get(topic, ()):
+            try:
+                handler(*args)
+            except Exception:
+                # A handler's bug costs that notice, never the caller's delivery.
+                log.exception("notice %s failed", topic)
+
     # --- watchers ----------------------------------------------------------------------
 
     def watch(self, vehicleid: str, watcher: Watcher) -> None:
@@ -216,6 +252,15 @@ class Hub:
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     break
 
+    def _car_state_to_clients(self, vehicleid: str, online: bool) -> None:
+        """``Z1``/``Z0`` to the vehicle's clients and watchers: its car came or went."""
+        msg = Message("Z", "1" if online else "0")
+        self._to_watchers(vehicleid, (msg,))
+        links = self._vehicles.get(vehicleid)
+        if links is not None:
+            for client in links.clients():
+                self.deliver(client, msg)
+
     def _peer_count_to_car(self, vehicleid: str) -> None:
         self.to_car(vehicleid, Message("Z", str(self.app_count(vehicleid))))
 
@@ -236,17 +281,15 @@ class Hub:
                 self._peers.discard(old)
                 old.close("duplicate car login")
             links.car = peer
-            self._to_watchers(peer.vehicleid, (Message("Z", "1"),))
-            for client in links.clients():
-                self.deliver(client, Message("Z", "1"))
-            self.deliver(peer, Message("Z", str(self.app_count(peer.vehicleid))))
+            self._car_state_to_clients(peer.vehicleid, True)
+            self._peer_count_to_car(peer.vehicleid)
             return
         if peer.is_interactive:
             links.apps[peer] = None
             self._peer_count_to_car(peer.vehicleid)
         else:
             links.batch[peer] = None
-        self.deliver(peer, Message("Z", "1" if links.car is not None else "0"))
+        self.deliver(peer, Message("Z", "1" if self.car_connected(peer.vehicleid) else "0"))
 
     def unregister(self, peer: Peer) -> None:
         self._peers.discard(peer)
@@ -267,9 +310,7 @@ class Hub:
                     if isinstance(waiting.peer, CommandWaiter):
                         waiting.peer.outbox.close()
                 links.waiting.clear()
-                self._to_watchers(peer.vehicleid, (Message("Z", "0"),))
-                for client in links.clients():
-                    self.deliver(client, Message("Z", "0"))
+                self._car_state_to_clients(peer.vehicleid, False)
                 self._drop_car_groups(peer.vehicleid)
         elif peer in links.apps:
             links.apps.pop(peer, None)

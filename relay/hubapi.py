@@ -15,7 +15,7 @@ request) waiting for a car's answer.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Protocol
 
 import attrs
@@ -78,6 +78,15 @@ class Peer:
         self.cancel_scope.cancel()
 
 
+class AnswerSink(Protocol):
+    """Where a waiter's answers go: a ``trio.MemorySendChannel``, or (with a bus) the
+    way back to the node the command came from."""
+
+    def send_nowait(self, value: Message, /) -> None: ...
+
+    def close(self) -> None: ...
+
+
 @attrs.define(eq=False)
 class CommandWaiter:
     """A sender that is not a v2 connection (an HTTP request) waiting for a car's answer.
@@ -88,7 +97,7 @@ class CommandWaiter:
     """
 
     conn_id: str
-    outbox: trio.MemorySendChannel[Message]
+    outbox: AnswerSink
     gone: bool = False
 
 
@@ -141,6 +150,9 @@ class HubApi(Protocol):
 
     def to_clients(self, vehicleid: str, *msgs: Message) -> None: ...
 
+    def to_other_clients(self, sender: Peer, msg: Message) -> None:
+        """To the sender's vehicle's apps and batch clients, on every process."""
+
     # --- commands and their answers
     def send_command(self, sender: Peer, command: int, msg: Message) -> bool: ...
 
@@ -154,6 +166,16 @@ class HubApi(Protocol):
     def group_update(self, car: Peer, group: str, data: str) -> bool: ...
 
     def group_subscribe(self, peer: Peer, group: str) -> bool: ...
+
+    # --- a cluster's other processes (no-ops in one process)
+    def owns_vehicle(self, vehicleid: str) -> bool:
+        """This process runs the vehicle's background work: the car's process, or for a
+        car connected nowhere one process chosen among the live ones."""
+
+    def announce(self, topic: str, *args: str) -> None:
+        """Tell every other process (each runs the handlers ``on_notice`` registered)."""
+
+    def on_notice(self, topic: str, handler: Callable[..., object]) -> None: ...
 
     # --- liveness
     def sweep(
