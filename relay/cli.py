@@ -22,6 +22,7 @@ from relay.gctune import tune_gc
 from relay.logjson import FORMATS, formatter
 from relay.logsafe import install_on_root
 from relay.reload import log_level_number, reload
+from relay.supervisor import SupervisorLink, run_supervisor, worker_config
 
 log = logging.getLogger("relay")
 
@@ -59,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--console-tile-url", metavar="URL",
                        help="map tiles for the web console, e.g. "
                             "https://tile.openstreetmap.org/{z}/{x}/{y}.png (default: none)")
+    serve.add_argument("--workers", type=int, metavar="N",
+                       help="run N worker processes sharing the ports, restarted when one "
+                            "dies (more than 1 needs --bus; docs/cluster.md)")
+    # Set by the supervisor on the workers it starts (relay/supervisor.py).
+    serve.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
+    serve.add_argument("--supervisor-fd", type=int, help=argparse.SUPPRESS)
     for name, text in (("car-timeout", "seconds a silent car is kept"),
                        ("app-timeout", "seconds a silent app is kept"),
                        ("batch-timeout", "seconds a silent batch client is kept"),
@@ -157,20 +164,33 @@ def main(argv: list[str] | None = None) -> int:
         # floods of one line reach the log (libraries' lines included).
         install_on_root()
         tune_gc()
-        # SIGHUP reads the file again, with the command line's flags still on top.
-        return _start(config, lambda: make_config(args))
+        if args.worker_index is None and config.workers:
+            return run_supervisor(config, sys.argv[1:] if argv is None else argv)
+        link = None if args.supervisor_fd is None else SupervisorLink(args.supervisor_fd)
+        if link is not None:
+            link.watch_parent()
+
+        def load() -> Config:
+            # SIGHUP reads the file again, with the command line's flags still on top.
+            return worker_config(make_config(args), args.worker_index)
+
+        return _start(worker_config(config, args.worker_index), load,
+                      on_listening=None if link is None else link.ready)
     except (ConfigError, db.DatabaseError, db.AdminError, DatabaseInUse) as exc:
         print(f"ovms-relay: error: {exc}", file=sys.stderr)
         return 1
 
 
-def _start(config: Config, load: Callable[[], Config] | None = None) -> int:
+def _start(config: Config, load: Callable[[], Config] | None = None,
+           on_listening: Callable[[], None] | None = None) -> int:
     is_new = config.db != ":memory:" and not Path(config.db).exists()
     started = False
 
     def listening() -> None:
         nonlocal started
         started = True
+        if on_listening is not None:
+            on_listening()
 
     try:
         with DatabaseLock(config.db):

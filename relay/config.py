@@ -62,6 +62,12 @@ class Config:
     max_groups: int = 32
     max_group_name: int = 64
     max_group_data: int = 4096
+    # --- worker processes (docs/cluster.md) ---
+    # 0: serve in this process. N >= 1: a supervisor runs N worker processes sharing the
+    # ports (SO_REUSEPORT) and restarts any that dies; more than 1 needs the bus.
+    workers: int = 0
+    # Listeners set SO_REUSEPORT (workers do): other processes may share their ports.
+    reuse_port: bool = False
     server_version: str = f"ovms-relay-{__version__}"
     demo: bool = False
     log_level: str = "INFO"
