@@ -50,14 +50,14 @@ def check_workers(config: Config) -> None:
     if config.workers < 0:
         raise ConfigError("workers must be 0 (no supervisor) or more")
     if config.workers > 1:
+        if not is_postgres(config.db):
+            raise ConfigError(
+                f"--workers {config.workers} needs a PostgreSQL database (--db postgresql://...)"
+                " and --bus: an SQLite file has one server at a time (docs/cluster.md)")
         if not getattr(config, "bus", ""):
             raise ConfigError(
                 f"--workers {config.workers} needs --bus nats://HOST:PORT: workers share "
                 "cars and apps over the bus (docs/cluster.md)")
-        if not is_postgres(config.db):
-            raise ConfigError(
-                f"--workers {config.workers} needs a PostgreSQL database "
-                "(--db postgresql://...): an SQLite file has one server at a time")
     if not can_reuse_port():
         raise ConfigError("--workers needs SO_REUSEPORT, which this system does not have")
 
