@@ -12,12 +12,13 @@ import trio
 
 from protocol import ClientType
 from relay import console
+from relay.bus import open_hub
 from relay.clock import SYSTEM_CLOCK, Clock
 from relay.commands import CommandService
 from relay.config import Config
 from relay.endpoints import all_routes
 from relay.http import HttpApi, serve_http
-from relay.hub import GroupLimits, Hub
+from relay.hub import Hub
 from relay.hubapi import HubApi
 from relay.listen import open_tcp_listeners
 from relay.metrics import Metrics
@@ -117,8 +118,7 @@ async def run_relay(
         config.db, purge_interval=config.purge_interval, read_timeout=config.store_timeout,
         max_stored_codes=config.max_stored_codes, max_stored_bytes=config.max_stored_bytes,
         hash_concurrency=config.password_hash_concurrency,
-    ) as store:
-        hub = Hub(GroupLimits.from_config(config))
+    ) as store, open_hub(config) as hub:
         metrics = Metrics()
         metrics.watch(lambda: (peer.client_type for peer in hub.peers()),
                       lambda: store.queue_depth)

@@ -9,6 +9,7 @@ import secrets
 import signal
 import sys
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from relay.gctune import tune_gc
 from relay.logjson import FORMATS, formatter
 from relay.logsafe import install_on_root
 from relay.reload import log_level_number, reload
+from relay.store.engines import is_postgres, redact
 from relay.supervisor import SupervisorLink, run_supervisor, worker_config
 
 log = logging.getLogger("relay")
@@ -35,8 +37,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the server")
     serve.add_argument("--config", metavar="FILE", help="TOML configuration file")
-    serve.add_argument("--db", metavar="PATH",
-                       help="SQLite database file (default: $OVMS_RELAY_DB or ovms-relay.db)")
+    serve.add_argument("--db", metavar="PATH|URL",
+                       help="SQLite database file or postgresql://USER[:PW]@HOST[:PORT]/DB "
+                            "(default: $OVMS_RELAY_DB or ovms-relay.db)")
+    serve.add_argument("--bus", metavar="URL",
+                       help="cluster mode: share traffic with other relays over NATS, "
+                            "e.g. nats://127.0.0.1:4222")
+    serve.add_argument("--node-id", metavar="NAME",
+                       help="this relay's name on the bus (default: host name and pid)")
     serve.add_argument("--host", help="address to listen on (default 0.0.0.0)")
     serve.add_argument("--v2-port", type=int, metavar="N", help="v2 protocol port (default 6867)")
     serve.add_argument("--http-port", type=int, metavar="N", help="REST API port (default 6868)")
@@ -130,7 +138,7 @@ async def _serve(config: Config, notices: list[str], listening: Callable[[], Non
             for line in notices:
                 print(line)
             print(f"ovms-relay {__version__}: v2 protocol on {config.host}:{handle.v2_port}"
-                  f"{extra}, database {config.db}", flush=True)
+                  f"{extra}, database {redact(config.db)}", flush=True)
             async for signum in signals:
                 if signum == signal.SIGHUP:
                     if load is None:
@@ -183,7 +191,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _start(config: Config, load: Callable[[], Config] | None = None,
            on_listening: Callable[[], None] | None = None) -> int:
-    is_new = config.db != ":memory:" and not Path(config.db).exists()
+    # A server (PostgreSQL) is shared by design (cluster mode); a file is one server's.
+    is_file = not is_postgres(config.db)
+    is_new = is_file and config.db != ":memory:" and not Path(config.db).exists()
     started = False
 
     def listening() -> None:
@@ -193,7 +203,7 @@ def _start(config: Config, load: Callable[[], Config] | None = None,
             on_listening()
 
     try:
-        with DatabaseLock(config.db):
+        with DatabaseLock(config.db) if is_file else nullcontext():
             try:
                 notices: list[str] = []
                 if config.demo:

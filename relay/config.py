@@ -62,6 +62,14 @@ class Config:
     max_groups: int = 32
     max_group_name: int = 64
     max_group_data: int = 4096
+    # --- cluster mode (docs/cluster-bus.md): relay processes share a NATS bus ---
+    bus: str = ""  # nats://HOST:PORT; "" = one process, no bus
+    node_id: str = ""  # this process's name on the bus; "" = host name and process id
+    bus_prefix: str = "ovms"  # every subject starts with this (one cluster per prefix)
+    bus_heartbeat: float = 2.0  # a node beats this often ...
+    bus_timeout: float = 10.0  # ... and loses its cars and clients when silent this long
+    bus_republish: float = 30.0  # cars and counts are announced again this often
+    bus_login_wait: float = 1.0  # a car's Z waits this long at most for other nodes' counts
     # --- worker processes (docs/cluster.md) ---
     # 0: serve in this process. N >= 1: a supervisor runs N worker processes sharing the
     # ports (SO_REUSEPORT) and restarts any that dies; more than 1 needs the bus.

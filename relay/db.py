@@ -1,10 +1,11 @@
-"""Synchronous admin API over the relay's SQLite database (``ovms-admin``, imports, backup).
+"""Synchronous admin API over the relay's database (``ovms-admin``, imports, backup).
 
-Plain blocking ``sqlite3``; the server itself uses ``relay.store``. The schema is
-``relay.store.schema``; statements the store also runs are its repositories'
-(``relay.store.accounts``, ``vehicles``, ``provisioning``), run here through
-:class:`relay.store.sqlite.SQLiteConnection`, so each is written once. Connections
-are in autocommit mode and every write goes through :func:`transaction`.
+Blocking calls; the server itself uses ``relay.store``. :func:`connect` opens a SQLite
+file (a plain ``sqlite3`` connection) or a ``postgresql://`` URL (a
+:class:`relay.store.postgres.PostgresConnection`); both take the same ``?`` SQL. The
+schema is ``relay.store.schema``; statements the store also runs are its repositories'
+(``relay.store.accounts``, ``vehicles``, ``provisioning``), so each is written once.
+Connections are in autocommit mode and every write goes through :func:`transaction`.
 
 Secrets: owner passwords are stored as argon2 hashes and API tokens as SHA-256
 hex digests (``relay.store.passwords``); car passwords are stored as given
@@ -16,15 +17,19 @@ from __future__ import annotations
 import secrets
 import sqlite3
 import time
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, TypeAlias
 
 from relay import permits
-from relay.store import accounts, vehicles
+from relay.store import accounts, sqlite, vehicles
 from relay.store import provisioning as provision_repo
+from relay.store.backend import Connection
+from relay.store.engines import is_postgres, postgres_backend
 from relay.store.errors import DatabaseError
 from relay.store.passwords import hash_password, token_hash, token_shaped, verify_password
 from relay.store.schema import OWNER_COLUMNS, SCHEMA_VERSION, VEHICLE_DATA_TABLES
-from relay.store.sqlite import SQLiteConnection, connect, connect_reader, transaction
+from relay.store.sqlite import SQLiteConnection
 
 __all__ = [
     "SCHEMA_VERSION", "AdminError", "DatabaseError", "connect", "connect_reader",
@@ -34,12 +39,41 @@ __all__ = [
 VEHICLE_TYPES = ("CAR", "SERVER")
 
 
+# A SQLite file's plain connection, or another backend's (PostgreSQL).
+AdminConnection: TypeAlias = sqlite3.Connection | Connection
+
+
 class AdminError(Exception):
     """An administrative operation was refused (one-line reason)."""
 
 
-def _c(conn: sqlite3.Connection) -> SQLiteConnection:
-    return SQLiteConnection(conn)
+def connect(target: str) -> AdminConnection:
+    """Open (creating or migrating the schema) the SQLite file or ``postgresql://`` URL."""
+    if is_postgres(target):
+        return postgres_backend(target).connect()
+    return sqlite.connect(target)
+
+
+def connect_reader(target: str) -> AdminConnection:
+    """A read-only connection to a database :func:`connect` has set up."""
+    if is_postgres(target):
+        return postgres_backend(target).connect_reader()
+    return sqlite.connect_reader(target)
+
+
+@contextmanager
+def transaction(conn: AdminConnection) -> Iterator[AdminConnection]:
+    """Begin ... commit, rolling back on any exception."""
+    if isinstance(conn, sqlite3.Connection):
+        with sqlite.transaction(conn):
+            yield conn
+    else:
+        with conn.transaction():
+            yield conn
+
+
+def _c(conn: AdminConnection) -> Connection:
+    return SQLiteConnection(conn) if isinstance(conn, sqlite3.Connection) else conn
 
 
 # --------------------------------------------------------------------------- validation
@@ -59,12 +93,12 @@ def _check_owner_name(name: str) -> None:
         raise AdminError(f"bad owner name {name!r}")
 
 
-def _require_owner(conn: sqlite3.Connection, name: str) -> None:
+def _require_owner(conn: AdminConnection, name: str) -> None:
     if conn.execute("SELECT 1 FROM owners WHERE name=?", (name,)).fetchone() is None:
         raise AdminError(f"unknown owner {name!r}")
 
 
-def _require_vehicle(conn: sqlite3.Connection, vehicleid: str) -> None:
+def _require_vehicle(conn: AdminConnection, vehicleid: str) -> None:
     if conn.execute("SELECT 1 FROM vehicles WHERE vehicleid=?", (vehicleid,)).fetchone() is None:
         raise AdminError(f"unknown vehicle {vehicleid!r}")
 
@@ -72,7 +106,7 @@ def _require_vehicle(conn: sqlite3.Connection, vehicleid: str) -> None:
 # --------------------------------------------------------------------------- owners
 
 
-def add_owner(conn: sqlite3.Connection, name: str, password: str, permissions: str = "*") -> None:
+def add_owner(conn: AdminConnection, name: str, password: str, permissions: str = "*") -> None:
     _check_owner_name(name)
     if not password:
         raise AdminError("password must not be empty")
@@ -83,7 +117,7 @@ def add_owner(conn: sqlite3.Connection, name: str, password: str, permissions: s
         conn.execute(accounts.INSERT_OWNER, (name, password_hash, permissions, time.time()))
 
 
-def set_password(conn: sqlite3.Connection, name: str, password: str) -> None:
+def set_password(conn: AdminConnection, name: str, password: str) -> None:
     if not password:
         raise AdminError("password must not be empty")
     password_hash = hash_password(password)
@@ -92,7 +126,7 @@ def set_password(conn: sqlite3.Connection, name: str, password: str) -> None:
         conn.execute("UPDATE owners SET password_hash=? WHERE name=?", (password_hash, name))
 
 
-def delete_owner(conn: sqlite3.Connection, name: str) -> None:
+def delete_owner(conn: AdminConnection, name: str) -> None:
     """Delete an owner, its vehicles (with all their stored data) and its API tokens."""
     with transaction(conn):
         _require_owner(conn, name)
@@ -104,7 +138,7 @@ def delete_owner(conn: sqlite3.Connection, name: str) -> None:
         conn.execute("DELETE FROM owners WHERE name=?", (name,))
 
 
-def list_owners(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+def list_owners(conn: AdminConnection) -> list[dict[str, Any]]:
     rows = conn.execute(
         "SELECT o.name, o.status, o.permissions, o.created, "
         "(SELECT COUNT(*) FROM vehicles v WHERE v.owner = o.name) AS vehicles "
@@ -113,7 +147,7 @@ def list_owners(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     return [dict(row) for row in rows]
 
 
-def get_owner(conn: sqlite3.Connection, name: str) -> dict[str, Any] | None:
+def get_owner(conn: AdminConnection, name: str) -> dict[str, Any] | None:
     row = accounts.owner_row(_c(conn), name)
     return dict(row) if row is not None else None
 
@@ -122,7 +156,7 @@ def get_owner(conn: sqlite3.Connection, name: str) -> dict[str, Any] | None:
 
 
 def add_vehicle(
-    conn: sqlite3.Connection, vehicleid: str, owner: str, carpass: str, vtype: str = "CAR"
+    conn: AdminConnection, vehicleid: str, owner: str, carpass: str, vtype: str = "CAR"
 ) -> str:
     """Register a vehicle; returns the stored (upper-case) vehicle id."""
     vid = normalize_vehicleid(vehicleid)
@@ -140,13 +174,13 @@ def add_vehicle(
     return vid
 
 
-def _delete_vehicle_rows(conn: sqlite3.Connection, vid: str) -> None:
+def _delete_vehicle_rows(conn: AdminConnection, vid: str) -> None:
     for table in VEHICLE_DATA_TABLES:
         conn.execute(f"DELETE FROM {table} WHERE vehicleid=?", (vid,))
     conn.execute("DELETE FROM vehicles WHERE vehicleid=?", (vid,))
 
 
-def delete_vehicle(conn: sqlite3.Connection, vehicleid: str) -> None:
+def delete_vehicle(conn: AdminConnection, vehicleid: str) -> None:
     """Delete a vehicle and everything stored for it."""
     vid = normalize_vehicleid(vehicleid)
     with transaction(conn):
@@ -154,7 +188,7 @@ def delete_vehicle(conn: sqlite3.Connection, vehicleid: str) -> None:
         _delete_vehicle_rows(conn, vid)
 
 
-def list_vehicles(conn: sqlite3.Connection, owner: str | None = None) -> list[dict[str, Any]]:
+def list_vehicles(conn: AdminConnection, owner: str | None = None) -> list[dict[str, Any]]:
     """Vehicles (without their car passwords), optionally only those of ``owner``."""
     columns = "vehicleid, owner, vtype, created, lastupdate, name"
     if owner is None:
@@ -167,11 +201,11 @@ def list_vehicles(conn: sqlite3.Connection, owner: str | None = None) -> list[di
     return [dict(row) for row in rows]
 
 
-def get_vehicle(conn: sqlite3.Connection, vehicleid: str) -> dict[str, Any] | None:
+def get_vehicle(conn: AdminConnection, vehicleid: str) -> dict[str, Any] | None:
     return vehicles.read_vehicle(_c(conn), vehicleid)
 
 
-def set_carpass(conn: sqlite3.Connection, vehicleid: str, carpass: str) -> None:
+def set_carpass(conn: AdminConnection, vehicleid: str, carpass: str) -> None:
     vid = normalize_vehicleid(vehicleid)
     if not carpass:
         raise AdminError("car password must not be empty")
@@ -184,7 +218,7 @@ def set_carpass(conn: sqlite3.Connection, vehicleid: str, carpass: str) -> None:
 
 
 def add_token(
-    conn: sqlite3.Connection,
+    conn: AdminConnection,
     owner: str,
     application: str = "",
     purpose: str = "",
@@ -199,13 +233,13 @@ def add_token(
     return token
 
 
-def list_tokens(conn: sqlite3.Connection, owner: str) -> list[dict[str, Any]]:
+def list_tokens(conn: AdminConnection, owner: str) -> list[dict[str, Any]]:
     """The owner's tokens; each identified by its ``token_hash`` (the token itself is gone)."""
     _require_owner(conn, owner)
     return [dict(row) for row in accounts.token_rows(_c(conn), owner)]
 
 
-def delete_token(conn: sqlite3.Connection, owner: str, token: str) -> None:
+def delete_token(conn: AdminConnection, owner: str, token: str) -> None:
     """Delete one of the owner's tokens, given the plain token or its ``token_hash``."""
     with transaction(conn):
         _require_owner(conn, owner)
@@ -218,7 +252,7 @@ def delete_token(conn: sqlite3.Connection, owner: str, token: str) -> None:
 
 
 def add_provision(
-    conn: sqlite3.Connection,
+    conn: AdminConnection,
     apkey: str,
     stoken: str,
     sdigest: str,
@@ -238,7 +272,7 @@ def add_provision(
                      (apkey, owner, vid, stoken, sdigest, provisioning, time.time()))
 
 
-def list_provisions(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+def list_provisions(conn: AdminConnection) -> list[dict[str, Any]]:
     """Provisioning records without their server tokens."""
     rows = conn.execute(
         "SELECT apkey, owner, vehicleid, created FROM provisioning ORDER BY apkey"
@@ -246,12 +280,12 @@ def list_provisions(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     return [dict(row) for row in rows]
 
 
-def get_provision(conn: sqlite3.Connection, apkey: str) -> dict[str, Any] | None:
+def get_provision(conn: AdminConnection, apkey: str) -> dict[str, Any] | None:
     row = provision_repo.provision_row(_c(conn), apkey)
     return dict(row) if row is not None else None
 
 
-def delete_provision(conn: sqlite3.Connection, apkey: str) -> None:
+def delete_provision(conn: AdminConnection, apkey: str) -> None:
     with transaction(conn):
         cur = conn.execute("DELETE FROM provisioning WHERE apkey=?", (apkey,))
         if not cur.rowcount:
@@ -262,7 +296,7 @@ def delete_provision(conn: sqlite3.Connection, apkey: str) -> None:
 
 
 def upgrade_password_hash(
-    conn: sqlite3.Connection, name: str, old_hash: str, new_hash: str
+    conn: AdminConnection, name: str, old_hash: str, new_hash: str
 ) -> bool:
     """Replace ``name``'s password hash if it is still ``old_hash``; False if it changed
     meanwhile (a new password wins). Runs in the caller's transaction."""
@@ -287,7 +321,7 @@ def check_vehicle_name(name: str) -> str:
 
 
 def set_vehicle_name(
-    conn: sqlite3.Connection, vehicleid: str, name: str, owner: str | None = None
+    conn: AdminConnection, vehicleid: str, name: str, owner: str | None = None
 ) -> str:
     """Set a vehicle's display name; with ``owner``, only if it is that owner's vehicle
     (the owner's own change). Returns the name as stored."""
@@ -301,7 +335,7 @@ def set_vehicle_name(
     return name
 
 
-def rename_owner(conn: sqlite3.Connection, old: str, new: str) -> None:
+def rename_owner(conn: AdminConnection, old: str, new: str) -> None:
     """Give owner ``old`` the name ``new``: the account, and every row naming it
     (``schema.OWNER_COLUMNS``), in one transaction. Refused if ``new`` exists."""
     _check_owner_name(new)

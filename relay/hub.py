@@ -216,6 +216,15 @@ class Hub:
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     break
 
+    def _car_state_to_clients(self, vehicleid: str, online: bool) -> None:
+        """``Z1``/``Z0`` to the vehicle's clients and watchers: its car came or went."""
+        msg = Message("Z", "1" if online else "0")
+        self._to_watchers(vehicleid, (msg,))
+        links = self._vehicles.get(vehicleid)
+        if links is not None:
+            for client in links.clients():
+                self.deliver(client, msg)
+
     def _peer_count_to_car(self, vehicleid: str) -> None:
         self.to_car(vehicleid, Message("Z", str(self.app_count(vehicleid))))
 
@@ -236,17 +245,15 @@ class Hub:
                 self._peers.discard(old)
                 old.close("duplicate car login")
             links.car = peer
-            self._to_watchers(peer.vehicleid, (Message("Z", "1"),))
-            for client in links.clients():
-                self.deliver(client, Message("Z", "1"))
-            self.deliver(peer, Message("Z", str(self.app_count(peer.vehicleid))))
+            self._car_state_to_clients(peer.vehicleid, True)
+            self._peer_count_to_car(peer.vehicleid)
             return
         if peer.is_interactive:
             links.apps[peer] = None
             self._peer_count_to_car(peer.vehicleid)
         else:
             links.batch[peer] = None
-        self.deliver(peer, Message("Z", "1" if links.car is not None else "0"))
+        self.deliver(peer, Message("Z", "1" if self.car_connected(peer.vehicleid) else "0"))
 
     def unregister(self, peer: Peer) -> None:
         self._peers.discard(peer)
@@ -267,9 +274,7 @@ class Hub:
                     if isinstance(waiting.peer, CommandWaiter):
                         waiting.peer.outbox.close()
                 links.waiting.clear()
-                self._to_watchers(peer.vehicleid, (Message("Z", "0"),))
-                for client in links.clients():
-                    self.deliver(client, Message("Z", "0"))
+                self._car_state_to_clients(peer.vehicleid, False)
                 self._drop_car_groups(peer.vehicleid)
         elif peer in links.apps:
             links.apps.pop(peer, None)

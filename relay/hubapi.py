@@ -78,6 +78,15 @@ class Peer:
         self.cancel_scope.cancel()
 
 
+class AnswerSink(Protocol):
+    """Where a waiter's answers go: a ``trio.MemorySendChannel``, or (with a bus) the
+    way back to the node the command came from."""
+
+    def send_nowait(self, value: Message, /) -> None: ...
+
+    def close(self) -> None: ...
+
+
 @attrs.define(eq=False)
 class CommandWaiter:
     """A sender that is not a v2 connection (an HTTP request) waiting for a car's answer.
@@ -88,7 +97,7 @@ class CommandWaiter:
     """
 
     conn_id: str
-    outbox: trio.MemorySendChannel[Message]
+    outbox: AnswerSink
     gone: bool = False
 
 

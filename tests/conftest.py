@@ -24,7 +24,8 @@ VEHICLES = {"DEMO": "DEMO", "TESTCAR": "NETPASS"}
 T_NEVER = "T3020399"
 
 
-def make_db(path: Path) -> None:
+def make_db(path: Path | str) -> None:
+    """The test accounts in a SQLite file or a PostgreSQL database (its URL)."""
     conn = db.connect(str(path))
     try:
         db.add_owner(conn, OWNER, PASSWORD)

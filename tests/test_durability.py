@@ -1,11 +1,11 @@
-"""Every acknowledged ``h`` record survives ``kill -9`` of the server."""
+"""Every acknowledged ``h`` record survives ``kill -9`` of the server (on a SQLite file,
+and on PostgreSQL, where it must be committed with ``synchronous_commit=on``)."""
 
 from __future__ import annotations
 
 import os
 import re
 import signal
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -14,12 +14,15 @@ import trio
 
 from protocol import ClientType
 from tests.conftest import make_db
+from tests.pg_server import db_target, pg_cluster, pg_server, pg_url, run_sql
 from tools.v2client import LoginRefused, V2Client
+
+__all__ = ["db_target", "pg_cluster", "pg_server", "pg_url"]  # fixtures
 
 RECORDS = 300
 
 
-async def start_server(db_path: Path) -> tuple[subprocess.Popen[str], int]:
+async def start_server(db_path: Path | str) -> tuple[subprocess.Popen[str], int]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "relay", "serve", "--db", str(db_path),
          "--host", "127.0.0.1", "--v2-port", "0", "--http-port", "0"],
@@ -32,8 +35,8 @@ async def start_server(db_path: Path) -> tuple[subprocess.Popen[str], int]:
     return proc, int(match.group(1))
 
 
-async def test_acked_records_survive_kill_9(tmp_path: Path) -> None:
-    db_path = tmp_path / "durable.db"
+async def test_acked_records_survive_kill_9(db_target: str) -> None:
+    db_path = db_target
     make_db(db_path)
     proc, port = await start_server(db_path)
     acked: set[int] = set()
@@ -76,8 +79,7 @@ async def test_acked_records_survive_kill_9(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(10)
-    # ... and every acked record is in the file.
-    rows = sqlite3.connect(db_path).execute(
-        "SELECT recordnumber FROM historical WHERE vehicleid='DEMO' AND htype='*-LOG-Test'"
-    ).fetchall()
+    # ... and every acked record is in the database.
+    rows = run_sql(db_path, "SELECT recordnumber FROM historical "
+                            "WHERE vehicleid='DEMO' AND htype='*-LOG-Test'")
     assert acked <= {r[0] for r in rows}

@@ -1,4 +1,5 @@
-"""relay.store: group commit, durability, cache coherence, purge, usage (real SQLite)."""
+"""relay.store: group commit, durability, cache coherence, purge, usage (real SQLite files
+and real PostgreSQL databases: every ``db_path`` test runs on both)."""
 
 from __future__ import annotations
 
@@ -27,13 +28,16 @@ from relay.store import (
     UsageDay,
     open_store,
 )
+from tests.pg_server import db_target, pg_cluster, pg_server, pg_url, run_sql
+
+__all__ = ["db_target", "pg_cluster", "pg_server", "pg_url"]  # fixtures
 
 VID = "DEMO"
 
 
 @pytest.fixture
-def db_path(tmp_path: Path) -> str:
-    path = str(tmp_path / "relay.db")
+def db_path(db_target: str) -> str:
+    path = db_target
     conn = db.connect(path)
     db.add_owner(conn, "alice", "hunter2")
     db.add_vehicle(conn, VID, "alice", "carpass")
@@ -47,17 +51,9 @@ async def store(db_path: str) -> AsyncIterator[Store]:
         yield s
 
 
-def other(path: str) -> sqlite3.Connection:
-    """A separate connection, as another process would have."""
-    return sqlite3.connect(path)
-
-
 def query(path: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    conn = other(path)
-    try:
-        return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
+    """On a separate connection, as another process would."""
+    return run_sql(path, sql, *params)
 
 
 # --------------------------------------------------------------------------- vehicles & owners
@@ -121,10 +117,7 @@ async def test_check_password(store: Store) -> None:
 
 
 async def test_check_password_disabled_owner(db_path: str) -> None:
-    conn = other(db_path)
-    conn.execute("UPDATE owners SET status=0 WHERE name='alice'")
-    conn.commit()
-    conn.close()
+    query(db_path, "UPDATE owners SET status=0 WHERE name='alice'")
     async with open_store(db_path) as store:
         assert await store.check_password("alice", "hunter2") is False
 
@@ -185,12 +178,9 @@ async def test_put_latest_then_latest_is_coherent(store: Store, db_path: str) ->
 
 
 async def test_latest_loads_from_db_once(db_path: str) -> None:
-    conn = other(db_path)
-    conn.execute("INSERT INTO latest VALUES (?, 'D', 5.0, 0, '', 'doors')", (VID,))
-    conn.execute("INSERT INTO latest VALUES (?, 'S', 6.0, 1, 'tok', 'soc')", (VID,))
-    conn.execute("UPDATE vehicles SET lastupdate=7.0 WHERE vehicleid=?", (VID,))
-    conn.commit()
-    conn.close()
+    query(db_path, "INSERT INTO latest VALUES (?, 'D', 5.0, 0, '', 'doors')", VID)
+    query(db_path, "INSERT INTO latest VALUES (?, 'S', 6.0, 1, 'tok', 'soc')", VID)
+    query(db_path, "UPDATE vehicles SET lastupdate=7.0 WHERE vehicleid=?", VID)
     async with open_store(db_path) as store:
         latest = await store.latest(VID)
         assert set(latest) == {"D", "S"}
@@ -202,11 +192,8 @@ async def test_latest_loads_from_db_once(db_path: str) -> None:
 
 
 async def test_put_before_load_is_merged(db_path: str) -> None:
-    conn = other(db_path)
-    conn.execute("INSERT INTO latest VALUES (?, 'D', 5.0, 0, '', 'old doors')", (VID,))
-    conn.execute("INSERT INTO latest VALUES (?, 'S', 5.0, 0, '', 'old soc')", (VID,))
-    conn.commit()
-    conn.close()
+    query(db_path, "INSERT INTO latest VALUES (?, 'D', 5.0, 0, '', 'old doors')", VID)
+    query(db_path, "INSERT INTO latest VALUES (?, 'S', 5.0, 0, '', 'old soc')", VID)
     async with open_store(db_path) as store:
         await store.put_latest(VID, "S", "new soc", when=10.0)
         latest = await store.latest(VID)
@@ -348,6 +335,7 @@ async def test_bad_write_only_loses_itself(store: Store, db_path: str, caplog: A
     assert any("dropped" in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.parametrize("db_target", ["sqlite"], indirect=True)  # SQLite's write lock
 async def test_locked_database_is_retried_not_dropped(
     store: Store, db_path: str, caplog: Any
 ) -> None:

@@ -1,29 +1,29 @@
 """Issue 11 (store with a backend seam): what every ``relay.store.backend.Backend`` must do.
 
-Each test takes the ``backend`` fixture; a second engine (PostgreSQL) is one more
-parameter of it, and must pass the same tests unchanged.
+Each test takes the ``backend`` fixture, parametrised over every engine (SQLite, and
+PostgreSQL from ``tests.pg_server``): each must pass the same tests unchanged.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from relay.store import schema
 from relay.store.backend import Backend, Connection
+from relay.store.engines import backend_for
 from relay.store.errors import DatabaseError
-from relay.store.sqlite import SQLiteBackend
+from tests.pg_server import db_target, pg_cluster, pg_server, pg_url
+
+__all__ = ["db_target", "pg_cluster", "pg_server", "pg_url"]  # fixtures
 
 BAD = b"a\xff\xfe\xe9z".decode("utf-8", "surrogateescape")  # text that is not UTF-8
 
 
-@pytest.fixture(params=["sqlite"])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
-    if request.param == "sqlite":
-        return SQLiteBackend(str(tmp_path / "contract.db"))
-    raise AssertionError(request.param)
+@pytest.fixture
+def backend(db_target: str) -> Backend:
+    return backend_for(db_target)
 
 
 @pytest.fixture

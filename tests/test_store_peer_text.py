@@ -11,11 +11,24 @@ import httpx
 import pytest
 
 from relay.store import open_store
-from tests.conftest import VEHICLES, RelayUnderTest
+from relay.store.engines import is_postgres
+from tests.conftest import VEHICLES, RelayUnderTest, StartRelay, make_db
 from tests.http_helpers import CREDS, api, assert_json
+from tests.pg_server import db_target, pg_cluster, pg_server, pg_url
 from tests.raw_v2 import RawScheme0
 
-__all__ = ["api"]
+__all__ = ["api", "db_target", "pg_cluster", "pg_server", "pg_url"]  # fixtures
+
+
+@pytest.fixture
+async def relay(db_target: str, start_relay: StartRelay) -> RelayUnderTest:
+    """The relay on a SQLite file, then on a PostgreSQL database."""
+    if is_postgres(db_target):
+        make_db(db_target)
+        on_postgres: RelayUnderTest = await start_relay(db=db_target)
+        return on_postgres
+    result: RelayUnderTest = await start_relay()
+    return result
 
 BAD = b"\xff\xfe\xe9".decode("utf-8", "surrogateescape")  # bytes invalid in UTF-8
 DATA_MSG = f"D1{BAD},2"  # a known code, data with bad bytes
@@ -47,8 +60,8 @@ async def test_undecodable_text_round_trips_through_the_store(
     assert store.stats.dropped == 0
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
-    # What the database holds (not the memory cache): a second store on the same file.
-    async with open_store(str(relay.db_path)) as other:
+    # What the database holds (not the memory cache): a second store on the same database.
+    async with open_store(relay.config.db) as other:
         stored = await other.latest("DEMO")
         records = await other.historical_records("DEMO", HTYPE)
     assert stored["D"].data == DATA_MSG[1:]

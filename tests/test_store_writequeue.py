@@ -1,5 +1,5 @@
 """Issue 11 (store with a backend seam): the generic group-commit write queue on its own,
-over a real SQLite connection, with time on trio's MockClock."""
+over a real SQLite and a real PostgreSQL connection, with time on trio's MockClock."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import sqlite3
 import threading
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,59 +14,75 @@ import trio
 import trio.testing
 
 from relay.store.backend import Connection
+from relay.store.engines import backend_for
 from relay.store.errors import StoreClosed, StoreError, StoreTimeout
-from relay.store.sqlite import SQLiteBackend, SQLiteConnection
+from relay.store.sqlite import SQLiteConnection
 from relay.store.writequeue import Call, Many, WriteQueue
+from tests.pg_server import db_target, pg_cluster, pg_server, pg_url
+
+__all__ = ["db_target", "pg_cluster", "pg_server", "pg_url"]  # fixtures
 
 INSERT = "INSERT INTO t(k, v) VALUES (?, ?)"
 
 
-class Recording(SQLiteConnection):
-    """Counts the statements the queue sends (single and executemany)."""
+class Recording:
+    """A backend's connection that counts the statements the queue sends (single and
+    executemany)."""
 
-    __slots__ = ("calls",)
-
-    def __init__(self, raw: sqlite3.Connection) -> None:
-        super().__init__(raw)
+    def __init__(self, inner: Connection) -> None:
+        self.inner = inner
         self.calls: list[tuple[str, str, int]] = []
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
-        self.calls.append(("execute", sql, 1))
-        return super().execute(sql, params)
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
 
-    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> sqlite3.Cursor:
+    @property
+    def in_transaction(self) -> bool:
+        return self.inner.in_transaction
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        self.calls.append(("execute", sql, 1))
+        return self.inner.execute(sql, params)
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Any:
         rows = list(rows)
         self.calls.append(("executemany", sql, len(rows)))
-        return super().executemany(sql, rows)
+        return self.inner.executemany(sql, rows)
+
+    def transient_error(self) -> Exception:
+        """What the backend reports for a failure worth retrying."""
+        if isinstance(self.inner, SQLiteConnection):
+            return sqlite3.OperationalError("database is locked")
+        import psycopg
+
+        return psycopg.OperationalError("server closed the connection unexpectedly")
 
 
 @pytest.fixture
-def conn(tmp_path: Path) -> Iterable[Recording]:
-    raw = SQLiteBackend(str(tmp_path / "q.db")).connect().raw
-    raw.execute("CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER NOT NULL)")
-    raw.execute("CREATE TABLE c (k TEXT PRIMARY KEY, n INTEGER NOT NULL)")
-    recording = Recording(raw)
+def conn(db_target: str) -> Iterable[Recording]:
+    inner = backend_for(db_target).connect()
+    inner.execute("CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER NOT NULL)")
+    inner.execute("CREATE TABLE c (k TEXT PRIMARY KEY, n INTEGER NOT NULL)")
+    recording = Recording(inner)
     yield recording
-    raw.close()
+    inner.close()
 
 
-def rows(conn: SQLiteConnection, table: str = "t") -> list[tuple[Any, ...]]:
-    return [tuple(r) for r in conn.raw.execute(f"SELECT * FROM {table} ORDER BY k")]
+def rows(conn: Recording, table: str = "t") -> list[tuple[Any, ...]]:
+    return [tuple(r) for r in conn.inner.execute(f"SELECT * FROM {table} ORDER BY k")]
 
 
-
-
-def make(conn: Connection, **kwargs: Any) -> WriteQueue:
+def make(conn: Recording, **kwargs: Any) -> WriteQueue:
     # An autojumping mock clock jumps while a batch runs in its thread (trio is idle
     # then), so only tests about deadlines and back-off use one.
     settings: dict[str, Any] = dict(flush_interval=0.005, max_batch=2000, queue_size=100,
                                     read_timeout=1e6, close_timeout=30.0)
     settings.update(kwargs)
-    return WriteQueue(conn, **settings)
+    return WriteQueue(conn, **settings)  # type: ignore[arg-type]
 
 
 @asynccontextmanager
-async def running(conn: Connection, **kwargs: Any) -> AsyncIterator[WriteQueue]:
+async def running(conn: Recording, **kwargs: Any) -> AsyncIterator[WriteQueue]:
     """A queue with its writer task; closed (everything committed) at the end, also when
     the test fails, since the writer only ends when the queue is closed."""
     queue = make(conn, **kwargs)
@@ -156,7 +171,7 @@ async def test_transient_failure_is_retried_with_backoff_not_dropped(
     def flaky(c: Connection) -> str:
         if failures[0]:
             failures[0] -= 1
-            raise sqlite3.OperationalError("database is locked")
+            raise conn.transient_error()
         c.execute(INSERT, ("late", 1))
         return "done"
 

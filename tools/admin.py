@@ -1,7 +1,8 @@
 """``ovms-admin``: manage owners, vehicles, API tokens and provisioning records.
 
-Works directly on the relay's SQLite database (safe while the server runs: the
-server re-reads vehicles and owners after its cache TTL). Output is one line per
+Works directly on the relay's database, a SQLite file or a ``postgresql://`` URL
+(safe while the server runs: the server re-reads vehicles and owners after its
+cache TTL). Output is one line per
 item, tab-separated, for scripts; errors are one line on stderr::
 
     ovms-admin: error: <reason>
@@ -66,44 +67,44 @@ def _read_password(value: str | None) -> str:
 # --------------------------------------------------------------------------- commands
 
 
-def _owner_add(conn: sqlite3.Connection, args: argparse.Namespace) -> None:
+def _owner_add(conn: db.AdminConnection, args: argparse.Namespace) -> None:
     db.add_owner(conn, args.name, _read_password(args.password), args.permissions)
     print(f"owner {args.name} added")
 
 
-def _owner_list(conn: sqlite3.Connection, args: argparse.Namespace) -> None:
+def _owner_list(conn: db.AdminConnection, args: argparse.Namespace) -> None:
     for o in db.list_owners(conn):
         status = "active" if o["status"] > 0 else "disabled"
         print(_row(o["name"], status, o["permissions"], o["vehicles"], _fmt_time(o["created"])))
 
 
-def _owner_passwd(conn: sqlite3.Connection, args: argparse.Namespace) -> None:
+def _owner_passwd(conn: db.AdminConnection, args: argparse.Namespace) -> None:
     db.set_password(conn, args.name, _read_password(args.password))
     print(f"owner {args.name} password changed")
 
 
-def _owner_delete(conn: sqlite3.Connection, args: argparse.Namespace) -> None:
+def _owner_delete(conn: db.AdminConnection, args: argparse.Namespace) -> None:
     db.delete_owner(conn, args.name)
     print(f"owner {args.name} deleted")
 
 
-def _owner_rename(conn: sqlite3.Connection, args: argparse.Namespace) -> None:
+def _owner_rename(conn: db.AdminConnection, args: argparse.Namespace) -> None:
     db.rename_owner(conn, args.old, args.new)
     print(f"owner {args.old} renamed to {args.new}")
 
 
-def _vehicle_add(conn: sqlite3.Connection, args: argparse.Namespace) -> None:
+def _vehicle_add(conn: db.AdminConnection, args: argparse.Namespace) -> None:
     vid = db.add_vehicle(conn, args.vehicleid, args.owner, args.carpass, args.type)
     print(f"vehicle {vid} added for owner {args.owner}")
 
 
-def _vehicle_list(conn: sqlite3.Connection, args: argparse.Namespace) -> None:
+def _vehicle_list(conn: db.AdminConnection, args: argparse.Namespace) -> None:
     for v in db.list_vehicles(conn, args.owner):
         print(_row(v["vehicleid"], v["owner"], v["vtype"], _fmt_time(v["lastupdate"]),
                    v["name"]))
 
 
-def _vehicle_show(conn: sqlite3.Connection, args: argparse.Namespace) -> None:
+def _vehicle_show(conn: db.AdminConnection, args: argparse.Namespace) -> None:
     """One vehicle with its carpass: what the module and the app are configured with."""
     vehicle = db.get_vehicle(conn, db.normalize_vehicleid(args.vehicleid))
     if vehicle is None:
@@ -112,23 +113,23 @@ def _vehicle_show(conn: sqlite3.Connection, args: argparse.Namespace) -> None:
                _fmt_time(vehicle["lastupdate"]), vehicle["name"]))
 
 
-def _vehicle_name(conn: sqlite3.Connection, args: argparse.Namespace) -> None:
+def _vehicle_name(conn: db.AdminConnection, args: argparse.Namespace) -> None:
     name = db.set_vehicle_name(conn, args.vehicleid, args.name)
     vid = args.vehicleid.upper()
     print(f"vehicle {vid} named {name}" if name else f"vehicle {vid} name cleared")
 
 
-def _vehicle_delete(conn: sqlite3.Connection, args: argparse.Namespace) -> None:
+def _vehicle_delete(conn: db.AdminConnection, args: argparse.Namespace) -> None:
     db.delete_vehicle(conn, args.vehicleid)
     print(f"vehicle {args.vehicleid.upper()} deleted")
 
 
-def _vehicle_carpass(conn: sqlite3.Connection, args: argparse.Namespace) -> None:
+def _vehicle_carpass(conn: db.AdminConnection, args: argparse.Namespace) -> None:
     db.set_carpass(conn, args.vehicleid, args.carpass)
     print(f"vehicle {args.vehicleid.upper()} car password changed")
 
 
-def _token_add(conn: sqlite3.Connection, args: argparse.Namespace) -> None:
+def _token_add(conn: db.AdminConnection, args: argparse.Namespace) -> None:
     try:
         permits.parse(args.permit)
     except permits.UnknownPermit as exc:
@@ -136,7 +137,7 @@ def _token_add(conn: sqlite3.Connection, args: argparse.Namespace) -> None:
     print(db.add_token(conn, args.owner, args.application, args.purpose, args.permit))
 
 
-def _token_list(conn: sqlite3.Connection, args: argparse.Namespace) -> None:
+def _token_list(conn: db.AdminConnection, args: argparse.Namespace) -> None:
     for t in db.list_tokens(conn, args.owner):
         print(
             _row(
@@ -150,12 +151,12 @@ def _token_list(conn: sqlite3.Connection, args: argparse.Namespace) -> None:
         )
 
 
-def _token_delete(conn: sqlite3.Connection, args: argparse.Namespace) -> None:
+def _token_delete(conn: db.AdminConnection, args: argparse.Namespace) -> None:
     db.delete_token(conn, args.owner, args.token)
     print(f"token deleted for owner {args.owner}")
 
 
-def _provision_add(conn: sqlite3.Connection, args: argparse.Namespace) -> None:
+def _provision_add(conn: db.AdminConnection, args: argparse.Namespace) -> None:
     db.add_provision(
         conn,
         args.apkey,
@@ -168,7 +169,7 @@ def _provision_add(conn: sqlite3.Connection, args: argparse.Namespace) -> None:
     print(f"provisioning record {args.apkey} added")
 
 
-def _provision_create(conn: sqlite3.Connection, args: argparse.Namespace) -> None:
+def _provision_create(conn: db.AdminConnection, args: argparse.Namespace) -> None:
     """Compute a record from VIN, ICCID and parameters (docs/auto-provisioning.md)."""
     try:
         apkey = (provisioning.check_apkey(args.apkey) if args.apkey
@@ -193,7 +194,7 @@ def _write_new(path: str, data: bytes, mode: int, force: bool) -> None:
         f.write(data)
 
 
-def _selfsigned(conn: sqlite3.Connection | None, args: argparse.Namespace) -> None:
+def _selfsigned(conn: db.AdminConnection | None, args: argparse.Namespace) -> None:
     hosts = args.host or ["localhost"]
     # Checked up front so a refusal never leaves a new key next to an old certificate.
     existing = [path for path in (args.cert, args.key) if os.path.exists(path)]
@@ -206,12 +207,12 @@ def _selfsigned(conn: sqlite3.Connection | None, args: argparse.Namespace) -> No
           f"{args.cert}, key to {args.key}")
 
 
-def _provision_list(conn: sqlite3.Connection, args: argparse.Namespace) -> None:
+def _provision_list(conn: db.AdminConnection, args: argparse.Namespace) -> None:
     for p in db.list_provisions(conn):
         print(_row(p["apkey"], p["owner"], p["vehicleid"], _fmt_time(p["created"])))
 
 
-def _provision_delete(conn: sqlite3.Connection, args: argparse.Namespace) -> None:
+def _provision_delete(conn: db.AdminConnection, args: argparse.Namespace) -> None:
     db.delete_provision(conn, args.apkey)
     print(f"provisioning record {args.apkey} deleted")
 
@@ -224,8 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--db",
         default=os.environ.get("OVMS_RELAY_DB") or DEFAULT_DB,
-        metavar="PATH",
-        help="database file (default: $OVMS_RELAY_DB or %(default)s)",
+        metavar="PATH|URL",
+        help="SQLite database file or postgresql://USER[:PW]@HOST[:PORT]/DB "
+             "(default: $OVMS_RELAY_DB or %(default)s)",
     )
     groups = parser.add_subparsers(
         dest="group",
@@ -241,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     def command(
         actions: argparse._SubParsersAction[Any],
         name: str,
-        func: Callable[[sqlite3.Connection, argparse.Namespace], None],
+        func: Callable[[db.AdminConnection, argparse.Namespace], None],
         help_text: str,
     ) -> argparse.ArgumentParser:
         p: argparse.ArgumentParser = actions.add_parser(name, help=help_text)
@@ -349,7 +351,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except UsageError as exc:
         return _fail(str(exc), 2)
-    conn: sqlite3.Connection | None = None
+    conn: db.AdminConnection | None = None
     try:
         if not getattr(args, "no_db", False):
             conn = db.connect(args.db)

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from relay import db
+from relay.store.engines import is_postgres
 
 
 def _read_only(path: str) -> str:
@@ -115,12 +116,21 @@ def restore(source_path: str, db_path: str, *, force: bool = False) -> None:
 # --------------------------------------------------------------------------- ovms-admin
 
 
+def _file_only(target: str, command: str) -> None:
+    if is_postgres(target):
+        raise db.AdminError(
+            f"{command} copies a SQLite file; for PostgreSQL use pg_dump/pg_restore, or "
+            "'ovms-admin migrate --from URL --to FILE' to copy it into a SQLite file")
+
+
 def _backup(conn: object, args: argparse.Namespace) -> None:
+    _file_only(args.db, "backup")
     size = backup(args.db, args.file, force=args.force)
     print(f"backup of {args.db} written to {args.file} ({size} bytes)")
 
 
 def _restore(conn: object, args: argparse.Namespace) -> None:
+    _file_only(args.db, "restore")
     restore(args.file, args.db, force=args.force)
     print(f"{args.db} restored from {args.file}")
 

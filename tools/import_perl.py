@@ -26,6 +26,8 @@ import attrs
 from relay import db
 from relay import import_rows as rows_
 from relay.import_rows import BadRow, Counts
+from relay.store import sqlite
+from relay.store.engines import is_postgres
 
 DEFAULT_PORT = 3306
 CHUNK = 2000
@@ -398,6 +400,10 @@ def import_perl(
     """Run one import (see the module docstring); prints the report table to ``out``."""
     out = out or sys.stdout
     err = err or sys.stderr
+    if is_postgres(db_path):
+        raise db.AdminError(
+            "import-perl writes a SQLite file: import into one, then copy it with "
+            "'ovms-admin migrate --from FILE --to postgresql://...'")
     source = parse_source(url)
     local: sqlite3.Connection | None = None
     if dry_run:
@@ -406,7 +412,7 @@ def import_perl(
             local = sqlite3.connect(
                 f"file:{urllib.parse.quote(os.path.abspath(db_path))}?mode=ro", uri=True)
     else:
-        local = db.connect(db_path)
+        local = sqlite.connect(db_path)
         rows_.ensure_bookkeeping(local)
     mysql = connect_source(source)
     try:

@@ -5,7 +5,8 @@ once, against these interfaces, with ``?`` placeholders and the ``INSERT ... ON
 CONFLICT ... DO UPDATE`` upsert both SQLite and PostgreSQL speak. Whatever
 differs between engines is a method here, so a second engine (PostgreSQL) is one
 new module implementing :class:`Backend` and :class:`Connection`, like
-``relay.store.sqlite`` does for SQLite.
+``relay.store.sqlite`` does for SQLite and ``relay.store.postgres`` for PostgreSQL
+(``relay.store.engines`` picks one for a ``--db`` value).
 
 Text a peer can fill (message data, codes, ids, push keys, ...) may carry bytes
 that are not UTF-8, held as lone surrogates (``surrogateescape``, see
@@ -50,6 +51,11 @@ class Dialect(Protocol):
 
     def octet_length(self, column: str) -> str:
         """An SQL expression: the stored size of a text column in bytes."""
+        ...
+
+    def schema_sql(self, statement: str) -> str:
+        """One of ``relay.store.schema``'s statements (written in SQLite's types:
+        64-bit ``INTEGER``, double ``REAL``) as this engine runs it."""
         ...
 
     def is_transient(self, exc: BaseException) -> bool:

@@ -20,7 +20,8 @@ batch (counters: every ``usage_interval``).
 
 The SQL lives in the repositories (``accounts``, ``vehicles``, ``provisioning``,
 ``latest``, ``historical``, ``usage``, ``push``, ``v4rows``), written against
-``relay.store.backend``; the database engine is a :class:`Backend` (SQLite today).
+``relay.store.backend``; the database engine is a :class:`Backend` (SQLite, or PostgreSQL for a
+``postgresql://`` URL: ``relay.store.engines``).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from relay import legacy_hash
 from relay.store import accounts, historical, latest, passwords, provisioning, push, usage, vehicles
 from relay.store.backend import Backend, Connection, one_line
 from relay.store.cache import LatestCache, TtlCache
+from relay.store.engines import backend_for
 from relay.store.errors import StoreClosed, StoreError
 from relay.store.readpool import ReadPool
 from relay.store.records import (
@@ -55,7 +57,6 @@ from relay.store.records import (
     VehicleRecord,
 )
 from relay.store.settings import StoreSettings
-from relay.store.sqlite import SQLiteBackend
 from relay.store.writequeue import Many, StoreStats, Waiter, Write, WriteQueue
 
 log = logging.getLogger("relay.store")
@@ -559,14 +560,15 @@ async def open_store(
     path: str, *, backend: Backend | None = None, settings: StoreSettings | None = None,
     **overrides: Any,
 ) -> AsyncIterator[Store]:
-    """Open the database (SQLite at ``path`` unless ``backend``) and run the store's tasks
-    while the block runs. ``overrides``: any :class:`StoreSettings` field.
+    """Open the database (``path``: a SQLite file or a ``postgresql://`` URL, unless
+    ``backend``) and run the store's tasks while the block runs. ``overrides``: any
+    :class:`StoreSettings` field.
 
     Raises ``relay.store.errors.DatabaseError`` if the database cannot be used. On exit
     (also on error or cancellation) everything queued is committed before closing.
     """
     settings = attrs.evolve(settings or StoreSettings(), **overrides)
-    backend = backend if backend is not None else SQLiteBackend(path)
+    backend = backend if backend is not None else backend_for(path)
     conn = await trio.to_thread.run_sync(backend.connect)
     pool = ReadPool(backend, settings.read_threads) if backend.separate_readers else None
     store = Store(backend, conn, settings, pool)

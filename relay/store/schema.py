@@ -3,7 +3,9 @@
 The v4 tables' definitions live with their repository (``relay.store.v4rows``)
 and are applied from here. A database is at version ``SCHEMA_VERSION`` after
 :func:`migrate`; each step brings version ``n - 1`` to ``n``. Only portable DDL
-(TEXT, INTEGER, REAL, composite keys, plain indexes) so every backend runs it.
+(TEXT, INTEGER, REAL, composite keys, plain indexes) so every backend runs it, in
+SQLite's types (64-bit INTEGER, double REAL): each backend maps them
+(``Dialect.schema_sql``).
 """
 
 from __future__ import annotations
@@ -176,6 +178,6 @@ def migrate(conn: Connection) -> None:
         for step, script in MIGRATIONS:
             if step > version:
                 for statement in statements(script):
-                    conn.execute(statement)
+                    conn.execute(conn.schema_sql(statement))
                 version = step
         conn.set_schema_version(version)

@@ -83,6 +83,9 @@ class _SQLiteDialect:
     def octet_length(self, column: str) -> str:
         return f"LENGTH(CAST({column} AS BLOB))"
 
+    def schema_sql(self, statement: str) -> str:
+        return statement
+
     def is_transient(self, exc: BaseException) -> bool:
         if isinstance(exc, sqlite3.OperationalError | OSError | MemoryError):
             return True

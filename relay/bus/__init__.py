@@ -1,0 +1,56 @@
+"""Cluster mode's message bus: relay processes share car/app traffic and peer counts
+over NATS (``serve --bus nats://...``). See docs/cluster-bus.md.
+
+``open_hub`` is what the server calls: the in-process ``Hub`` without a bus, else a
+``BusHub`` with its NATS bridge and tasks running until the block ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import trio
+
+from relay.config import Config
+from relay.hub import GroupLimits, Hub
+
+log = logging.getLogger("relay.bus")
+
+
+def default_node_id() -> str:
+    """Host name and process id: unique on a machine, readable in log lines."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+@asynccontextmanager
+async def open_hub(config: Config) -> AsyncIterator[Hub]:
+    limits = GroupLimits.from_config(config)
+    if not config.bus:
+        yield Hub(limits)
+        return
+    from relay.bus.bridge import NatsBridge
+    from relay.bus.bushub import BusHub, BusSettings
+    from relay.bus.subjects import Subjects
+
+    node = config.node_id or default_node_id()
+    bridge = NatsBridge(config.bus, name=node)
+    hub = BusHub(bridge, node, subjects=Subjects(config.bus_prefix), group_limits=limits,
+                 settings=BusSettings(config.bus_heartbeat, config.bus_timeout,
+                                      config.bus_republish, config.bus_login_wait))
+    bridge.on_message = hub.on_bus_message
+    bridge.on_state = hub.on_bus_state
+    hub.subscribe_cluster()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(bridge.run)
+        await nursery.start(hub.run)
+        try:
+            yield hub
+        finally:
+            with trio.CancelScope(shield=True):
+                hub.bye()
+                await bridge.flush(1.0)
+            nursery.cancel_scope.cancel()

@@ -1,0 +1,272 @@
+"""A real PostgreSQL for the store tests, and a fresh database on it per test.
+
+The server: ``$OVMS_TEST_POSTGRES`` (a ``postgresql://USER[:PW]@HOST[:PORT]/DB`` URL
+of a server the tests may create and drop databases on), or else a cluster started
+here once per test session (per xdist worker): ``initdb`` + ``pg_ctl`` in a temporary
+directory on a free port (~1 s). Tests that restart PostgreSQL always get such a
+cluster of their own (:func:`pg_cluster`), never the named server.
+
+Each test's database is ``CREATE DATABASE ... TEMPLATE`` a database migrated once per
+session, so a fresh, empty, current schema costs a few milliseconds; it is dropped
+after the test. Without a server the tests are skipped with one line saying what is
+missing, or fail if ``OVMS_REQUIRE_SERVICES=1``.
+
+Fixtures (import them into a test module): ``pg_server``, ``pg_url`` (a fresh
+database), ``pg_cluster`` (a server of the test session's own), and ``db_target``:
+the ``--db`` value of a fresh database, parametrised over ``sqlite`` and ``postgres``.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import sqlite3
+import subprocess
+import tempfile
+import time
+import urllib.parse
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+
+ENV = "OVMS_TEST_POSTGRES"
+BINARIES = ("initdb", "pg_ctl")
+_SEARCH = "/usr/local/bin:/usr/bin:" + ":".join(
+    sorted(str(p) for p in Path("/usr/lib/postgresql").glob("*/bin"))[::-1])
+
+
+def unavailable(reason: str) -> None:
+    if os.environ.get("OVMS_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"PostgreSQL required (OVMS_REQUIRE_SERVICES=1) but {reason}")
+    pytest.skip(f"no PostgreSQL: {reason} (install postgresql, or set {ENV})")
+
+
+def with_database(url: str, name: str) -> str:
+    return urllib.parse.urlunsplit(urllib.parse.urlsplit(url)._replace(path=f"/{name}"))
+
+
+def _connect(url: str) -> Any:
+    import psycopg
+
+    return psycopg.connect(url, autocommit=True, connect_timeout=3)
+
+
+def _reachable(url: str) -> bool:
+    try:
+        _connect(url).close()
+    except Exception:
+        return False
+    return True
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@attrs.define
+class Cluster:
+    """A PostgreSQL cluster started here (trust authentication, on 127.0.0.1)."""
+
+    root: Path
+    port: int
+    user: str | None  # the account it runs as, when the tests run as root
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _pg_ctl(self, *args: str) -> None:
+        command = [shutil.which("pg_ctl", path=_SEARCH) or "pg_ctl", "-D",
+                   str(self.root / "data"), "-w", "-t", "60", *args]
+        if self.user is not None:
+            command = ["runuser", "-u", self.user, "--", *command]
+        subprocess.run(command, check=True, capture_output=True, timeout=90)
+
+    def _options(self) -> list[str]:
+        # fsync off: the tests kill relays, not this server (a restart is a clean one).
+        return ["-l", str(self.root / "log"), "-o",
+                f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
+                "-c fsync=off -c full_page_writes=off -c max_connections=200"]
+
+    def start(self) -> None:
+        self._pg_ctl("start", *self._options())
+
+    def stop(self, mode: str = "fast") -> None:
+        self._pg_ctl("stop", "-m", mode)
+
+    def restart(self) -> None:
+        """Stop (closing every connection) and start again on the same port."""
+        self._pg_ctl("restart", "-m", "fast", *self._options())
+
+
+@contextmanager
+def own_cluster() -> Iterator[Cluster | None]:
+    """A new cluster for as long as the block runs; None if initdb/pg_ctl are missing."""
+    initdb = shutil.which("initdb", path=_SEARCH)
+    if initdb is None or shutil.which("pg_ctl", path=_SEARCH) is None:
+        yield None
+        return
+    user: str | None = None
+    if os.geteuid() == 0:  # initdb refuses to run as root
+        user = next((u for u in ("postgres", "nobody") if _has_user(u)), None)
+        if user is None:
+            yield None
+            return
+    root = Path(tempfile.mkdtemp(prefix="ovms-pg-"))
+    try:
+        command = [initdb, "-D", str(root / "data"), "-U", "postgres", "--auth=trust",
+                   "-E", "UTF8", "--no-sync", "--no-instructions"]
+        if user is not None:
+            shutil.chown(root, user)
+            command = ["runuser", "-u", user, "--", *command]
+        subprocess.run(command, check=True, capture_output=True, timeout=120)
+        cluster = Cluster(root, free_port(), user)
+        cluster.start()
+        try:
+            yield cluster
+        finally:
+            try:
+                cluster.stop("immediate")
+            except subprocess.SubprocessError:
+                pass
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _has_user(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+@attrs.define
+class PgServer:
+    """A server, and a database on it migrated once, the template of every test's."""
+
+    url: str
+    template: str
+    cluster: Cluster | None = None
+
+    @contextmanager
+    def fresh_database(self) -> Iterator[str]:
+        """A new database with the current schema and no rows: its URL; dropped after."""
+        name = f"ovms_test_{uuid.uuid4().hex[:12]}"
+        _admin(self.url, f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
+        try:
+            yield with_database(self.url, name)
+        finally:
+            _admin(self.url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _admin(url: str, statement: str) -> None:
+    # A connection per statement: a test may have restarted the server meanwhile.
+    with _connect(url) as conn:
+        conn.execute(statement)
+
+
+@contextmanager
+def _serving(url: str, cluster: Cluster | None = None) -> Iterator[PgServer]:
+    from relay.store.postgres import PostgresBackend
+
+    template = f"ovms_template_{uuid.uuid4().hex[:12]}"
+    _admin(url, f'CREATE DATABASE "{template}"')
+    try:
+        PostgresBackend(with_database(url, template)).connect().close()
+        yield PgServer(url, template, cluster)
+    finally:
+        _admin(url, f'DROP DATABASE IF EXISTS "{template}" WITH (FORCE)')
+
+
+def _psycopg_missing() -> bool:
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        return True
+    return False
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PgServer]:
+    """A cluster of this session's own (for tests that restart or stop it)."""
+    if _psycopg_missing():
+        unavailable("psycopg is not installed (pip install -e '.[test]')")
+    with own_cluster() as cluster:
+        if cluster is None:
+            unavailable("initdb/pg_ctl not found or not runnable")
+        assert cluster is not None
+        with _serving(cluster.url, cluster) as server:
+            yield server
+
+
+@pytest.fixture(scope="session")
+def pg_server(request: pytest.FixtureRequest) -> Iterator[PgServer]:
+    """``$OVMS_TEST_POSTGRES``'s server, or else this session's own cluster."""
+    if _psycopg_missing():
+        unavailable("psycopg is not installed (pip install -e '.[test]')")
+    explicit = os.environ.get(ENV)
+    if not explicit:
+        yield request.getfixturevalue("pg_cluster")
+        return
+    if not _reachable(explicit):
+        from relay.store.engines import redact
+
+        unavailable(f"{ENV}={redact(explicit)} does not answer")
+    with _serving(explicit) as server:
+        yield server
+
+
+@pytest.fixture
+def pg_url(pg_server: PgServer) -> Iterator[str]:
+    """A fresh database (current schema, no rows): its ``postgresql://`` URL."""
+    with pg_server.fresh_database() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_target(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh database's ``--db`` value: a SQLite file, then a PostgreSQL URL."""
+    if request.param == "sqlite":
+        return str(tmp_path / "relay.db")
+    url: str = request.getfixturevalue("pg_url")
+    return url
+
+
+def run_sql(target: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    """One statement (``?`` placeholders) on a connection of its own, committed, as
+    another process would run it on the SQLite file or PostgreSQL URL: its rows."""
+    if target.startswith(("postgresql://", "postgres://")):
+        from relay.store.postgres import PostgresBackend
+
+        conn = PostgresBackend(target).open_connection()
+        try:
+            cur = conn.execute(sql, params)
+            return [tuple(r) for r in cur.fetchall()] if cur.description else []
+        finally:
+            conn.close()
+    lite = sqlite3.connect(target)
+    try:
+        rows = lite.execute(sql, params).fetchall()
+        lite.commit()
+        return rows
+    finally:
+        lite.close()
+
+
+def wait_until_reachable(url: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not _reachable(url):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"PostgreSQL at {url} did not come back")
+        time.sleep(0.1)
