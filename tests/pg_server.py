@@ -58,7 +58,7 @@ def _connect(url: str) -> Any:
     return psycopg.connect(url, autocommit=True, connect_timeout=3)
 
 
-def _reachable(url: str) -> bool:
+def reachable(url: str) -> bool:
     try:
         _connect(url).close()
     except Exception:
@@ -219,7 +219,7 @@ def pg_server(request: pytest.FixtureRequest) -> Iterator[PgServer]:
     if not explicit:
         yield request.getfixturevalue("pg_cluster")
         return
-    if not _reachable(explicit):
+    if not reachable(explicit):
         from relay.store.engines import redact
 
         unavailable(f"{ENV}={redact(explicit)} does not answer")
@@ -255,9 +255,12 @@ def run_sql(target: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
             return [tuple(r) for r in cur.fetchall()] if cur.description else []
         finally:
             conn.close()
+    from relay.store import sqlite
+
     lite = sqlite3.connect(target)
+    sqlite.configure(lite)  # stored non-UTF-8 text read back as the store does
     try:
-        rows = lite.execute(sql, params).fetchall()
+        rows = [tuple(r) for r in lite.execute(sql, params).fetchall()]
         lite.commit()
         return rows
     finally:
@@ -266,7 +269,7 @@ def run_sql(target: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
 
 def wait_until_reachable(url: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
-    while not _reachable(url):
+    while not reachable(url):
         if time.monotonic() > deadline:
             raise TimeoutError(f"PostgreSQL at {url} did not come back")
         time.sleep(0.1)

@@ -360,6 +360,7 @@ class PostgresConnection(PostgresDialect):
             yield
             raw.execute("COMMIT")
         except BaseException:
+            self._temp_tables.clear()  # a rollback undoes their creation too
             if not raw.closed and not raw.broken:
                 try:
                     raw.execute("ROLLBACK")
@@ -374,6 +375,7 @@ class PostgresConnection(PostgresDialect):
         try:
             yield
         except BaseException:
+            self._temp_tables.clear()
             if self.in_transaction:
                 try:
                     raw.execute("ROLLBACK TO SAVEPOINT op")
