@@ -167,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(f"log_format must be one of {', '.join(FORMATS)}")
         logging.basicConfig(level=log_level_number(config.log_level))
         for handler in logging.getLogger().handlers:
-            handler.setFormatter(formatter(config.log_format))
+            handler.setFormatter(formatter(
+                config.log_format, "" if args.worker_index is None else f"w{args.worker_index}"))
         # Peers control much of what gets logged: no credentials, control characters or
         # floods of one line reach the log (libraries' lines included).
         install_on_root()

@@ -34,15 +34,12 @@ import trio
 
 from relay.config import Config, ConfigError
 from relay.listen import can_reuse_port, reserve_port
+from relay.store.engines import is_postgres
 
 log = logging.getLogger("relay.supervisor")
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 READY = b"r"
-
-
-def is_postgres(db: str) -> bool:
-    return db.startswith(("postgresql://", "postgres://"))
 
 
 def check_workers(config: Config) -> None:
@@ -54,7 +51,7 @@ def check_workers(config: Config) -> None:
             raise ConfigError(
                 f"--workers {config.workers} needs a PostgreSQL database (--db postgresql://...)"
                 " and --bus: an SQLite file has one server at a time (docs/cluster.md)")
-        if not getattr(config, "bus", ""):
+        if not config.bus:
             raise ConfigError(
                 f"--workers {config.workers} needs --bus nats://HOST:PORT: workers share "
                 "cars and apps over the bus (docs/cluster.md)")
@@ -227,11 +224,10 @@ def worker_config(config: Config, index: int | None) -> Config:
     node id of its own (``index`` None: not a worker, unchanged)."""
     if index is None:
         return config
-    changes: dict[str, object] = {"workers": 0, "reuse_port": True}
-    if "node_id" in Config.field_names():
-        base = getattr(config, "node_id", "") or socket.gethostname()
-        changes["node_id"] = f"{base}-w{index}"
-    return config.updated(changes)
+    # A stable name per worker slot: a restarted worker is the same node with a new
+    # restart counter, so the others drop its old entries at once (docs/cluster.md).
+    base = config.node_id or socket.gethostname()
+    return config.updated({"workers": 0, "reuse_port": True, "node_id": f"{base}-w{index}"})
 
 
 def run_supervisor(config: Config, argv: Sequence[str]) -> int:

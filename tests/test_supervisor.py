@@ -151,7 +151,8 @@ async def test_one_worker_on_sqlite_serves_and_sigterm_drains_with_no_orphans(
         server.signal(signal.SIGTERM)
         assert await server.wait() == 0
         await server.wait_for(r"worker 0 \(pid \d+\) stopped, exit code 0")
-        assert "received SIGTERM, shutting down" in server.text  # the worker drained
+        # The worker drained, and its lines name it.
+        assert "[w0] relay: received SIGTERM, shutting down" in server.text
         assert not alive(worker)
     finally:
         server.stop()
