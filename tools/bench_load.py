@@ -34,7 +34,9 @@ CONNECTION_ERRORS = (OSError, LoginRefused, trio.TooSlowError, trio.BrokenResour
 
 
 async def _connect(p: dict[str, Any], vehicleid: str, ctype: ClientType) -> V2Client:
-    return await V2Client.connect(p["host"], p["port"], vehicleid, client_type=ctype,
+    # Cluster runs (tools/bench_cluster.py) may put the apps on another node's port.
+    port = (p.get("app_port") or p["port"]) if ctype is ClientType.APP else p["port"]
+    return await V2Client.connect(p["host"], port, vehicleid, client_type=ctype,
                                   carpass=p["carpass"], timeout=30.0)
 
 
@@ -174,7 +176,24 @@ async def _setup_pairs(p: dict[str, Any], coord: Coordinator) -> list[Pair]:
             for pair in pairs:
                 if pair.car is not None:
                     nursery.start_soon(connect, pair, ClientType.APP)
-    return [x for x in pairs if x.car is not None and x.app is not None]
+    if p.get("wait_z"):
+        # Across nodes, the car's node relays to the app's only once it has the app's
+        # count: a closed loop whose first message went nowhere would never start.
+        with trio.fail_after(SETUP_TIMEOUT):
+            async with trio.open_nursery() as nursery:
+                for pair in pairs:
+                    if pair.car is not None and pair.app is not None:
+                        nursery.start_soon(_wait_z1, pair)
+    return [x for x in pairs if x.car is not None and x.app is not None and not x.failed]
+
+
+async def _wait_z1(pair: Pair) -> None:
+    assert pair.car is not None
+    try:
+        while (await pair.car.receive(SETUP_TIMEOUT)).text() != "Z1":
+            pass
+    except CONNECTION_ERRORS as exc:
+        pair.failed = f"car waiting for Z1: {type(exc).__name__}"
 
 
 async def _app_reader(run: RelayRun, pair: Pair, closed: bool) -> None:
