@@ -38,6 +38,7 @@ import trio
 
 from protocol import ClientType
 from relay import db
+from relay.store.engines import redact
 from tools import bench_server as srv
 from tools.bench import Bench, build_parser
 from tools.bench_proc import raise_nofile_limit
@@ -289,8 +290,10 @@ def run(argv: list[str] | None = None) -> int:
     password = secrets.token_urlsafe(9)
     vehicles = [f"BENCH{i:05d}" for i in range(max(args.pairs, args.storm_cars))]
     sqlite_path = str(out_dir / f"{stem}.db")
-    report: dict[str, Any] = {"tool": PROG, "command": [PROG, *(argv or sys.argv[1:])],
-                              "cpus": os.cpu_count(), "settings": vars(args) | {"carpass": "-"},
+    # A password in the database URL stays out of the report.
+    command = [redact(x) for x in (argv or sys.argv[1:])]
+    report: dict[str, Any] = {"tool": PROG, "command": [PROG, *command], "cpus": os.cpu_count(),
+                              "settings": vars(args) | {"carpass": "-", "db": redact(args.db)},
                               "results": {}}
     prefix = f"bench{secrets.token_hex(3)}"
     cluster = ["--db", args.db, "--bus", args.bus]
