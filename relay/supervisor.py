@@ -227,7 +227,11 @@ def worker_config(config: Config, index: int | None) -> Config:
     # A stable name per worker slot: a restarted worker is the same node with a new
     # restart counter, so the others drop its old entries at once (docs/cluster.md).
     base = config.node_id or socket.gethostname()
-    return config.updated({"workers": 0, "reuse_port": True, "node_id": f"{base}-w{index}"})
+    changes: dict[str, object] = {"workers": 0, "reuse_port": True,
+                                  "node_id": f"{base}-w{index}"}
+    if index > 0:
+        changes["demo"] = False  # one worker creates the demo account, not a race of N
+    return config.updated(changes)
 
 
 def run_supervisor(config: Config, argv: Sequence[str]) -> int:

@@ -40,10 +40,12 @@ def test_more_than_one_worker_needs_postgresql_and_the_bus() -> None:
 
 
 def test_a_worker_listens_with_reuse_port_and_nothing_else_changes() -> None:
-    config = Config(workers=3)
+    config = Config(workers=3, node_id="relay1", demo=True)
     assert worker_config(config, None) is config
-    worker = worker_config(config, 2)
-    assert worker.reuse_port and worker.workers == 0
+    first, third = worker_config(config, 0), worker_config(config, 2)
+    assert third.reuse_port and third.workers == 0
+    assert (first.node_id, third.node_id) == ("relay1-w0", "relay1-w2")
+    assert first.demo and not third.demo
     assert not config.reuse_port
 
 
