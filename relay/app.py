@@ -11,7 +11,7 @@ import attrs
 import trio
 
 from protocol import ClientType
-from relay import console
+from relay import accounts, console
 from relay.bus import open_hub
 from relay.clock import SYSTEM_CLOCK, Clock
 from relay.commands import CommandService
@@ -133,10 +133,12 @@ async def run_relay(
             # API v4: trips, telemetry, monitors and their callbacks, remote actions.
             v4: V4Engine = await nursery.start(
                 V4Engine(config, store, commands, push.policy, clock=clock).run)
+            v4.join(hub)
             router = Router(hub, store, config, commands, push=push,
                             on_car_message=v4.car_message)
             services = Services(config, hub, store, router, nursery, metrics)
             services.http_api = HttpApi(services, all_routes(v4))
+            accounts.listen(services)  # other nodes' account changes (a cluster)
             listeners = await start_listener(
                 nursery, "the v2 protocol", serve_v2, services, config.host, config.v2_port)
             ports: dict[str, int] = {"v2_port": bound_port(listeners)}

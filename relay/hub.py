@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import attrs
 import trio
@@ -22,10 +22,17 @@ from relay.config import Config
 from relay.hubapi import CommandWaiter, Peer, Watcher
 
 # Peer and CommandWaiter live with the interface; re-exported for existing importers.
-__all__ = ["MAX_WAITING", "CommandWaiter", "GroupLimits", "Hub", "Peer", "VehicleLinks",
-           "Waiting"]
+__all__ = ["MAX_WAITING", "OWNER_GAINED", "CommandWaiter", "GroupLimits", "Hub", "Peer",
+           "VehicleLinks", "Waiting"]
 
 log = logging.getLogger("relay.hub")
+
+# A local notice (never from the bus): this process now owns the vehicle's background
+# work (``owns_vehicle``) and must read its state afresh, as another process ran it.
+OWNER_GAINED = "hub.owner-gained"
+# Told a notice's arguments (``Hub.on_notice``); runs synchronously, must not block;
+# what it returns is ignored.
+NoticeHandler = Callable[..., object]
 
 # Commands a car can leave unanswered before the oldest waiting sender is forgotten;
 # without a bound a car that never answers would grow the queue forever.
@@ -100,6 +107,7 @@ class Hub:
         # vehicle id -> live watchers (the web console's event streams): told of every
         # message the vehicle's clients get, never counted as apps.
         self._watchers: dict[str, dict[Watcher, None]] = {}
+        self._notice_handlers: dict[str, list[NoticeHandler]] = {}
 
     def new_id(self, prefix: str) -> str:
         """A process-unique id for a connection or request, for log lines."""
@@ -193,6 +201,34 @@ class Hub:
         for peer in links.clients():
             for msg in msgs:
                 self.deliver(peer, msg)
+
+    def to_other_clients(self, sender: Peer, msg: Message) -> None:
+        """To every app and batch client of the sender's vehicle but the sender (an
+        app's ``P``, the notify script)."""
+        for other in self.vehicle_peers(sender.vehicleid):
+            if other is not sender and not other.is_car:
+                self.deliver(other, msg)
+
+    # --- other processes (a cluster; none here) -----------------------------------------
+
+    def owns_vehicle(self, vehicleid: str) -> bool:
+        """This process runs the vehicle's background work (v4 monitors and trips)."""
+        return True
+
+    def announce(self, topic: str, *args: str) -> None:
+        """Tell every other process of the cluster (``on_notice``); one process has none."""
+
+    def on_notice(self, topic: str, handler: NoticeHandler) -> None:
+        """Call ``handler(*args)`` for each notice of ``topic`` another process announces."""
+        self._notice_handlers.setdefault(topic, []).append(handler)
+
+    def _notice(self, topic: str, args: Iterable[str]) -> None:
+        for handler in self._notice_handlers.get(topic, ()):
+            try:
+                handler(*args)
+            except Exception:
+                # A handler's bug costs that notice, never the caller's delivery.
+                log.exception("notice %s failed", topic)
 
     # --- watchers ----------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ request) waiting for a car's answer.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Protocol
 
 import attrs
@@ -150,6 +150,9 @@ class HubApi(Protocol):
 
     def to_clients(self, vehicleid: str, *msgs: Message) -> None: ...
 
+    def to_other_clients(self, sender: Peer, msg: Message) -> None:
+        """To the sender's vehicle's apps and batch clients, on every process."""
+
     # --- commands and their answers
     def send_command(self, sender: Peer, command: int, msg: Message) -> bool: ...
 
@@ -163,6 +166,16 @@ class HubApi(Protocol):
     def group_update(self, car: Peer, group: str, data: str) -> bool: ...
 
     def group_subscribe(self, peer: Peer, group: str) -> bool: ...
+
+    # --- a cluster's other processes (no-ops in one process)
+    def owns_vehicle(self, vehicleid: str) -> bool:
+        """This process runs the vehicle's background work: the car's process, or for a
+        car connected nowhere one process chosen among the live ones."""
+
+    def announce(self, topic: str, *args: str) -> None:
+        """Tell every other process (each runs the handlers ``on_notice`` registered)."""
+
+    def on_notice(self, topic: str, handler: Callable[..., object]) -> None: ...
 
     # --- liveness
     def sweep(

@@ -192,10 +192,9 @@ class Router:
 
     def _client_push(self, peer: Peer, msg: Message) -> None:
         """An app's or batch client's ``P`` (the notify script): to the vehicle's other
-        apps and batch clients and to its push subscriptions, as a car's ``P``."""
-        for other in self.hub.vehicle_peers(peer.vehicleid):
-            if other is not peer and not other.is_car:
-                self.hub.deliver(other, msg)
+        apps and batch clients (on every node of a cluster) and to its push
+        subscriptions (from this node only: once), as a car's ``P``."""
+        self.hub.to_other_clients(peer, msg)
         if self.push is not None:
             self.push.notify(peer.vehicleid, msg.data)
         log.info("%s: push notification relayed", peer.context())

@@ -23,6 +23,7 @@ SAMPLES: list[env.Envelope] = [
     env.SyncRequest("a", 5),
     env.GroupData("a", "fleet", (("V1", "x,y"),), 3),
     env.GroupQuery("b", "fleet", 3),
+    env.Notice("a", "accounts.vehicle", ("V", "vehicle deleted")),
 ]
 
 

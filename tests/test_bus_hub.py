@@ -12,6 +12,7 @@ from protocol import ClientType, Message
 from relay.bus.bridge import NatsBridge
 from relay.bus.bushub import BusSettings
 from relay.commands import CommandService, Offline
+from relay.hub import OWNER_GAINED
 from tests.bus_helpers import WAIT, cluster, expect, flush_all, start_node, until
 from tests.hub_helpers import memory_peer, texts
 from tests.nats_server import nats_url, unique_prefix
@@ -226,3 +227,45 @@ async def test_bus_outage_keeps_local_pairs_and_heals(prefix: str) -> None:
             await expect(remote_rx, "S2")
 
 
+
+
+async def test_one_owner_per_vehicle_and_notices(url: str, prefix: str) -> None:
+    async with cluster(url, prefix, ["a", "b", "c"]) as nodes:
+        hubs = [nodes[n].hub for n in "abc"]
+        vehicles = [f"V{i}" for i in range(30)]
+        # A car connected nowhere: exactly one node runs it, and not always the same one.
+        owners = [[h.node for h in hubs if h.owns_vehicle(v)] for v in vehicles]
+        assert all(len(o) == 1 for o in owners)
+        assert len({o[0] for o in owners}) > 1
+        a, b, c = hubs
+        gained: list[str] = []
+        a.on_notice(OWNER_GAINED, gained.append)
+        car, _ = memory_peer(b, CAR, vehicleid="V7")
+        await until(lambda: a.car_connected("V7") and c.car_connected("V7"))
+        assert [h.owns_vehicle("V7") for h in hubs] == [False, True, False]
+        # The car moves to a: a takes over and is told to read the vehicle afresh.
+        memory_peer(a, CAR, vehicleid="V7")
+        await until(lambda: car.close_reason is not None)
+        b.unregister(car)  # what its connection does once closed
+        assert [h.owns_vehicle("V7") for h in hubs] == [True, False, False]
+        assert gained == ["V7"]
+
+        heard: list[tuple[str, ...]] = []
+        for hub in (b, c):
+            hub.on_notice("test.topic", lambda *args: heard.append(args))
+        a.announce("test.topic", "x", "y")
+        await until(lambda: len(heard) == 2)
+        assert heard == [("x", "y"), ("x", "y")]
+
+
+async def test_app_push_reaches_clients_on_every_node(url: str, prefix: str) -> None:
+    async with cluster(url, prefix, ["a", "b", "c"]) as nodes:
+        a, b, c = (nodes[n].hub for n in "abc")
+        sender, _ = memory_peer(a, APP)
+        _near, near_rx = memory_peer(a, BATCH)
+        _far, far_rx = memory_peer(c, APP)
+        await flush_all(*nodes.values())  # c's subscription is in place
+        a.to_other_clients(sender, Message("P", "Ihello"))
+        assert texts(near_rx)[-1] == "PIhello"
+        await expect(far_rx, "PIhello")
+        assert not b.vehicle_peers("V")

@@ -55,12 +55,13 @@ def _start(name: str, db: str, bus: str, config: Path, log: Path) -> RelayProces
 
 
 @asynccontextmanager
-async def relays(db: str, bus: str, tmp_path: Path, names: list[str]
+async def relays(db: str, bus: str, tmp_path: Path, names: list[str], extra: str = ""
                  ) -> AsyncIterator[dict[str, RelayProcess]]:
+    """Relay processes named ``names``; ``extra``: more lines for their config file."""
     config = tmp_path / "relay.toml"
     # Short beats so a killed node is noticed quickly; a prefix of this test's own.
     config.write_text(f'bus_prefix = "{unique_prefix()}"\nbus_heartbeat = 0.3\n'
-                      'bus_timeout = 2.0\nbus_login_wait = 3.0\n')
+                      'bus_timeout = 2.0\nbus_login_wait = 3.0\n' + extra)
     nodes: dict[str, RelayProcess] = {}
     try:
         for name in names:

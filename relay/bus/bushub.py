@@ -30,6 +30,7 @@ those pairs apart.
 from __future__ import annotations
 
 import collections
+import hashlib
 import itertools
 import logging
 import time
@@ -41,7 +42,7 @@ import trio
 from protocol import CommandResponse, Message
 from relay.bus import envelope as env
 from relay.bus.subjects import APPS, CAR, PRESENCE, Subjects
-from relay.hub import GroupLimits, Hub, Waiting
+from relay.hub import OWNER_GAINED, GroupLimits, Hub, Waiting
 from relay.hubapi import CommandWaiter, Peer, Watcher
 
 log = logging.getLogger("relay.bus")
@@ -177,6 +178,19 @@ class BusHub(Hub):
     def alive_nodes(self) -> list[str]:
         return list(self._nodes)
 
+    def owns_vehicle(self, vehicleid: str) -> bool:
+        """The car's node; for a car connected nowhere, the node that rendezvous hashing
+        picks among the live ones (each node's view, so they agree once beats settled)."""
+        if self._local_car(vehicleid) is not None:
+            return True
+        if vehicleid in self._cars:
+            return False
+
+        def weight(node: str) -> bytes:
+            return hashlib.blake2b(f"{node}/{vehicleid}".encode(), digest_size=8).digest()
+
+        return max((self.node, *self._nodes), key=weight) == self.node
+
     def _local_car(self, vehicleid: str) -> Peer | None:
         links = self._vehicles.get(vehicleid)
         return None if links is None else links.car
@@ -241,6 +255,7 @@ class BusHub(Hub):
             super().register(peer)
             self._counts_changed(vehicleid)
             return
+        owned = self.owns_vehicle(vehicleid)
         at = self._cars.pop(vehicleid, None)
         # Newer than the car another node holds, whatever the machines' clocks say:
         # that node closes its car when it hears of this one.
@@ -258,6 +273,8 @@ class BusHub(Hub):
         self._sync_subs(vehicleid)
         self.link.publish(self.subjects.cars,
                           env.pack(env.CarOnline(self.node, self.epoch, vehicleid, since)))
+        if not owned:
+            self._notice(OWNER_GAINED, (vehicleid,))
 
     def unregister(self, peer: Peer) -> None:
         vehicleid = peer.vehicleid
@@ -311,6 +328,13 @@ class BusHub(Hub):
         if self._remote_interest(vehicleid):
             self.link.publish(self.subjects.vehicle(vehicleid, APPS),
                               env.pack_relay(self.node, vehicleid, msgs))
+
+    def to_other_clients(self, sender: Peer, msg: Message) -> None:
+        super().to_other_clients(sender, msg)
+        # Rare (a notify script): to whichever nodes hold the vehicle's clients, whatever
+        # this node knows of their counts (only the car's node is told those).
+        self.link.publish(self.subjects.vehicle(sender.vehicleid, APPS),
+                          env.pack_relay(self.node, sender.vehicleid, (msg,)))
 
     def to_car(self, vehicleid: str, msg: Message, sender: Peer | None = None) -> bool:
         if self._local_car(vehicleid) is not None:
@@ -375,6 +399,11 @@ class BusHub(Hub):
                           env.pack(env.GroupQuery(self.node, group, token)))
         return True
 
+    # --- notices -------------------------------------------------------------------------
+
+    def announce(self, topic: str, *args: str) -> None:
+        self.link.publish(self.subjects.notices, env.pack(env.Notice(self.node, topic, args)))
+
     # --- from the bus ---------------------------------------------------------------------
 
     def on_bus_message(self, subject: str, data: bytes) -> None:
@@ -388,6 +417,10 @@ class BusHub(Hub):
 
     def _on_Relay(self, msg: env.Relay) -> None:
         Hub.to_clients(self, msg.vehicleid, *msg.msgs)
+
+    def _on_Notice(self, msg: env.Notice) -> None:
+        if msg.node != self.node and msg.topic != OWNER_GAINED:
+            self._notice(msg.topic, msg.args)
 
     def _on_ToCar(self, msg: env.ToCar) -> None:
         car = self._local_car(msg.vehicleid)
@@ -496,6 +529,8 @@ class BusHub(Hub):
                 del self._pending[token]
                 self._end_pending(pending)
         self._car_state_to_clients(vehicleid, False)
+        if self.owns_vehicle(vehicleid):
+            self._notice(OWNER_GAINED, (vehicleid,))
 
     def _on_CarList(self, msg: env.CarList) -> None:
         if not self._node_ok(msg.node, msg.epoch):
@@ -650,7 +685,7 @@ class BusHub(Hub):
     def subscribe_cluster(self) -> None:
         """The subjects every node listens to, whatever it holds."""
         for subject in (self._inbox, self.subjects.heartbeat, self.subjects.cars,
-                        self.subjects.group_query):
+                        self.subjects.group_query, self.subjects.notices):
             self.link.subscribe(subject)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED

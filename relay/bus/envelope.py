@@ -137,12 +137,22 @@ class GroupQuery:
     token: int
 
 
+@attrs.frozen
+class Notice:
+    """Something every other node must act on (``HubApi.announce``): a vehicle deleted,
+    an owner renamed, a vehicle's v4 monitors changed. ``topic`` names the handler."""
+
+    node: str
+    topic: str
+    args: tuple[str, ...]
+
+
 Envelope = (Relay | ToCar | Command | Answer | Counts | CarOnline | CarOffline | CarList
-            | Beat | SyncRequest | GroupData | GroupQuery)
+            | Beat | SyncRequest | GroupData | GroupQuery | Notice)
 
 _KINDS: tuple[type[Any], ...] = (Relay, ToCar, Command, Answer, Counts, CarOnline,
                                  CarOffline, CarList, Beat, SyncRequest, GroupData,
-                                 GroupQuery)
+                                 GroupQuery, Notice)
 _TAG = {kind: tag for tag, kind in enumerate(_KINDS)}
 
 
@@ -215,6 +225,10 @@ def unpack(data: bytes) -> Envelope:
             value = _pairs(value, (int, float))
         elif typ == "tuple[tuple[str, str], ...]":
             value = _pairs(value, str)
+        elif typ == "tuple[str, ...]":
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise EnvelopeError(f"{spec.name}: not a list of strings")
+            value = tuple(value)
         elif typ == "float":
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise EnvelopeError(f"{spec.name}: not a number")

@@ -7,7 +7,8 @@ Per vehicle (a node subscribes only while it holds the vehicle's car or clients)
 - ``<prefix>.v.<vehicle>.p``: other nodes' client counts, for the car's ``Z``
 
 Per cluster (every node subscribes): ``<prefix>.hb`` (heartbeats), ``<prefix>.cars``
-(cars logging in and out: the directory), ``<prefix>.gq`` (group data queries).
+(cars logging in and out: the directory), ``<prefix>.gq`` (group data queries),
+``<prefix>.x`` (notices: what every node must act on, e.g. a vehicle deleted).
 Per node: ``<prefix>.n.<node>`` (its inbox: answers, counts, directory syncs). Per
 group: ``<prefix>.g.<group>`` while a node has a subscriber of the group.
 
@@ -62,6 +63,10 @@ class Subjects:
     @property
     def cars(self) -> str:
         return f"{self.prefix}.cars"
+
+    @property
+    def notices(self) -> str:
+        return f"{self.prefix}.x"
 
     @property
     def group_query(self) -> str:

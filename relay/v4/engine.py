@@ -26,6 +26,7 @@ import itertools
 import logging
 import math
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -34,6 +35,8 @@ import trio
 from relay.clock import SYSTEM_CLOCK, Clock, trio_deadline
 from relay.commands import CommandFailed, CommandService
 from relay.config import Config
+from relay.hub import OWNER_GAINED
+from relay.hubapi import HubApi
 from relay.logsafe import redact_url
 from relay.outbound.urlpolicy import UrlPolicy, describe
 from relay.store import Store, StoreClosed
@@ -57,6 +60,8 @@ TELEMETRY_PATHS: tuple[str, ...] = (
 TRIP_SAVE_INTERVAL = 30.0
 _ALERT_WRAP = 65536
 _TRIP_CODES = frozenset("LDS")
+# The notice another process of a cluster gets when a vehicle's monitors changed here.
+MONITORS_CHANGED = "v4.monitors"
 # Car messages the engine takes from its queue in one go (see _process_batch).
 _PER_MESSAGE_CODES = frozenset("LD")
 _MAX_BATCH = 1000
@@ -71,7 +76,15 @@ class CarMessage:
     at: float
 
 
-_Item = CarMessage | trio.Event
+@attrs.frozen
+class Reload:
+    """Read a vehicle's monitors and trip state from the store again: another process
+    of a cluster changed them (or ran them until now)."""
+
+    vehicleid: str
+
+
+_Item = CarMessage | Reload | trio.Event
 
 
 @attrs.define(eq=False)
@@ -138,6 +151,10 @@ class V4Engine:
         # message would cost O(vehicles) each time.
         self._wake_at = math.inf
         self._dropped_logged = -math.inf
+        # A cluster (relay.bus): which vehicles' monitors and trips this process runs
+        # (the car's node), and who to tell that a vehicle's monitors changed here.
+        self.owns: Callable[[str], bool] = lambda vehicleid: True
+        self.on_monitors_changed: Callable[[str], None] = lambda vehicleid: None
 
     # ------------------------------------------------------------- router side (sync)
 
@@ -153,6 +170,22 @@ class V4Engine:
                 log.warning("vehicle=%s v4 queue full, %s message dropped (%d dropped so far)",
                             vehicleid, code, self.stats.dropped)
                 self._dropped_logged = now
+
+    def join(self, hub: HubApi) -> None:
+        """Run only the vehicles ``hub`` says this process owns, and keep their monitors
+        the same on every process of a cluster (no-ops in one process)."""
+        self.owns = hub.owns_vehicle
+        self.on_monitors_changed = lambda vehicleid: hub.announce(MONITORS_CHANGED, vehicleid)
+        hub.on_notice(MONITORS_CHANGED, self.vehicle_changed)
+        hub.on_notice(OWNER_GAINED, self.vehicle_changed)
+
+    def vehicle_changed(self, vehicleid: str) -> None:
+        """Another process changed the vehicle's monitors or ran its background work until
+        now: read its state afresh (in the engine's task, in order with its messages)."""
+        try:
+            self._send.send_nowait(Reload(vehicleid))
+        except (trio.WouldBlock, trio.ClosedResourceError):
+            log.warning("vehicle=%s v4 queue full, its monitors are not reloaded", vehicleid)
 
     async def drain(self) -> None:
         """Wait until every message queued so far is processed and callbacks are idle."""
@@ -199,11 +232,7 @@ class V4Engine:
     async def _load(self) -> None:
         for row in await persist.load_monitors(self.store):
             try:
-                entry = MonitorEntry(
-                    row.monitorid, row.vehicleid, row.owner,
-                    monitors.monitor_restore(row.definition),
-                    monitors.state_from_json(row.state), monitors.batch_from_json(row.batch),
-                    row.created, row.updated)
+                entry = _entry_of(row)
             except (InvalidRequest, ValueError, KeyError, TypeError) as exc:
                 log.error("vehicle=%s monitor=%s cannot be loaded, skipped: %s",
                           row.vehicleid, row.monitorid, exc)
@@ -253,6 +282,10 @@ class V4Engine:
                 await self._react_all(dirty)  # drain() promises everything before it
                 item.set()
                 continue
+            if isinstance(item, Reload):
+                await self._react_all(dirty)
+                await self._reload(item.vehicleid)
+                continue
             self.stats.messages += 1
             snapshot = await self.snapshot(item.vehicleid, as_of=item.at)
             snapshot[item.code] = item.data
@@ -295,11 +328,13 @@ class V4Engine:
     async def _tick(self) -> None:
         now = self.clock.wall()
         self._next_tick = self.clock.now() + self.config.monitor_tick
+        # In a cluster, another process may run a vehicle: only its owner evaluates.
         for vehicleid in list(self._by_vehicle):
-            snapshot = await self.snapshot(vehicleid)
-            await self._evaluate(vehicleid, snapshot, now)
+            if self.owns(vehicleid):
+                snapshot = await self.snapshot(vehicleid)
+                await self._evaluate(vehicleid, snapshot, now)
         for vehicleid, state in list(self._trip_states.items()):
-            if state.open is not None:
+            if state.open is not None and self.owns(vehicleid):
                 new, ended = trips.tick(state, now, self.trip_config)
                 await self._trip_update(vehicleid, state, new, ended, now)
         self.actions.expire(now)
@@ -384,6 +419,29 @@ class V4Engine:
             self._trip_saved[vehicleid] = now
             await persist.save_trip_state(self.store, vehicleid, trips.state_to_json(new))
 
+    async def _reload(self, vehicleid: str) -> None:
+        """``vehicle_changed``: the store's monitors and trip state of the vehicle replace
+        ours, and its snapshot is made afresh from the store on next use."""
+        self._snapshots.pop(vehicleid, None)
+        self._location_at.pop(vehicleid, None)
+        for entry in list(self._by_vehicle.get(vehicleid, {}).values()):
+            self._unregister(entry)
+        for row in await persist.vehicle_monitors(self.store, vehicleid):
+            try:
+                self._register(_entry_of(row))
+            except (InvalidRequest, ValueError, KeyError, TypeError) as exc:
+                log.error("vehicle=%s monitor=%s cannot be loaded, skipped: %s",
+                          row.vehicleid, row.monitorid, exc)
+        data = await persist.vehicle_trip_state(self.store, vehicleid)
+        self._trip_states.pop(vehicleid, None)
+        if data is not None:
+            try:
+                self._trip_states[vehicleid] = trips.state_from_json(data)
+            except (ValueError, KeyError, TypeError) as exc:
+                log.error("vehicle=%s trip state cannot be loaded: %s", vehicleid, exc)
+        log.info("vehicle=%s v4 state reloaded (%d monitors)", vehicleid,
+                 len(self._by_vehicle.get(vehicleid, {})))
+
     def trip_state(self, vehicleid: str) -> trips.TripState | None:
         return self._trip_states.get(vehicleid)
 
@@ -419,18 +477,23 @@ class V4Engine:
                              existing.created if existing else now, now)
         await persist.save_monitor(self.store, entry.row())
         self._register(entry)
+        self.on_monitors_changed(vehicleid)
         log.info("vehicle=%s monitor=%s %s (target %s)", vehicleid, entry.monitorid,
                  "replaced" if existing else "created", redact_url(monitor.callback.target))
         return entry
 
     async def delete_monitor(self, entry: MonitorEntry) -> None:
         await persist.delete_monitor(self.store, entry.monitorid)
+        self._unregister(entry)
+        self.on_monitors_changed(entry.vehicleid)
+        log.info("vehicle=%s monitor=%s deleted", entry.vehicleid, entry.monitorid)
+
+    def _unregister(self, entry: MonitorEntry) -> None:
         self._monitors.pop(entry.monitorid, None)
         by_vehicle = self._by_vehicle.get(entry.vehicleid, {})
         by_vehicle.pop(entry.monitorid, None)
         if not by_vehicle:
             self._by_vehicle.pop(entry.vehicleid, None)
-        log.info("vehicle=%s monitor=%s deleted", entry.vehicleid, entry.monitorid)
 
     async def _evaluate(self, vehicleid: str, snapshot: dict[str, str], now: float) -> None:
         for entry in list(self._by_vehicle.get(vehicleid, {}).values()):
@@ -510,3 +573,10 @@ class V4Engine:
                           self.clock.wall(), answer.result)
         log.info("vehicle=%s remote action %s (%s): %s", record.vehicleid, record.actionid,
                  record.action, record.status)
+
+
+def _entry_of(row: persist.MonitorRow) -> MonitorEntry:
+    return MonitorEntry(
+        row.monitorid, row.vehicleid, row.owner, monitors.monitor_restore(row.definition),
+        monitors.state_from_json(row.state), monitors.batch_from_json(row.batch),
+        row.created, row.updated)

@@ -7,12 +7,14 @@ share the store's group commit and are ordered with everything else.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable, Sequence
 from functools import partial
 from typing import Any
 
 from relay.store import Store, v4rows
+from relay.store.backend import Connection
 from relay.store.v4rows import MonitorRow, Sample, TripRow, purge_telemetry
 
 __all__ = ["MonitorRow", "Sample", "TripRow", "purge_telemetry"]
@@ -31,6 +33,35 @@ async def vehicles(store: Store, owner: str) -> list[dict[str, Any]]:
 
 async def load_monitors(store: Store) -> list[MonitorRow]:
     result: list[MonitorRow] = await store.query(v4rows.read_monitors)
+    return result
+
+
+# One vehicle's rows, read when a cluster's car moves to this process (relay.v4.engine's
+# Reload): indexed lookups, where reading every row per car login would not scale.
+
+def _vehicle_monitors(conn: Connection, vehicleid: str) -> list[MonitorRow]:
+    rows = conn.execute("SELECT monitorid, vehicleid, owner, definition, state, batch, created, "
+                        "updated FROM v4_monitors WHERE vehicleid=? ORDER BY created, monitorid",
+                        (vehicleid,)).fetchall()
+    return [MonitorRow(r[0], r[1], r[2], json.loads(r[3]), json.loads(r[4]), json.loads(r[5]),
+                       float(r[6]), float(r[7])) for r in rows]
+
+
+def _vehicle_trip_state(conn: Connection, vehicleid: str) -> dict[str, Any] | None:
+    row = conn.execute("SELECT state FROM v4_trip_state WHERE vehicleid=?",
+                       (vehicleid,)).fetchone()
+    return None if row is None else dict(json.loads(row[0]))
+
+
+async def vehicle_monitors(store: Store, vehicleid: str) -> list[MonitorRow]:
+    result: list[MonitorRow] = await store.query(
+        partial(_vehicle_monitors, vehicleid=vehicleid))
+    return result
+
+
+async def vehicle_trip_state(store: Store, vehicleid: str) -> dict[str, Any] | None:
+    result: dict[str, Any] | None = await store.query(
+        partial(_vehicle_trip_state, vehicleid=vehicleid))
     return result
 
 
