@@ -125,6 +125,7 @@ class Supervisor:
     python: str = sys.executable
     exit_code: int = 0
     _stopping: bool = False
+    _stopped: trio.Event = attrs.field(factory=trio.Event)
     _procs: dict[int, trio.Process] = attrs.field(factory=dict)
 
     def command(self, index: int, fd: int) -> list[str]:
@@ -157,6 +158,7 @@ class Supervisor:
         is forwarded again: a worker still draining takes it as a hurry-up)."""
         if not self._stopping:
             self._stopping = True
+            self._stopped.set()
             trio.lowlevel.spawn_system_task(self._kill_stragglers)
         self._send_all(signum)
 
@@ -193,7 +195,8 @@ class Supervisor:
             delay = backoff.delay(ran_for)
             log.warning("worker %d (pid %d) exited with code %d after %.0f s, restarting it "
                         "in %.1f s", index, pid, code, ran_for, delay)
-            await trio.sleep(delay)
+            with trio.move_on_after(delay):
+                await self._stopped.wait()  # a stop ends the wait: nothing to restart
 
     async def _run_once(self, index: int) -> tuple[int, int, bool]:
         """Start worker ``index`` and wait for it to exit: its pid, exit code (negative:
@@ -210,6 +213,8 @@ class Supervisor:
                 theirs.close()
             self._procs[index] = proc
             log.info("worker %d started (pid %d)", index, proc.pid)
+            if self._stopping:  # the stop signal came while it was being started
+                proc.send_signal(signal.SIGTERM)
             link = trio.socket.from_stdlib_socket(mine)
             # One byte when it listens; end-of-file when it exits before that.
             was_ready = await link.recv(1) == READY

@@ -16,7 +16,7 @@ import trio
 from protocol import ClientType
 from relay.config import Config, ConfigError
 from relay.listen import open_tcp_listeners, reserve_port
-from relay.supervisor import Backoff, check_workers, worker_config
+from relay.supervisor import Backoff, Supervisor, check_workers, worker_config
 from tests.conftest import VEHICLES, make_db
 from tests.supervised_server import PATIENCE, Supervised, alive, gone
 from tools.v2client import V2Client
@@ -226,3 +226,35 @@ def test_two_workers_without_the_bus_is_one_line_error(tmp_path: Path) -> None:
     assert result.stderr.startswith("ovms-relay: error: --workers 2 needs ")
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "relay.db").exists()
+
+
+async def test_a_crash_looping_worker_is_restarted_with_growing_delays(
+    tmp_path: Path, autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The real supervisor loop on trio's MockClock: a worker that listens and then
+    exits at once, every time, is restarted after 0.5, 1, 2, 4 ... s."""
+    worker = tmp_path / "crashing-worker"
+    worker.write_text(
+        f"#!{sys.executable}\n"
+        "import socket, sys\n"
+        "fd = int(sys.argv[sys.argv.index('--supervisor-fd') + 1])\n"
+        "socket.socket(fileno=fd).sendall(b'r')\n"
+        "sys.exit(3)\n")
+    worker.chmod(0o755)
+    supervisor = Supervisor(["serve"], 1, python=str(worker))
+    caplog.set_level("INFO", logger="relay.supervisor")
+
+    def restarts() -> list[str]:
+        return [r.getMessage() for r in caplog.records if "restarting it in" in r.getMessage()]
+
+    async def stop_after_four() -> None:
+        while len(restarts()) < 4:
+            await trio.sleep(0.01)
+        supervisor.stop()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(stop_after_four)
+        assert await supervisor.run() == 0
+    delays = [m.rsplit("in ", 1)[1] for m in restarts()[:4]]
+    assert delays == ["0.5 s", "1.0 s", "2.0 s", "4.0 s"]
+    assert all("exited with code 3" in m for m in restarts())
