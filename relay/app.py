@@ -21,6 +21,7 @@ from relay.endpoints import all_routes
 from relay.http import HttpApi, serve_http
 from relay.hub import Hub
 from relay.hubapi import HubApi
+from relay.listen import open_tcp_listeners
 from relay.metrics import Metrics
 from relay.mqtt import service as mqtt_service
 from relay.push import PushDispatcher
@@ -74,7 +75,7 @@ async def serve_v2(
     apart by its first bytes. A partial rather than a wrapper coroutine: every idle
     connection would keep the wrapper's frame alive.
     """
-    listeners = await trio.open_tcp_listeners(port, host=host)
+    listeners = await open_tcp_listeners(port, host=host, reuse_port=services.config.reuse_port)
     task_status.started(listeners)
     handler = functools.partial(serve_v2_connection, services=services, tls=False)
     await trio.serve_listeners(handler, listeners)

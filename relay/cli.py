@@ -24,6 +24,7 @@ from relay.logjson import FORMATS, formatter
 from relay.logsafe import install_on_root
 from relay.reload import log_level_number, reload
 from relay.store.engines import is_postgres, redact
+from relay.supervisor import SupervisorLink, run_supervisor, worker_config
 
 log = logging.getLogger("relay")
 
@@ -72,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
                             "mqtt://USER:PASSWORD@HOST[:PORT] or mqtts://... (default: off)")
     serve.add_argument("--mqtt-prefix", metavar="TOPIC",
                        help="topic prefix v3 modules publish under (default ovms)")
+    serve.add_argument("--workers", type=int, metavar="N",
+                       help="run N worker processes sharing the ports, restarted when one "
+                            "dies (more than 1 needs --bus; docs/cluster.md)")
+    # Set by the supervisor on the workers it starts (relay/supervisor.py).
+    serve.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
+    serve.add_argument("--supervisor-fd", type=int, help=argparse.SUPPRESS)
     for name, text in (("car-timeout", "seconds a silent car is kept"),
                        ("app-timeout", "seconds a silent app is kept"),
                        ("batch-timeout", "seconds a silent batch client is kept"),
@@ -165,19 +172,31 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(f"log_format must be one of {', '.join(FORMATS)}")
         logging.basicConfig(level=log_level_number(config.log_level))
         for handler in logging.getLogger().handlers:
-            handler.setFormatter(formatter(config.log_format))
+            handler.setFormatter(formatter(
+                config.log_format, "" if args.worker_index is None else f"w{args.worker_index}"))
         # Peers control much of what gets logged: no credentials, control characters or
         # floods of one line reach the log (libraries' lines included).
         install_on_root()
         tune_gc()
-        # SIGHUP reads the file again, with the command line's flags still on top.
-        return _start(config, lambda: make_config(args))
+        if args.worker_index is None and config.workers:
+            return run_supervisor(config, sys.argv[1:] if argv is None else argv)
+        link = None if args.supervisor_fd is None else SupervisorLink(args.supervisor_fd)
+        if link is not None:
+            link.watch_parent()
+
+        def load() -> Config:
+            # SIGHUP reads the file again, with the command line's flags still on top.
+            return worker_config(make_config(args), args.worker_index)
+
+        return _start(worker_config(config, args.worker_index), load,
+                      on_listening=None if link is None else link.ready)
     except (ConfigError, db.DatabaseError, db.AdminError, DatabaseInUse) as exc:
         print(f"ovms-relay: error: {exc}", file=sys.stderr)
         return 1
 
 
-def _start(config: Config, load: Callable[[], Config] | None = None) -> int:
+def _start(config: Config, load: Callable[[], Config] | None = None,
+           on_listening: Callable[[], None] | None = None) -> int:
     # A server (PostgreSQL) is shared by design (cluster mode); a file is one server's.
     is_file = not is_postgres(config.db)
     is_new = is_file and config.db != ":memory:" and not Path(config.db).exists()
@@ -186,6 +205,8 @@ def _start(config: Config, load: Callable[[], Config] | None = None) -> int:
     def listening() -> None:
         nonlocal started
         started = True
+        if on_listening is not None:
+            on_listening()
 
     try:
         with DatabaseLock(config.db) if is_file else nullcontext():

@@ -70,6 +70,12 @@ class Config:
     bus_timeout: float = 10.0  # ... and loses its cars and clients when silent this long
     bus_republish: float = 30.0  # cars and counts are announced again this often
     bus_login_wait: float = 1.0  # a car's Z waits this long at most for other nodes' counts
+    # --- worker processes (docs/cluster.md) ---
+    # 0: serve in this process. N >= 1: a supervisor runs N worker processes sharing the
+    # ports (SO_REUSEPORT) and restarts any that dies; more than 1 needs the bus.
+    workers: int = 0
+    # Listeners set SO_REUSEPORT (workers do): other processes may share their ports.
+    reuse_port: bool = False
     server_version: str = f"ovms-relay-{__version__}"
     demo: bool = False
     log_level: str = "INFO"

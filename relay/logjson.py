@@ -17,6 +17,10 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 class JsonFormatter(logging.Formatter):
+    def __init__(self, worker: str = "") -> None:
+        super().__init__()
+        self.worker = worker
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, str] = {
             "time": self.formatTime(record),
@@ -24,6 +28,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        if self.worker:
+            entry["worker"] = self.worker
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:
@@ -33,8 +39,11 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
-def formatter(log_format: str) -> logging.Formatter:
-    """The formatter for a ``log_format`` setting (``text`` or ``json``)."""
+def formatter(log_format: str, worker: str = "") -> logging.Formatter:
+    """The formatter for a ``log_format`` setting (``text`` or ``json``); ``worker``
+    names the worker process (``serve --workers``) on every line."""
     if log_format == "json":
-        return JsonFormatter()
+        return JsonFormatter(worker)
+    if worker:
+        return logging.Formatter(TEXT_FORMAT.replace(" %(name)s", f" [{worker}] %(name)s"))
     return logging.Formatter(TEXT_FORMAT)

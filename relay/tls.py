@@ -23,6 +23,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from relay.boundary import connection_failed
 from relay.config import Config, ConfigError
+from relay.listen import open_tcp_listeners
 from relay.services import Services
 from relay.v2conn import peer_address
 from relay.websocket import serve_v2_connection
@@ -109,7 +110,7 @@ async def serve_v2_tls(
             return
         await serve_v2_connection(stream, services, tls=True)
 
-    listeners = await trio.open_tcp_listeners(port, host=host)
+    listeners = await open_tcp_listeners(port, host=host, reuse_port=services.config.reuse_port)
     task_status.started(listeners)
     await trio.serve_listeners(handler, listeners)
 

@@ -24,6 +24,7 @@ from relay.boundary import connection_failed
 from relay.http.api import HttpApi, api_for
 from relay.http.messages import Request, Response, text_response
 from relay.http.proxy import client_address
+from relay.listen import open_tcp_listeners
 from relay.services import Services
 
 log = logging.getLogger("relay.http.server")
@@ -320,7 +321,7 @@ async def serve_http(
             with trio.CancelScope(shield=True):
                 await trio.aclose_forcefully(stream)
 
-    listeners = await trio.open_tcp_listeners(port, host=host)
+    listeners = await open_tcp_listeners(port, host=host, reuse_port=services.config.reuse_port)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(api.maintain)
         task_status.started(listeners)
