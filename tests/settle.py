@@ -14,6 +14,7 @@ client's ``Z`` update, an ``h`` ack after its commit) is awaited with
 from __future__ import annotations
 
 from protocol import Message
+from tests.raw_v2 import RawScheme0
 from tools.v2client import V2Client
 
 
@@ -21,12 +22,15 @@ def texts(msgs: list[Message]) -> list[str]:
     return [m.text() for m in msgs]
 
 
-async def pinged(client: V2Client) -> list[str]:
+async def pinged(client: V2Client | RawScheme0) -> list[str]:
     """Ping ``client``'s connection; the texts that arrived before the answer."""
+    if isinstance(client, RawScheme0):
+        await client.send_text("A")
+        return (await client.receive_until("a"))[:-1]
     await client.send("A")
     return texts(await client.receive_until("a"))[:-1]
 
 
-async def settle(*clients: V2Client) -> list[list[str]]:
+async def settle(*clients: V2Client | RawScheme0) -> list[list[str]]:
     """Ping each client in turn, causing one first; what each had been sent."""
     return [await pinged(client) for client in clients]
