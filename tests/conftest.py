@@ -14,9 +14,9 @@ import trio
 
 from protocol import ClientType
 from relay import db
-from relay.store import passwords
 from relay.app import RelayHandle, run_relay
 from relay.config import Config
+from relay.store import passwords
 from tools.v2client import V2Client
 
 OWNER, PASSWORD = "demo", "demopass"

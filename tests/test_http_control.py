@@ -17,6 +17,7 @@ from tests.http_helpers import (
     scripted_car,
     sync,
 )
+from tests.settle import pinged
 from tools.v2client import V2Client
 
 __all__ = ["api"]  # fixtures
@@ -81,7 +82,7 @@ async def test_silent_car_is_504_and_its_late_answer_is_discarded(
     relay = await start_relay(command_timeout=0.3)
     car = await scripted_car(relay)
     app = await relay.app()
-    await app.drain()
+    await pinged(app)
     assert await sync(car) == ["Z1"]
     async with client(relay) as http:
         pending = await start_call(nursery, http, "PUT", "/api/lock/DEMO",
@@ -195,7 +196,7 @@ async def test_answers_go_to_their_senders_in_order(
 ) -> None:
     car = await scripted_car(relay)
     app = await relay.app()
-    await app.drain()
+    await pinged(app)
     await sync(car)
     await app.send("C", "18")
     assert (await car.receive()).text() == "C18"
