@@ -67,8 +67,15 @@ class HomeAssistant:
 
 
 async def settle() -> None:
-    """Let the server's tasks react to a clock jump (sweeps, closed connections)."""
-    await trio.testing.wait_all_tasks_blocked(cushion=0.01)
+    """Let the server's tasks react to a clock jump (sweeps, closed connections),
+    their store work in worker threads included: a task waiting for a thread counts as
+    blocked, and a sweep still in its store call when the clock jumps again would
+    sleep from the new time and miss the jump."""
+    while True:
+        await trio.testing.wait_all_tasks_blocked(cushion=0.01)
+        if not trio.testing.active_thread_count():
+            return
+        await trio.testing.wait_all_threads_completed()
 
 
 async def test_home_assistant_polls_for_an_hour_on_one_login(
