@@ -20,7 +20,7 @@ import trio
 import trio.testing
 
 from tests.conftest import OWNER, PASSWORD, RelayUnderTest, StartRelay
-from tests.http_helpers import D_MSG, L_MSG, S_MSG, base_url, scripted_car, sync
+from tests.http_helpers import D_MSG, L_MSG, S_MSG, base_url, client_tls, scripted_car, sync
 
 POLL_INTERVAL = 300.0
 COOKIE = "ovmsapisession"
@@ -33,7 +33,8 @@ class HomeAssistant:
         # A fresh connection per request: the server closes idle keep-alive connections
         # when the clock jumps, and this test is not about keep-alive.
         self.http = httpx.AsyncClient(base_url=base_url(relay), timeout=10.0,
-                                      limits=httpx.Limits(max_keepalive_connections=0))
+                                      limits=httpx.Limits(max_keepalive_connections=0),
+                                      verify=client_tls())
         self.logins = 0
         self.statuses: list[int] = []
 
