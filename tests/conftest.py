@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import argon2
 import attrs
 import pytest
 import trio
@@ -15,6 +16,7 @@ from protocol import ClientType
 from relay import db
 from relay.app import RelayHandle, run_relay
 from relay.config import Config
+from relay.store import passwords
 from tools.v2client import V2Client
 
 OWNER, PASSWORD = "demo", "demopass"
@@ -22,6 +24,13 @@ VEHICLES = {"DEMO": "DEMO", "TESTCAR": "NETPASS"}
 # The update age an app gets at login for a vehicle that never reported: the public
 # server's TIMEDIFF from its default 1900-01-01 stops at MySQL's largest TIME, 838:59:59.
 T_NEVER = "T3020399"
+
+# Argon2 at its cheapest in this test process: at the production cost (64 MiB, three
+# passes, ~0.2 s a hash) hashing and checking test passwords was a quarter of the
+# suite's time. Stored hashes carry their parameters, so relays started as
+# subprocesses check the test database's passwords cheaply too. The production
+# parameters stay checked (tests/test_db.py::test_production_argon2_parameters).
+passwords._hasher = argon2.PasswordHasher.from_parameters(argon2.profiles.CHEAPEST)
 
 
 def make_db(path: Path | str) -> None:

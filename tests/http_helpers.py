@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import ssl
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
+import certifi
 import httpx
 import pytest
 
@@ -33,7 +36,15 @@ def base_url(relay: RelayUnderTest) -> str:
     return f"http://127.0.0.1:{relay.handle.http_port}"
 
 
+@functools.cache
+def client_tls() -> ssl.SSLContext:
+    """httpx's default certificate check, made once: each client would load the CA
+    bundle again (~50 ms), and the REST tests make hundreds of clients."""
+    return ssl.create_default_context(cafile=certifi.where())
+
+
 def client(relay: RelayUnderTest, **kwargs: Any) -> httpx.AsyncClient:
+    kwargs.setdefault("verify", client_tls())
     return httpx.AsyncClient(base_url=base_url(relay), timeout=10.0, **kwargs)
 
 

@@ -17,7 +17,15 @@ import trio
 
 from relay.http.views import COOKIE_NAME
 from tests.conftest import OWNER, PASSWORD, RelayUnderTest, StartRelay
-from tests.http_helpers import D_MSG, F_MSG, L_MSG, S_MSG, base_url, scripted_car, sync
+from tests.http_helpers import (
+    D_MSG,
+    F_MSG,
+    L_MSG,
+    S_MSG,
+    client,
+    scripted_car,
+    sync,
+)
 
 XSS = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 _CSRF_RE = re.compile(r'name="csrf" value="([0-9a-f]+)"')
@@ -25,7 +33,7 @@ _CSRF_RE = re.compile(r'name="csrf" value="([0-9a-f]+)"')
 
 @pytest.fixture
 async def ui(relay: RelayUnderTest) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=base_url(relay), timeout=10.0) as c:
+    async with client(relay) as c:
         yield c
 
 
@@ -251,7 +259,7 @@ async def test_operator_pages_need_the_admin_permit(relay: RelayUnderTest,
         "owner_name": "driver", "owner_password": "drive123", "owner_permissions": "auth,v4",
         "csrf": csrf(admin)})
     assert made.status_code == 303
-    async with httpx.AsyncClient(base_url=base_url(relay), timeout=10.0) as other:
+    async with client(relay) as other:
         await login(other, "driver", "drive123")
         refused = await other.get("/ui/admin")
         assert refused.status_code == 403
@@ -357,7 +365,7 @@ async def test_monitor_form_errors_land_next_to_their_field(ui: httpx.AsyncClien
 
 async def test_logout_ends_the_live_stream(start_relay: StartRelay) -> None:
     relay = await start_relay(api_idle_timeout=0.6)
-    async with httpx.AsyncClient(base_url=base_url(relay), timeout=10.0) as ui:
+    async with client(relay) as ui:
         await login(ui)
         page = await ui.get("/ui/vehicles")
         async with ui.stream("GET", "/ui/events?v=DEMO") as events:
@@ -366,7 +374,7 @@ async def test_logout_ends_the_live_stream(start_relay: StartRelay) -> None:
                 async for line in lines:
                     if line.startswith("event: vehicle"):
                         break
-                async with httpx.AsyncClient(base_url=base_url(relay), timeout=10.0,
+                async with client(relay,
                                              cookies=ui.cookies) as other:
                     out = await other.post("/ui/logout", data={"csrf": csrf(page)})
                     assert out.status_code == 303
@@ -407,7 +415,7 @@ async def test_tile_url_setting_reaches_the_map_and_the_policy(start_relay: Star
         "https://*.tile.example.org"
     assert tile_origin("javascript:alert(1)") == ""
     relay = await start_relay(console_tile_url="https://tiles.example.org/{z}/{x}/{y}.png")
-    async with httpx.AsyncClient(base_url=base_url(relay), timeout=10.0) as ui:
+    async with client(relay) as ui:
         await login(ui)
         page = await ui.get("/ui/vehicles/DEMO")
     assert 'data-tiles="https://tiles.example.org/{z}/{x}/{y}.png"' in page.text

@@ -17,7 +17,7 @@ import trio
 from relay import db
 from relay.v4 import monitors
 from tests.conftest import OWNER, RelayUnderTest, StartRelay
-from tests.http_helpers import base_url
+from tests.http_helpers import client
 from tests.test_console_http import XSS, csrf, login
 
 ESCAPED = "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;"
@@ -25,7 +25,7 @@ ESCAPED = "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;&lt;img src=x onerror=
 
 @pytest.fixture
 async def ui(relay: RelayUnderTest) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=base_url(relay), timeout=10.0) as c:
+    async with client(relay) as c:
         yield c
 
 
@@ -140,7 +140,7 @@ async def test_operator_names_any_vehicle(relay: RelayUnderTest,
     shown = await ui.get("/ui/admin")
     assert ESCAPED in shown.text and XSS not in shown.text
     # The owner sees it at once (the relay's cached record was dropped).
-    async with httpx.AsyncClient(base_url=base_url(relay), timeout=10.0) as other:
+    async with client(relay) as other:
         await login(other, "other", "otherpass")
         assert ESCAPED in (await other.get("/ui/vehicles")).text
 
@@ -150,7 +150,7 @@ async def test_operator_renames_an_owner(start_relay: StartRelay) -> None:
     the old name's logins end (console session, app logged in by user name), the car
     stays connected, and the new name logs in with the same password."""
     relay = await start_relay(allow_plain_login=True)
-    async with httpx.AsyncClient(base_url=base_url(relay), timeout=10.0) as ui:
+    async with client(relay) as ui:
         await renames_an_owner(relay, ui)
 
 
@@ -167,7 +167,7 @@ async def renames_an_owner(relay: RelayUnderTest, ui: httpx.AsyncClient) -> None
     app = await relay.app("OTHERCAR", username="other", password="otherpass")
     car = await relay.car("OTHERCAR", carpass="OTHERPASS")
 
-    async with httpx.AsyncClient(base_url=base_url(relay), timeout=10.0) as other:
+    async with client(relay) as other:
         await login(other, "other", "otherpass")
         assert (await other.get("/ui/vehicles")).status_code == 200
         await login(ui)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -106,6 +108,20 @@ def test_hash_and_verify_password() -> None:
     assert db.verify_password(h, "wrong") is False
     assert db.verify_password("not-a-hash", "x") is False
     assert db.verify_password("", "") is False
+
+
+def test_production_argon2_parameters() -> None:
+    """Tests hash with a cheap hasher (tests/conftest.py); the server's own, seen from
+    an interpreter without the tests' conftest, is argon2id at RFC 9106's low-memory
+    profile, and its hashes verify whatever hasher checks them."""
+    h = subprocess.run(
+        [sys.executable, "-c",
+         "from relay.store.passwords import hash_password; print(hash_password('correct horse'))"],
+        cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, check=True,
+    ).stdout.strip()
+    assert h.startswith("$argon2id$v=19$m=65536,t=3,p=4$")
+    assert db.verify_password(h, "correct horse") is True
+    assert db.verify_password(h, "wrong") is False
 
 
 def test_password_not_stored_in_plain_text(tmp_path: Path) -> None:

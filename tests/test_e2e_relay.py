@@ -6,8 +6,8 @@ import sqlite3
 
 import trio
 
-from protocol import Message
 from tests.conftest import T_NEVER, RelayUnderTest, StartRelay
+from tests.settle import pinged, settle
 from tools.v2client import V2Client
 
 S_MSG = (
@@ -22,17 +22,12 @@ X_MSG = "0,0,0,3.0,0.0,0.0,,stopped"
 Y_MSG = "4,FL,FR,RL,RR,4,200.0,200.0,276.0,276.0,4,27,27,31,31,1,4,100,100,100,100,1,4,1,1,1,1"
 
 
-def texts(msgs: list[Message]) -> list[str]:
-    return [m.text() for m in msgs]
-
-
 async def car_and_clients(relay: RelayUnderTest, *kinds: str) -> list[V2Client]:
     """DEMO's car, then one client per kind ("app" or "batch"), their logins settled."""
     clients = [await relay.car()]
     for kind in kinds:
         clients.append(await (relay.app() if kind == "app" else relay.batch()))
-    for client in clients:
-        await client.drain()
+    await settle(*clients[1:], clients[0])
     return clients
 
 
@@ -45,51 +40,46 @@ async def test_car_alone_gets_z0_and_ping_ack(relay: RelayUnderTest) -> None:
 
 async def test_z_sequence_on_every_login_and_logout(relay: RelayUnderTest) -> None:
     car = await relay.car()
-    assert texts(await car.drain()) == ["Z0"]
+    assert await pinged(car) == ["Z0"]
     app1 = await relay.app()
-    assert texts(await app1.drain()) == ["Z1", T_NEVER]
-    assert texts(await car.drain()) == ["Z1"]
+    assert await settle(app1, car) == [["Z1", T_NEVER], ["Z1"]]
     app2 = await relay.app()
-    assert texts(await app2.drain()) == ["Z1", T_NEVER]
-    assert texts(await car.drain()) == ["Z2"]
+    assert await settle(app2, car) == [["Z1", T_NEVER], ["Z2"]]
     batch = await relay.batch()
-    assert texts(await batch.drain()) == ["Z1", T_NEVER]
-    assert texts(await car.drain()) == []  # batch clients are not peers of the car
-    await app1.aclose()
-    assert texts(await car.drain()) == ["Z1"]
+    # Batch clients are not peers of the car.
+    assert await settle(batch, car) == [["Z1", T_NEVER], []]
+    await app1.aclose()  # the relay sees the close on its own time
+    assert (await car.receive()).text() == "Z1"
+    assert await pinged(car) == []
     await car.aclose()
-    assert texts(await app2.drain()) == ["Z0"]
-    assert texts(await batch.drain()) == ["Z0"]
+    assert (await app2.receive()).text() == "Z0"
+    assert (await batch.receive()).text() == "Z0"
     car = await relay.car()
-    assert texts(await car.drain()) == ["Z1"]
-    assert texts(await app2.drain()) == ["Z1"]
-    assert texts(await batch.drain()) == ["Z1"]
+    assert await settle(car, app2, batch) == [["Z1"], ["Z1"], ["Z1"]]
     await batch.aclose()
     await app2.aclose()
-    assert texts(await car.drain()) == ["Z0"]
+    assert (await car.receive()).text() == "Z0"
+    assert await pinged(car) == []
 
 
 async def test_app_without_car_gets_z0(relay: RelayUnderTest) -> None:
     app = await relay.app("TESTCAR")
-    assert texts(await app.drain()) == ["Z0", T_NEVER]
+    assert await pinged(app) == ["Z0", T_NEVER]
 
 
 async def test_live_relay_and_replay_order(relay: RelayUnderTest) -> None:
-    car = await relay.car()
-    await car.drain()
-    app = await relay.app()
-    await app.drain()
+    car, app = await car_and_clients(relay, "app")
     for code, data in (("S", S_MSG), ("D", D_MSG), ("L", L_MSG), ("W", W_MSG), ("Y", Y_MSG),
                        ("X", X_MSG), ("F", F_MSG)):
         await car.send(code, data)
-    live = texts(await app.drain())
+    _, live = await settle(car, app)
     version = relay.config.server_version
     assert live == [
         "S" + S_MSG, "T0", "D" + D_MSG, "T0", "L" + L_MSG, "T0", "W" + W_MSG, "T0",
         "Y" + Y_MSG, "T0", "X" + X_MSG, "T0", "F" + F_MSG, "f" + version, "T0",
     ]
     later = await relay.app()
-    replay = texts(await later.drain())
+    replay = await pinged(later)
     assert replay[:8] == ["Z1", "F" + F_MSG, "S" + S_MSG, "D" + D_MSG, "L" + L_MSG,
                           "W" + W_MSG, "X" + X_MSG, "Y" + Y_MSG]
     assert replay[8] in ("T0", "T1") and len(replay) == 9
@@ -98,7 +88,7 @@ async def test_live_relay_and_replay_order(relay: RelayUnderTest) -> None:
 async def test_replay_survives_restart(start_relay: StartRelay, nursery: trio.Nursery) -> None:
     relay = await start_relay()
     car = await relay.car()
-    await car.drain()
+    await pinged(car)
     await car.send("S", S_MSG)
     await car.send("A")
     assert (await car.receive()).text() == "a"
@@ -113,28 +103,27 @@ async def test_command_answered_only_to_its_sender(relay: RelayUnderTest) -> Non
     await app1.send("C", "20,1234")
     assert (await car.receive()).text() == "C20,1234"
     await car.send("c", "20,0")
-    assert texts(await app1.drain()) == ["c20,0"]
-    assert texts(await app2.drain()) == []
+    assert await settle(car, app1, app2) == [[], ["c20,0"], []]
 
 
 async def test_multiline_command_3_goes_to_one_sender(relay: RelayUnderTest) -> None:
     car, app1, app2 = await car_and_clients(relay, "app", "app")
     await app1.send("C", "3")
+    await pinged(app1)  # both pending at once, in a known order
     await app2.send("C", "1")
-    assert texts(await car.drain()) == ["C3", "C1"]
+    assert await settle(app2, car) == [[], ["C3", "C1"]]
     lines3 = ["3,0,0,3,param0", "3,0,1,3,param1", "3,0,2,3,param2"]
     lines1 = ["1,0,0,2,feat0", "1,0,1,2,feat1"]
     for line in lines3 + lines1:
         await car.send("c", line)
-    assert texts(await app1.drain()) == ["c" + x for x in lines3]
-    assert texts(await app2.drain()) == ["c" + x for x in lines1]
+    assert await settle(car, app1, app2) == [
+        [], ["c" + x for x in lines3], ["c" + x for x in lines1]]
 
 
 async def test_unsolicited_answer_goes_to_all_clients(relay: RelayUnderTest) -> None:
     car, app, batch = await car_and_clients(relay, "app", "batch")
     await car.send("c", "5,0")
-    assert texts(await app.drain()) == ["c5,0"]
-    assert texts(await batch.drain()) == ["c5,0"]
+    assert await settle(car, app, batch) == [[], ["c5,0"], ["c5,0"]]
 
 
 async def test_answer_for_departed_sender_is_discarded(relay: RelayUnderTest) -> None:
@@ -142,24 +131,26 @@ async def test_answer_for_departed_sender_is_discarded(relay: RelayUnderTest) ->
     await app1.send("C", "20,1234")
     assert (await car.receive()).text() == "C20,1234"
     await app1.aclose()
-    assert texts(await car.drain()) == ["Z1"]
+    assert (await car.receive()).text() == "Z1"
     await car.send("c", "20,0")
-    assert texts(await app2.drain()) == []
+    assert await settle(car, app2) == [[], []]
 
 
 async def test_command_without_car_fails_fast(relay: RelayUnderTest) -> None:
     app = await relay.app()
-    await app.drain()
+    await pinged(app)
     await app.send("C", "20,1234")
     assert (await app.receive()).text() == "c20,1,Vehicle is not connected"
 
 
 async def test_h_record_acked_after_commit(relay: RelayUnderTest) -> None:
     car = await relay.car()
-    await car.drain()
+    await pinged(car)
     await car.send("h", "1,0,*-LOG-Trip,1,86400,trip data")
     await car.send("h", "2,-60,*-LOG-Trip,2,86400,more,data,with,commas")
-    assert sorted(texts(await car.drain())) == ["h1", "h2"]
+    # Acked once committed, on the store's time.
+    assert sorted([(await car.receive()).text() for _ in range(2)]) == ["h1", "h2"]
+    assert await pinged(car) == []
     rows = sqlite3.connect(relay.db_path).execute(
         "SELECT htype, recordnumber, data, expires - ts FROM historical ORDER BY recordnumber"
     ).fetchall()
@@ -169,38 +160,37 @@ async def test_h_record_acked_after_commit(relay: RelayUnderTest) -> None:
 
 async def test_server_commands_31_32(relay: RelayUnderTest) -> None:
     car = await relay.car()
-    await car.drain()
+    await pinged(car)
     app = await relay.app()
-    await app.drain()
-    assert texts(await car.drain()) == ["Z1"]
+    assert (await settle(app, car))[1] == ["Z1"]
     await app.send("C", "31")
-    assert texts(await app.drain()) == ["c31,1,No historical data available"]
+    assert await pinged(app) == ["c31,1,No historical data available"]
     await app.send("C", "32,*-LOG-Trip")
-    assert texts(await app.drain()) == ["c32,1,No historical data available"]
+    assert await pinged(app) == ["c32,1,No historical data available"]
     await car.send("H", "*-LOG-Trip,7,3600,first")
     await car.send("h", "9,0,*-LOG-Trip,8,3600,second")
     await car.send("h", "10,0,*-LOG-Batt,1,3600,cells")
-    assert sorted(texts(await car.drain())) == ["h10", "h9"]
-    assert texts(await car.drain()) == []  # server commands never reach the car
+    assert sorted([(await car.receive()).text() for _ in range(2)]) == ["h10", "h9"]
+    assert await pinged(car) == []  # server commands never reach the car
     await app.send("C", "31")
-    summary = texts(await app.drain())
+    summary = await pinged(app)
     assert len(summary) == 2
     # Issue 10 item 3: k runs from 1 to n, as the public server numbers them.
     assert summary[0].startswith("c31,0,1,2,*-LOG-Batt,1,1,5,")
     assert summary[1].startswith("c31,0,2,2,*-LOG-Trip,2,2,11,")
     await app.send("C", "32,*-LOG-Trip")
-    records = texts(await app.drain())
+    records = await pinged(app)
     assert [r.split(",")[:4] for r in records] == [["c32", "0", "1", "2"], ["c32", "0", "2", "2"]]
     assert [r.split(",", 6)[6] for r in records] in (["7,first", "8,second"],)
     await app.send("C", "32,*-LOG-Trip,2999-01-01 00:00:00")
-    assert texts(await app.drain()) == ["c32,1,No historical data available"]
+    assert await pinged(app) == ["c32,1,No historical data available"]
 
 
 async def test_usage_command_30(relay: RelayUnderTest) -> None:
     app = await relay.app("TESTCAR")
-    await app.drain()
+    await pinged(app)
     await app.send("C", "30")
-    reply = texts(await app.drain())
+    reply = await pinged(app)
     assert len(reply) == 1 and reply[0].startswith("c30,0,1,1,")
     fields = reply[0].split(",")
     car_rx, car_tx, app_rx, app_tx = map(int, fields[5:9])
@@ -212,34 +202,33 @@ async def test_paranoid_messages(relay: RelayUnderTest) -> None:
     car, app = await car_and_clients(relay, "app")
     await car.send("E", "Ttoken1")
     await car.send("E", "MSsecretstatus")
-    assert texts(await app.drain()) == ["ETtoken1", "EMSsecretstatus", "T0"]
+    assert (await settle(car, app))[1] == ["ETtoken1", "EMSsecretstatus", "T0"]
     later = await relay.app()
-    assert texts(await later.drain())[:2] == ["Z1", "EMSsecretstatus"]
+    assert (await pinged(later))[:2] == ["Z1", "EMSsecretstatus"]
     await car.send("E", "Ttoken2")  # a new token invalidates the stored paranoid messages
-    await app.drain()
+    await settle(car, app)
     fresh = await relay.app()
-    assert [m for m in texts(await fresh.drain()) if m.startswith("E")] == []
+    assert [m for m in await pinged(fresh) if m.startswith("E")] == []
     await app.send("E", "Mfromapp")
-    assert "EMfromapp" in texts(await car.drain())
+    assert "EMfromapp" in (await settle(app, car))[1]
 
 
 async def test_groups(relay: RelayUnderTest) -> None:
     car = await relay.car()
-    await car.drain()
+    await pinged(car)
     await car.send("g", "fleet,22.1,114.2")
-    await car.send("A")
-    await car.receive_until("a")
+    await pinged(car)
     app = await relay.app("TESTCAR")
-    await app.drain()
+    await pinged(app)
     await app.send("G", "fleet")
-    assert texts(await app.drain()) == ["gDEMO,fleet,22.1,114.2"]
+    assert await pinged(app) == ["gDEMO,fleet,22.1,114.2"]
     await car.send("g", "fleet,22.3,114.4")
-    assert texts(await app.drain()) == ["gDEMO,fleet,22.3,114.4"]
+    assert (await settle(car, app))[1] == ["gDEMO,fleet,22.3,114.4"]
 
 
 async def test_push_subscription_stored(relay: RelayUnderTest) -> None:
     app = await relay.app()
-    await app.drain()
+    await pinged(app)
     await app.send("p", "app1,ntfy,production,DEMO,DEMO,https://ntfy.example/topic")
     await app.send("p", "app2,ntfy,production,DEMO,WRONG,https://ntfy.example/other")
     await app.send("A")
@@ -251,24 +240,23 @@ async def test_push_subscription_stored(relay: RelayUnderTest) -> None:
 async def test_push_notification_relayed(relay: RelayUnderTest) -> None:
     car, app = await car_and_clients(relay, "app")
     await car.send("P", "ACharging stopped")
-    assert texts(await app.drain()) == ["PACharging stopped"]
+    assert (await settle(car, app))[1] == ["PACharging stopped"]
 
 
 async def test_duplicate_car_login_closes_the_first(relay: RelayUnderTest) -> None:
     car1 = await relay.car()
     app = await relay.app()
-    await car1.drain()
-    await app.drain()
+    await settle(app, car1)
     car2 = await relay.car()
     assert await car1.closed_by_server(5)
-    assert texts(await car2.drain()) == ["Z1"]
-    msgs = texts(await app.drain())
+    ours, msgs = await settle(car2, app)
+    assert ours == ["Z1"]
     assert msgs and set(msgs) <= {"Z1"}  # never a Z0 in between
     await car2.send("S", S_MSG)
-    assert texts(await app.drain()) == ["S" + S_MSG, "T0"]
+    assert (await settle(car2, app))[1] == ["S" + S_MSG, "T0"]
 
 
 async def test_unknown_code_stored_and_relayed(relay: RelayUnderTest) -> None:
     car, app = await car_and_clients(relay, "app")
     await car.send("Q", "something,new")
-    assert texts(await app.drain()) == ["Qsomething,new", "T0"]
+    assert (await settle(car, app))[1] == ["Qsomething,new", "T0"]

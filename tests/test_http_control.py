@@ -17,6 +17,7 @@ from tests.http_helpers import (
     scripted_car,
     sync,
 )
+from tests.settle import pinged
 from tools.v2client import V2Client
 
 __all__ = ["api"]  # fixtures
@@ -81,7 +82,7 @@ async def test_silent_car_is_504_and_its_late_answer_is_discarded(
     relay = await start_relay(command_timeout=0.3)
     car = await scripted_car(relay)
     app = await relay.app()
-    await app.drain()
+    await pinged(app)
     assert await sync(car) == ["Z1"]
     async with client(relay) as http:
         pending = await start_call(nursery, http, "PUT", "/api/lock/DEMO",
@@ -91,7 +92,7 @@ async def test_silent_car_is_504_and_its_late_answer_is_discarded(
     await car.send("c", "20,0")
     await sync(car)
     # The answer belonged to the HTTP request that gave up: nobody else gets it.
-    assert [m.text() for m in await app.drain()] == []
+    assert await pinged(app) == []
 
 
 async def test_car_refusals_carry_its_text(
@@ -195,7 +196,7 @@ async def test_answers_go_to_their_senders_in_order(
 ) -> None:
     car = await scripted_car(relay)
     app = await relay.app()
-    await app.drain()
+    await pinged(app)
     await sync(car)
     await app.send("C", "18")
     assert (await car.receive()).text() == "C18"
@@ -204,7 +205,8 @@ async def test_answers_go_to_their_senders_in_order(
     assert (await car.receive()).text() == "C20,5"
     await car.send("c", "18,0")
     await car.send("c", "20,0")
-    assert [m.text() for m in await app.drain()] == ["c18,0"]
+    await sync(car)
+    assert await pinged(app) == ["c18,0"]
     assert assert_json(await finished(pending))["command"] == 20
 
 

@@ -17,6 +17,7 @@ from relay.http.metricsview import allowed, parse_allow
 from relay.metrics import Metrics
 from tests.conftest import RelayUnderTest, StartRelay
 from tests.http_helpers import CREDS, api, client, sync
+from tests.settle import pinged
 from tests.test_push_support import FakeService, Reply
 from tests.test_push_webhook import FAST, car_says, dispatcher, subscribe, wait_until
 from tools.v2client import LoginRefused
@@ -57,7 +58,7 @@ async def test_counters_move_as_messages_logins_and_requests_flow(
     """Issue 15 "Watch it": a car and an app exchange messages, a bad login, REST calls;
     every counter moves by exactly what happened, gauges show the live connections."""
     car = await relay.car()
-    await car.drain()
+    await pinged(car)
     app = await relay.app()
     await app.receive_until("T")
     before = await scrape(api)
@@ -125,7 +126,7 @@ async def test_metrics_refused_to_addresses_not_allowed(start_relay: StartRelay)
 async def test_weird_codes_share_one_label(relay: RelayUnderTest, api: Any) -> None:
     """Issue 15 "Watch it": label values stay bounded whatever codes a client sends."""
     car = await relay.car()
-    await car.drain()
+    await pinged(car)
     for code in ("1", "#", "é", "~", "Q"):
         await car.send(code, "x")
     await sync(car)

@@ -24,6 +24,7 @@ from relay.app import RelayHandle, run_relay
 from relay.config import Config
 from relay.push import PushDispatcher
 from tests.conftest import RelayUnderTest, StartRelay, make_db
+from tests.settle import pinged
 from tests.test_push_support import FakeService, Reply
 from tools.v2client import LoginRefused, V2Client
 
@@ -51,7 +52,7 @@ async def wait_until(check: Callable[[], Any], timeout: float = 15.0) -> None:
 async def subscribe(relay: RelayUnderTest, *subscriptions: str, vehicleid: str = "DEMO") -> None:
     """Send ``p`` lines as an app and wait until the relay has handled them."""
     app = await relay.app(vehicleid)
-    await app.drain()
+    await pinged(app)
     for line in subscriptions:
         await app.send("p", line)
     await app.send("A")
@@ -61,7 +62,7 @@ async def subscribe(relay: RelayUnderTest, *subscriptions: str, vehicleid: str =
 
 async def car_says(relay: RelayUnderTest, *alerts: str) -> V2Client:
     car = await relay.car()
-    await car.drain()
+    await pinged(car)
     for alert in alerts:
         await car.send("P", alert)
     return car
@@ -83,9 +84,10 @@ async def test_webhook_gets_signed_json_and_app_still_gets_p(
 ) -> None:
     await subscribe(push_relay, f"hook1,webhook,url,DEMO,DEMO,{service.url}/hook")
     app = await push_relay.app()
-    await app.drain()
+    await pinged(app)
     car = await car_says(push_relay, "ACharging stopped")
-    assert [m.text() for m in await app.drain()] == ["Z1", "PACharging stopped"]
+    await pinged(car)
+    assert await pinged(app) == ["Z1", "PACharging stopped"]
     [request] = await service.wait_for(1, "/hook")
     assert request.method == "POST"
     assert request.headers["content-type"] == "application/json"
@@ -115,7 +117,7 @@ async def test_history_listed_as_log_notification_records(
     records = await store.historical_records("DEMO", "*-Log-Notification")
     assert sorted(r.data for r in records) == ["E,Fault,1,2", "I,Hello"]
     app = await push_relay.app()
-    await app.drain()
+    await pinged(app)
     await app.send("C", "32,*-Log-Notification")
     answers = [m.text() for m in await app.receive_until("c")]
     assert answers[-1].startswith("c32,0,1,2,*-Log-Notification,")  # k from 1
@@ -221,7 +223,7 @@ async def test_car_auth_failure_alerts_once_then_success(
     with pytest.raises(LoginRefused):  # an app with a wrong password is not a car alert
         await push_relay.connect("DEMO", ClientType.APP, carpass="wrong")
     car = await push_relay.car()
-    await car.drain()
+    await pinged(car)
     await car.aclose()
     car = await push_relay.car()  # a second success: nothing more to say
     await car.send("P", "Adone")

@@ -16,6 +16,7 @@ from tests.conftest import VEHICLES, RelayUnderTest, StartRelay, make_db
 from tests.http_helpers import CREDS, api, assert_json
 from tests.pg_server import db_target, pg_cluster, pg_server, pg_url
 from tests.raw_v2 import RawScheme0
+from tests.settle import pinged
 
 __all__ = ["api", "db_target", "pg_cluster", "pg_server", "pg_url"]  # fixtures
 
@@ -48,7 +49,7 @@ async def test_undecodable_text_round_trips_through_the_store(
     a ``P`` naming such a vehicle id is refused like any unknown vehicle."""
     caplog.set_level(logging.WARNING, logger="relay.store")
     watcher = await _login(relay, "A")
-    await watcher.drain()
+    await pinged(watcher)
     car = await _login(relay, "C")
     for text in (DATA_MSG, CODE_MSG, f"H{HTYPE},0,3600,r{BAD}0"):
         await car.send_text(text)

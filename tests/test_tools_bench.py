@@ -22,8 +22,8 @@ def test_tiny_bench_run_writes_valid_json(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "tools.bench", "--start-server", "--out", str(out),
          "--phases", "login,relay,rest,scale,durability", "--workers", "2",
-         "--logins", "20", "--login-concurrency", "4", "--pairs", "4", "--duration", "1.2",
-         "--warmup", "0.2", "--open-rates", "40", "--rest-clients", "2",
+         "--logins", "20", "--login-concurrency", "4", "--pairs", "4", "--duration", "0.5",
+         "--warmup", "0.1", "--open-rates", "40", "--rest-clients", "2",
          "--rest-duration", "0.5", "--idle", "6", "--h-every", "2", "--no-progress"],
         capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr

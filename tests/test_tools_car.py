@@ -7,6 +7,7 @@ import sqlite3
 import trio
 
 from tests.conftest import RelayUnderTest
+from tests.settle import pinged
 from tools import simulation as sim
 from tools.car import CarConfig, CarError, SimCar, run, vehicle_ids
 
@@ -58,7 +59,7 @@ async def test_answers_lock_command(relay: RelayUnderTest, nursery: trio.Nursery
     car.state = sim.handle_command(car.state, 22, []).state  # start unlocked
     await nursery.start(car.run)
     app = await relay.app()
-    await app.drain()
+    await pinged(app)
     await app.send("C", "20,1234")
     answer = [m.text() for m in await app.receive_until("c")]
     assert answer[-1] == "c20,0"
@@ -74,7 +75,7 @@ async def test_multiline_feature_list(relay: RelayUnderTest, nursery: trio.Nurse
     car = make_car(relay, connected_interval=30.0)
     await nursery.start(car.run)
     app = await relay.app()
-    await app.drain()
+    await pinged(app)
     await app.send("C", "1")
     lines = [m.text() for m in await app.drain(0.5) if m.code == "c"]
     assert lines == [f"c1,0,{k},16,0" for k in range(16)]
@@ -107,7 +108,7 @@ async def test_reboot_command_reconnects(relay: RelayUnderTest, nursery: trio.Nu
     car = make_car(relay, connected_interval=30.0)
     await nursery.start(car.run)
     app = await relay.app()
-    await app.drain()
+    await pinged(app)
     await app.send("C", "5")
     assert (await app.receive_until("c"))[-1].text() == "c5,0"
     await wait_for(lambda: car.stats.logins == 2)

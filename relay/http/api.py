@@ -124,7 +124,7 @@ class HttpApi:
 
     async def _answer(self, request: Request, match: Match | None) -> Response:
         if not self.limiter.allow(request.client_host):
-            if request.path.startswith("/api/v4/"):  # v4 errors are JSON (relay.v4.web)
+            if match is not None and match.route.json_api is not None:
                 return json_response({"code": 429, "message": "Too many requests"}, 429)
             return text_response(429, "Too many requests")
         if request.method == "OPTIONS":
@@ -144,8 +144,8 @@ class HttpApi:
                 return text_response(404, "Unrecognised API call")
             return text_response(404, "not found")
         try:
-            # A v4 body is a JSON document its handler parses, not flat parameters.
-            params = (parse_params(request.query) if match.route.tag == "v4"
+            # A JSON API's body is a document its handler parses, not flat parameters.
+            params = (parse_params(request.query) if match.route.json_api is not None
                       else request.params())
             call = Call(self, request, match.args, params)
             if match.route.auth:

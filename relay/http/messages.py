@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncGenerator
 from typing import Any
 
 import attrs
@@ -11,8 +9,13 @@ import attrs
 from relay.http.forms import FormError, body_params
 from relay.http.forms import parse_params as _parse_params
 
-JSON_TYPE = b"application/json"
-TEXT_TYPE = b"text/plain"
+# The answer and its JSON encoding are shared with APIs built outside relay.http.
+from relay.webapi import JSON_TYPE, TEXT_TYPE, Response, encode_json
+
+__all__ = [
+    "JSON_TYPE", "TEXT_TYPE", "BadRequest", "HttpError", "Request", "Response", "encode_json",
+    "json_response", "parse_params", "text_response",
+]
 
 
 @attrs.frozen
@@ -74,23 +77,6 @@ def parse_params(text: str) -> dict[str, str]:
         return _parse_params(text)
     except FormError as exc:
         raise BadRequest(str(exc)) from None
-
-
-@attrs.frozen
-class Response:
-    status: int
-    body: bytes = b""
-    content_type: bytes = TEXT_TYPE
-    headers: tuple[tuple[bytes, bytes], ...] = ()
-    # A body sent as it is produced (server-sent events) instead of ``body``.
-    stream: AsyncGenerator[bytes, None] | None = None
-
-
-def encode_json(data: Any) -> bytes:
-    """Canonical JSON (sorted keys, no spaces) with a trailing newline, as the public server."""
-    text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    # Car text may hold undecodable bytes (kept as lone surrogates): replace them.
-    return (text + "\n").encode("utf-8", "replace")
 
 
 def json_response(data: Any, status: int = 200,

@@ -78,23 +78,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "command": _INT, "result": _INT, "lines": {"type": "array", "items": _STR}}},
     "FeatureList": _list_of({"feature": _INT, "value": _STR}),
     "ParameterList": _list_of({"parameter": _INT, "value": _STR}),
-    # API v4 (docs/api-v4.md): HAL objects and pages; clients must ignore unknown members.
-    "HalObject": {"type": "object", "required": ["_links", "createdAt", "updatedAt",
-                                                 "_embedded"],
-                  "properties": {"_links": {"type": "object"}, "createdAt": _STR,
-                                 "updatedAt": _STR, "_embedded": {"type": "object"}}},
-    "HalCollection": {"type": "object", "required": ["_links", "total", "currentPage",
-                                                     "totalPage", "_embedded"],
-                      "properties": {"_links": {"type": "object"}, "total": _INT,
-                                     "currentPage": _INT, "totalPage": _INT,
-                                     "_embedded": {"type": "object"}}},
-    "GeoFeature": {"type": "object", "description": "GeoJSON Feature (RFC 7946), Point "
-                   "[longitude, latitude, altitude?], plus the HAL members",
-                   "properties": {"type": {"const": "Feature"}, "geometry": {"type": "object"},
-                                  "properties": {"type": "object"}}},
-    "V4Error": {"type": "object", "properties": {"code": _INT, "message": _STR}},
 }
-_V4_TYPES = {"GeoFeature": "application/vnd.geo+json"}
 
 _ERRORS = {
     400: "Bad request (the text says which parameter)",
@@ -129,14 +113,11 @@ def _operation(route: Route) -> dict[str, Any]:
             schema["format"] = p.format
         params.append({"name": p.name, "in": "query", "required": p.required,
                        "description": p.description, "schema": schema})
-    ok = 201 if route.method == "POST" and route.path == "/api/token" else 200
-    v4 = route.tag == "v4"
-    if v4 and route.method in ("POST", "DELETE"):
-        ok = {"POST": 202 if route.path.endswith("/remote") else 201, "DELETE": 204}[
-            route.method]
+    ok = route.ok or (201 if route.method == "POST" and route.path == "/api/token" else 200)
+    api = route.json_api
     responses: dict[str, Any] = {}
-    if v4:
-        media = _V4_TYPES.get(route.schema, "application/hal+json")
+    if api is not None:
+        media = route.media_type or api.media_type
         responses[str(ok)] = {"description": "OK"} if not route.schema else {
             "description": "OK",
             "content": {media: {"schema": {"$ref": f"#/components/schemas/{route.schema}"}}}}
@@ -150,12 +131,13 @@ def _operation(route: Route) -> dict[str, Any]:
     else:
         responses[str(ok)] = {"description": "Allowed (empty body)"}
     statuses = set(route.statuses) | {400, 429}
-    if route.auth or v4:
+    if route.auth or api is not None:
         statuses |= {401, 403}
     for status in sorted(statuses):
-        if v4:
+        if api is not None:
             responses[str(status)] = {"description": _ERRORS.get(status, "Error"), "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/V4Error"}}}}
+                "application/json": {"schema": {
+                    "$ref": f"#/components/schemas/{api.error_schema}"}}}}
             continue
         text = _ERRORS.get(status, "Error")
         if route.answer == "empty" and status == 403:
@@ -168,17 +150,16 @@ def _operation(route: Route) -> dict[str, Any]:
         "parameters": params,
         "responses": responses,
     }
-    if v4:
+    if api is not None:
         op["security"] = [{"bearer": []}, {"cookie": []}, {"username": [], "password": []}]
-        op["description"] = ("API v4 (docs/api-v4.md): needs the v4 right (or *). "
-                             "Errors are JSON {code, message}.")
+        op["description"] = api.description
     elif route.auth:
         op["security"] = [{"cookie": []}, {"username": [], "password": []}]
     else:
         op["security"] = []
     if route.rights:
         op["description"] = "Needs one of the rights: " + ", ".join(route.rights) + " (or *)."
-    if route.method in ("PUT", "POST") and v4:
+    if route.method in ("PUT", "POST") and api is not None:
         op["requestBody"] = {"required": True, "content": {"application/json": {
             "schema": route.body or {"type": "object"}}}}
     elif route.method in ("PUT", "POST") and route.params:
@@ -196,8 +177,11 @@ def _operation_id(route: Route) -> str:
 
 def build(routes: tuple[Route, ...]) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
+    schemas = dict(SCHEMAS)
     for route in routes:
         paths.setdefault(route.path, {})[route.method.lower()] = _operation(route)
+        if route.json_api is not None:
+            schemas.update(route.json_api.schemas)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -210,7 +194,7 @@ def build(routes: tuple[Route, ...]) -> dict[str, Any]:
         },
         "paths": paths,
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": schemas,
             "securitySchemes": {
                 "cookie": {"type": "apiKey", "in": "cookie", "name": "ovmsapisession"},
                 "bearer": {"type": "http", "scheme": "bearer",

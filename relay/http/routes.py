@@ -18,6 +18,10 @@ from relay.http.call import Call
 from relay.http.control import FIELD_PATTERN, OPTIONAL_TEXT_PATTERN, TEXT_PATTERN
 from relay.http.messages import Response
 from relay.params import SINCE_PATTERN
+from relay.webapi import JsonApi, Param
+
+__all__ = ["CONTROL", "ROUTES", "TOKEN_ADMIN", "Handler", "Match", "Param", "Route",
+           "RouteTable"]
 
 Handler = Callable[[Call], Awaitable[Response]]
 
@@ -26,19 +30,6 @@ CONTROL_ERRORS = (409, 422, 504)
 # Rights (relay.permits) of the control endpoints: they move real hardware (locks, charging).
 CONTROL = permits.CONTROL
 TOKEN_ADMIN = permits.TOKEN_ADMIN
-
-
-@attrs.frozen
-class Param:
-    name: str
-    description: str
-    type: str = "string"  # JSON schema type
-    required: bool = False
-    enum: tuple[str, ...] = ()
-    minimum: int | None = None
-    maximum: int | None = None
-    pattern: str = ""  # JSON-schema pattern: every matching value is accepted
-    format: str = ""  # JSON-schema format (date-time)
 
 
 @attrs.frozen
@@ -54,7 +45,11 @@ class Route:
     errors: tuple[int, ...] = ()  # statuses beyond the common 400/401/403/429
     schema: str = ""  # name of the response schema in the OpenAPI document
     tag: str = "read"
-    body: dict[str, Any] | None = None  # JSON schema of a v4 request body (None: any object)
+    # A JSON API's route (relay.http.jsonapi): the body is the handler's JSON document.
+    json_api: JsonApi | None = None
+    body: dict[str, Any] | None = None  # JSON schema of its request body (None: any object)
+    ok: int = 0  # its status of success (0: the REST API's 200, or 201 for a new token)
+    media_type: str = ""  # of its successful answers
 
     @property
     def rights(self) -> tuple[str, ...]:

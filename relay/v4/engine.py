@@ -455,6 +455,9 @@ class V4Engine:
         return sorted(self._by_vehicle.get(vehicleid, {}).values(),
                       key=lambda e: (e.created, e.monitorid))
 
+    def car_connected(self, vehicleid: str) -> bool:
+        return self.commands.hub.car_connected(vehicleid)
+
     def monitor(self, vehicleid: str, monitorid: str) -> MonitorEntry | None:
         return self._by_vehicle.get(vehicleid, {}).get(monitorid)
 

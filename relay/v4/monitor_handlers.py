@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from relay.http.messages import Response
 from relay.outbound.urlpolicy import Unresolvable, UrlRefused
 from relay.v4 import hal, monitors
 from relay.v4.engine import MonitorEntry
 from relay.v4.jsonparse import InvalidRequest
 from relay.v4.web import V4Call, hal_response, not_found, vehicle_href
+from relay.webapi import Response
 
 
 def _monitor_item(entry: MonitorEntry) -> dict[str, Any]:
@@ -63,13 +63,13 @@ async def monitor_create(v4: V4Call) -> Response:
 async def monitor_list(v4: V4Call) -> Response:
     record = await v4.vehicle()
     items = [_monitor_item(e) for e in v4.engine.monitors_of(record.vehicleid)]
-    return hal_response(hal.collection(items, name="monitors", path=v4.call.request.path,
+    return hal_response(hal.collection(items, name="monitors", path=v4.path,
                                        query=v4.query))
 
 
 async def _entry(v4: V4Call) -> MonitorEntry:
     record = await v4.vehicle()
-    entry = v4.engine.monitor(record.vehicleid, v4.call.args.get("monitorid", ""))
+    entry = v4.engine.monitor(record.vehicleid, v4.args.get("monitorid", ""))
     if entry is None:
         raise not_found("no such monitor")
     return entry

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import time
 
-from relay.http.messages import Response
 from relay.v4 import hal
 from relay.v4.actions import action_json
 from relay.v4.web import V4Call, hal_response, not_found, vehicle_href
+from relay.webapi import Response
 
 
 async def remote_create(v4: V4Call) -> Response:
@@ -27,7 +27,7 @@ async def remote_create(v4: V4Call) -> Response:
 
 async def remote_one(v4: V4Call) -> Response:
     record = await v4.vehicle()
-    actionid = v4.call.args.get("actionid", "")
+    actionid = v4.args.get("actionid", "")
     item = v4.engine.actions.get(actionid, time.time())
     if item is None or item.vehicleid != record.vehicleid:
         raise not_found("no such remote action (finished actions are kept for a while "

@@ -9,7 +9,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from protocol.messages import Firmware
-from relay.http.messages import Response
 from relay.params import rfc3339_seconds
 from relay.store import StoredMessage
 from relay.v4 import alerts, datapaths, engine, hal, persist, trips
@@ -22,6 +21,7 @@ from relay.v4.web import (
     not_found,
     vehicle_href,
 )
+from relay.webapi import Response
 
 Handler = Callable[[V4Call], Awaitable[Response]]
 
@@ -34,7 +34,7 @@ SUBRESOURCES = ("status", "lastPosition", "alerts", "trips", "telemetry", "maint
 
 
 def _page(v4: V4Call, items: list[Any], name: str) -> dict[str, Any]:
-    return hal.collection(items, name=name, path=v4.call.request.path, query=v4.query)
+    return hal.collection(items, name=name, path=v4.path, query=v4.query)
 
 
 async def _readable(v4: V4Call, vehicleid: str) -> dict[str, StoredMessage]:
@@ -51,8 +51,8 @@ async def user(v4: V4Call) -> Response:
     if info is None:
         raise not_found("account not found")
     created = float(info["created"])
-    body = {"id": info["name"], "name": info["name"], "permissions": v4.login.permissions,
-            "authenticatedBy": v4.login.via}
+    body = {"id": info["name"], "name": info["name"], "permissions": v4.caller.permissions,
+            "authenticatedBy": v4.caller.via}
     return hal_response(hal.single(body, href=f"{PREFIX}/user", created_at=created,
                                    updated_at=created,
                                    links={"vehicles": f"{PREFIX}/user/vehicles"}))
@@ -72,7 +72,7 @@ async def _vehicle_json(v4: V4Call, row: dict[str, Any]) -> dict[str, Any]:
         if version:
             body["firmware"] = version
         body.update(hal.vehicle_type_info(Firmware.from_data(firmware.data).vehicle_type))
-    body["connected"] = v4.call.api.services.hub.car_connected(vehicleid)
+    body["connected"] = v4.engine.car_connected(vehicleid)
     created = float(row["created"])
     updated = max([m.msgtime for m in latest.values()] + [created])
     return hal.single(body, href=vehicle_href(vehicleid), created_at=created,
@@ -87,7 +87,7 @@ async def vehicles(v4: V4Call) -> Response:
     chosen = rows[page.start: page.end + 1]
     items = [await _vehicle_json(v4, row) for row in chosen]
     return hal_response(hal.collection_page(items, total=len(rows), page=page, name="vehicles",
-                                            path=v4.call.request.path, query=v4.query))
+                                            path=v4.path, query=v4.query))
 
 
 async def vehicle(v4: V4Call) -> Response:
@@ -170,12 +170,12 @@ async def alert_list(v4: V4Call) -> Response:
             items.append(item)
     return hal_response(hal.collection_page(
         items[page.start: page.end + 1], total=len(items), page=page, name="alerts",
-        path=v4.call.request.path, query=v4.query))
+        path=v4.path, query=v4.query))
 
 
 async def alert_one(v4: V4Call) -> Response:
     record = await v4.vehicle()
-    ref = alerts.parse_alert_id(v4.call.args.get("alertid", ""))
+    ref = alerts.parse_alert_id(v4.args.get("alertid", ""))
     if ref is not None:
         for htype, ts, number, data in await v4.engine.alert_records(record.vehicleid):
             if (htype, ts, number) == (ref.htype, ref.ts, ref.recordnumber):
@@ -215,7 +215,7 @@ async def trip_list(v4: V4Call) -> Response:
 
 async def trip_one(v4: V4Call) -> Response:
     record = await v4.vehicle()
-    tid = v4.call.args.get("tripid", "")
+    tid = v4.args.get("tripid", "")
     for item in await _trips(v4, record.vehicleid):
         if item["id"] == tid:
             return hal_response(item)

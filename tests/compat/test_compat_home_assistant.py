@@ -20,7 +20,7 @@ import trio
 import trio.testing
 
 from tests.conftest import OWNER, PASSWORD, RelayUnderTest, StartRelay
-from tests.http_helpers import D_MSG, L_MSG, S_MSG, base_url, scripted_car, sync
+from tests.http_helpers import D_MSG, L_MSG, S_MSG, base_url, client_tls, scripted_car, sync
 
 POLL_INTERVAL = 300.0
 COOKIE = "ovmsapisession"
@@ -33,7 +33,8 @@ class HomeAssistant:
         # A fresh connection per request: the server closes idle keep-alive connections
         # when the clock jumps, and this test is not about keep-alive.
         self.http = httpx.AsyncClient(base_url=base_url(relay), timeout=10.0,
-                                      limits=httpx.Limits(max_keepalive_connections=0))
+                                      limits=httpx.Limits(max_keepalive_connections=0),
+                                      verify=client_tls())
         self.logins = 0
         self.statuses: list[int] = []
 
@@ -67,8 +68,15 @@ class HomeAssistant:
 
 
 async def settle() -> None:
-    """Let the server's tasks react to a clock jump (sweeps, closed connections)."""
-    await trio.testing.wait_all_tasks_blocked(cushion=0.01)
+    """Let the server's tasks react to a clock jump (sweeps, closed connections),
+    their store work in worker threads included: a task waiting for a thread counts as
+    blocked, and a sweep still in its store call when the clock jumps again would
+    sleep from the new time and miss the jump."""
+    while True:
+        await trio.testing.wait_all_tasks_blocked(cushion=0.01)
+        if not trio.testing.active_thread_count():
+            return
+        await trio.testing.wait_all_threads_completed()
 
 
 async def test_home_assistant_polls_for_an_hour_on_one_login(

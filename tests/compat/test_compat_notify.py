@@ -13,6 +13,7 @@ import trio
 
 from tests.conftest import StartRelay
 from tests.raw_v2 import RawScheme0
+from tests.settle import pinged
 from tests.test_push_support import FakeService
 from tests.test_push_webhook import FAST, service, subscribe
 
@@ -25,10 +26,10 @@ async def test_notify_script_reaches_apps_and_push_subscribers(
     relay = await start_relay(webhook_allow=[service.url + "/"], **FAST)
     await subscribe(relay, f"phone1,webhook,url,DEMO,DEMO,{service.url}/notify")
     car = await relay.car()
-    await car.drain()
+    await pinged(car)
     app = await relay.app()
-    await app.drain()
-    await car.drain()
+    await pinged(app)
+    await pinged(car)
 
     notify = await RawScheme0.login(relay.handle.v2_port, "DEMO", "DEMO", "B", padded=False)
     await notify.receive_until("T")
@@ -41,6 +42,6 @@ async def test_notify_script_reaches_apps_and_push_subscribers(
     assert {k: body[k] for k in ("vehicleid", "appid", "alerttype", "text")} == {
         "vehicleid": "DEMO", "appid": "phone1", "alerttype": "I",
         "text": "Charge finished at 23:00"}
-    assert await notify.drain() == []
+    assert await pinged(notify) == []
     await notify.aclose()
-    assert [m.text() for m in await car.drain()] == []
+    assert await pinged(car) == []

@@ -13,6 +13,7 @@ from protocol import Message
 from relay.push.dispatcher import HISTORY_TYPE
 from tests.conftest import T_NEVER, RelayUnderTest
 from tests.raw_v2 import RawScheme0
+from tests.settle import pinged, settle
 from tools.app_client import Printer, run_command
 
 
@@ -24,36 +25,39 @@ async def test_server_commands_count_k_from_1_to_n(relay: RelayUnderTest) -> Non
     """Issue 10 item 3: ``c32,0,1,3,...`` .. ``c32,0,3,3,...``, as the public server sends
     (an app that stops at k == n saw one record less before)."""
     car = await relay.car()
-    await car.drain()
+    await pinged(car)
     for n in (1, 2, 3):
         await car.send("h", f"{n},-{60 * (4 - n)},T,{n},86400,rec{n}")
     await car.send("h", "9,0,U,1,86400,other")
-    assert sorted(texts(await car.drain())) == ["h1", "h2", "h3", "h9"]
+    # Acked once committed, on the store's time.
+    acks = sorted([(await car.receive()).text() for _ in range(4)])
+    assert acks == ["h1", "h2", "h3", "h9"]
+    assert await pinged(car) == []
     app = await relay.app()
-    await app.drain()
+    await pinged(app)
     await app.send("C", "32,T")
-    lines = texts(await app.drain())
+    lines = await pinged(app)
     assert [line.split(",")[:4] for line in lines] == [
         ["c32", "0", str(k), "3"] for k in (1, 2, 3)]
     assert [line.rsplit(",", 1)[1] for line in lines] == ["rec1", "rec2", "rec3"]
     await app.send("C", "31")
-    assert [line.split(",")[:5] for line in texts(await app.drain())] == [
+    assert [line.split(",")[:5] for line in await pinged(app)] == [
         ["c31", "0", "1", "2", "T"], ["c31", "0", "2", "2", "U"]]
     await app.send("C", "30")
-    usage = texts(await app.drain())
+    usage = await pinged(app)
     assert len(usage) == 1 and usage[0].startswith("c30,0,1,1,")
 
 
 async def test_ovms_app_reads_every_record_up_to_k_equal_n(relay: RelayUnderTest) -> None:
     """Issue 10 item 3: the project's own app client (``ovms-app --command 32,T``)."""
     car = await relay.car()
-    await car.drain()
+    await pinged(car)
     for n in (1, 2):
         await car.send("h", f"{n},-{60 * (3 - n)},T,{n},86400,rec{n}")
     await car.receive_until("h")
     await car.receive_until("h")
     app = await relay.app()
-    await app.drain()
+    await pinged(app)
     out = io.StringIO()
     assert await run_command(app, "32,T", Printer(out), timeout=10) == 0
     printed = out.getvalue().splitlines()
@@ -66,12 +70,12 @@ async def test_notify_script_p_reaches_apps_and_push(relay: RelayUnderTest) -> N
     """Issue 10 item 4: the official notify script logs in as a batch client (unpadded
     digest) and sends ``P``: the vehicle's apps get it and it goes to push delivery."""
     app = await relay.app()
-    await app.drain()
+    await pinged(app)
     notify = await RawScheme0.login(relay.handle.v2_port, "DEMO", "DEMO", "B", padded=False)
     await notify.receive_until("T")
     await notify.send_text("PAHello from cron")
     assert texts(await app.receive_until("P")) == ["PAHello from cron"]
-    assert await notify.drain() == []  # the sender gets no echo
+    assert await pinged(notify) == []  # the sender gets no echo
     store = relay.handle.store
     with trio.fail_after(10):
         while not await store.historical_records("DEMO", HISTORY_TYPE):
@@ -83,15 +87,11 @@ async def test_notify_script_p_reaches_apps_and_push(relay: RelayUnderTest) -> N
 async def test_p_from_an_app_reaches_the_other_apps(relay: RelayUnderTest) -> None:
     """Issue 10 item 4: from an app as from a batch client; never to the car."""
     car = await relay.car()
-    await car.drain()
+    await pinged(car)
     first, second = await relay.app(), await relay.app()
-    await first.drain()
-    await second.drain()
-    await car.drain()
+    await settle(first, second, car)
     await first.send("P", "IDoor left open")
-    assert texts(await second.receive_until("P")) == ["PIDoor left open"]
-    assert texts(await car.drain()) == []
-    assert texts(await first.drain()) == []
+    assert await settle(first, second, car) == [[], ["PIDoor left open"], []]
 
 
 async def test_t_for_a_vehicle_without_stored_messages(relay: RelayUnderTest) -> None:
@@ -116,10 +116,8 @@ async def test_malformed_car_answer_is_ignored_not_fatal(
     """Issue 10 item 6: logged and ignored; the car keeps its connection and the
     waiting app gets the real answer."""
     car = await relay.car()
-    await car.drain()
     app = await relay.app()
-    await app.drain()
-    await car.drain()
+    await settle(app, car)
     await app.send("C", "20,1234")
     assert (await car.receive()).text() == "C20,1234"
     with caplog.at_level(logging.INFO, logger="relay.router"):

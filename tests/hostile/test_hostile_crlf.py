@@ -27,6 +27,7 @@ from protocol import (
 from tests.conftest import RelayUnderTest, StartRelay
 from tests.protocol_helpers import established_pair
 from tests.raw_v2 import RawScheme0
+from tests.settle import pinged, settle
 from tools.v2client import V2Client
 
 FORGED = "FLEET,x\r\nS99,K,0,0,done\r\nc20,0,forged lock ok"
@@ -34,7 +35,7 @@ FORGED = "FLEET,x\r\nS99,K,0,0,done\r\nc20,0,forged lock ok"
 
 async def plain_app(relay: RelayUnderTest, username: str, password: str) -> V2Client:
     app = await relay.connect("*", ClientType.APP, username=username, password=password)
-    await app.drain()
+    await pinged(app)
     return app
 
 
@@ -49,33 +50,32 @@ async def test_group_data_cannot_forge_lines_in_another_owners_app(
     relay: RelayUnderTest = await start_relay(allow_plain_login=True)
     alice = await plain_app(relay, "demo", "demopass")  # vehicle DEMO, owner demo
     await alice.send("G", "FLEET")
+    await pinged(alice)
     bob_car = await RawScheme0.login(relay.handle.v2_port, "OTHERCAR", "OTHERPASS")
-    await bob_car.drain()
+    await pinged(bob_car)
     with caplog.at_level(logging.WARNING, logger="relay.v2"):
         await bob_car.send_text("g" + FORGED)
         await bob_car.send_text("gFLEET,honest data")
         got = texts(await alice.receive_until("g"))
     # Only the honest update arrives; nothing the forged one carried.
     assert got == ["gOTHERCAR,FLEET,honest data"]
-    assert texts(await alice.drain()) == []
+    # Dropped, not disconnected: the car still talks (its ping is answered).
+    assert await settle(bob_car, alice) == [[], []]
     assert "message 'g' dropped: message holds a CR or LF" in caplog.text
-    # Dropped, not disconnected: the car still talks.
-    await bob_car.send_text("A")
-    assert await bob_car.receive_text() == "a"
 
 
 async def test_car_cannot_spoof_z_t_c_to_its_own_apps(start_relay: StartRelay) -> None:
     """Issue 9 defect 2: the same path let a car fake Z, T and c lines to its apps."""
     relay: RelayUnderTest = await start_relay(allow_plain_login=True)
     car = await RawScheme0.login(relay.handle.v2_port, "DEMO", "DEMO")
-    await car.drain()
+    await pinged(car)
     app = await plain_app(relay, "demo", "demopass")
-    await car.drain()  # Z1
+    assert await pinged(car) == ["Z1"]
     for spoof in ("S80,K\r\nZ0", "S80,K\nT99999", "S80,K\rc20,0", "X\r\nc20,0,ok", "\r", "P\n"):
         await car.send_text(spoof)
     await car.send_text("S81,K")
     assert texts(await app.receive_until("T")) == ["S81,K", "T0"]
-    assert texts(await app.drain()) == []
+    assert (await settle(car, app))[1] == []
     # Nothing of the refused messages was stored for later app logins either.
     latest = await relay.handle.store.latest("DEMO")
     assert {code: m.data for code, m in latest.items()} == {"S": "81,K"}
@@ -84,10 +84,11 @@ async def test_car_cannot_spoof_z_t_c_to_its_own_apps(start_relay: StartRelay) -
 async def test_h_record_with_a_line_break_is_not_acked(relay: RelayUnderTest) -> None:
     """Issue 9 defect 2: refused at decode, so not stored and not acknowledged."""
     car = await RawScheme0.login(relay.handle.v2_port, "DEMO", "DEMO")
-    await car.drain()
+    await pinged(car)
     await car.send_text("h7,0,*-LOG-Trip,1,86400,trip\r\nc20,0")
     await car.send_text("h8,0,*-LOG-Trip,2,86400,clean")
-    assert await car.drain() == ["h8"]
+    assert await car.receive_text() == "h8"  # acked once committed
+    assert await pinged(car) == []
     records = await relay.handle.store.historical_records("DEMO", "*-LOG-Trip")
     assert [r.data for r in records] == ["clean"]
 
@@ -96,11 +97,11 @@ async def test_app_messages_with_line_breaks_are_dropped(start_relay: StartRelay
     """Issue 9 defect 2: from an app too (a bare CR survives plain line splitting)."""
     relay: RelayUnderTest = await start_relay(allow_plain_login=True)
     car = await relay.car()
-    await car.drain()
+    await pinged(car)
     app = await plain_app(relay, "demo", "demopass")
-    await car.drain()
+    await pinged(car)
     await app.stream.send_all(b"C20,1\rC22,1\r\nGFLE\rET\r\nC20,2\r\n")
-    assert texts(await car.drain()) == ["C20,2"]
+    assert (await settle(app, car))[1] == ["C20,2"]
 
 
 # --------------------------------------------------------------------------- sans-IO

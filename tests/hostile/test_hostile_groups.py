@@ -16,6 +16,7 @@ from protocol import ClientType
 from relay.hub import GroupLimits, Hub, Peer
 from tests.conftest import StartRelay
 from tests.http_helpers import sync
+from tests.settle import pinged
 
 
 def hub_peer(hub: Hub, vehicleid: str, client_type: ClientType) -> Peer:
@@ -34,7 +35,7 @@ async def test_app_group_subscriptions_are_bounded(
     caplog.set_level(logging.WARNING, logger="relay.hub")
     relay = await start_relay()
     app = await relay.app()
-    await app.drain()
+    await pinged(app)
     await app.send("G", "X" * 65)  # too long
     for n in range(1_000):
         await app.send("G", f"group{n}")
@@ -58,7 +59,7 @@ async def test_car_group_data_is_bounded(start_relay: StartRelay) -> None:
     """Issue 9 defect 7: a car's g is bounded in groups, name length and data size."""
     relay = await start_relay(max_groups=3, max_group_data=100)
     car = await relay.car()
-    await car.drain()
+    await pinged(car)
     await car.send("g", "big," + "x" * 101)
     await car.send("g", "Y" * 65 + ",data")
     for n in range(10):
@@ -69,7 +70,7 @@ async def test_car_group_data_is_bounded(start_relay: StartRelay) -> None:
     (peer,) = [p for p in hub.peers() if p.is_car]
     assert list(peer.groups) == ["fleet0", "fleet1", "fleet2"]
     app = await relay.app()
-    await app.drain()
+    await pinged(app)
     await app.send("G", "fleet0")
     await app.send("G", "fleet5")
     await app.send("G", "big")

@@ -16,6 +16,7 @@ import pytest
 from protocol import HistoricalRecord, Message, values
 from tests.conftest import RelayUnderTest
 from tests.raw_v2 import RawScheme0
+from tests.settle import pinged
 
 NOW = 1_780_000_000  # 2026-05-28
 
@@ -70,7 +71,7 @@ async def test_poisoned_h_is_not_acked_and_history_keeps_working(
 ) -> None:
     """Issue 9 defect 9, end to end: not acked, not stored, logged; C31/C32 still answer."""
     car = await RawScheme0.login(relay.handle.v2_port, "DEMO", "DEMO")
-    await car.drain()
+    await pinged(car)
     with caplog.at_level(logging.INFO, logger="relay.router"):
         await car.send_text("h1,1000000000000,*-LOG-Trip,1,86400,poison")
         await car.send_text("H*-LOG-Trip,99999999999999999999,60,poison")
@@ -79,7 +80,7 @@ async def test_poisoned_h_is_not_acked_and_history_keeps_working(
     assert "h record 1 ignored, not acked: timediff" in caplog.text
     assert "H record ignored: record number" in caplog.text
     app = await relay.app()
-    await app.drain()
+    await pinged(app)
     await app.send("C", "32,*-LOG-Trip")
     assert [m.text().split(",", 6)[6] for m in await app.receive_until("c")] == ["2,fine"]
     await app.send("C", "31")
@@ -97,7 +98,7 @@ async def test_records_stored_before_the_check_do_not_break_the_lists(
     await store.add_historical("DEMO", "T", 1, "poison", timestamp=now + 10**12,
                                expires=now + 10**12 + 86400, durable=True)
     app = await relay.app()
-    await app.drain()
+    await pinged(app)
     await app.send("C", "32,T")
     answer = [m.text() for m in await app.receive_until("c")]
     assert answer == ["c32,0,1,1,T,2099-12-31 23:59:59,1,poison"]

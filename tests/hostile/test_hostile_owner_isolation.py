@@ -12,6 +12,7 @@ import pytest
 from protocol import ClientType
 from tests.conftest import RelayUnderTest, StartRelay
 from tests.http_helpers import CREDS, OTHER_CREDS, S_MSG, client, scripted_car, sync
+from tests.settle import pinged
 from tools.v2client import LoginRefused
 
 V4 = "/api/v4/user/vehicles"
@@ -91,7 +92,7 @@ async def test_v4_shows_only_the_owners_vehicles(relay: RelayUnderTest) -> None:
 async def test_push_subscription_needs_the_vehicles_secret(relay: RelayUnderTest) -> None:
     """An app of OTHERCAR cannot subscribe to DEMO's alerts with a wrong netpass."""
     app = await relay.app("OTHERCAR", carpass="OTHERPASS")
-    await app.drain()
+    await pinged(app)
     await app.send("p", "evil,webhook,production,DEMO,OTHERPASS,https://example.org/x")
     await app.send("A")
     await app.receive_until("a")
@@ -103,11 +104,11 @@ async def test_push_subscription_needs_the_vehicles_secret(relay: RelayUnderTest
 async def test_group_data_is_one_message_naming_its_car(relay: RelayUnderTest) -> None:
     """Groups are shared across owners by design: what arrives is exactly the one ``g``."""
     watcher = await relay.app("DEMO")
-    await watcher.drain()
+    await pinged(watcher)
     await watcher.send("G", "FLEET")
     await sync(watcher)
     car = await relay.car("OTHERCAR", carpass="OTHERPASS")
-    await car.drain()
+    await pinged(car)
     await car.send("g", "FLEET,52.1,4.3")
     await sync(car)
     got = [m.text() for m in await watcher.receive_until("g")]

@@ -11,6 +11,7 @@ import pytest
 
 from protocol import values
 from tests.conftest import RelayUnderTest
+from tests.settle import pinged
 
 BAD_SINCE = [
     "99999999999999999999",
@@ -29,7 +30,7 @@ BAD_SINCE = [
 async def test_bad_since_is_answered_not_fatal(relay: RelayUnderTest, since: str) -> None:
     """Issue 9 defect 10: ``c31,1,<reason>`` / ``c32,1,<reason>``; the app stays."""
     app = await relay.app()
-    await app.drain()
+    await pinged(app)
     await app.send("C", f"31,{since}")
     answer = (await app.receive_until("c")).pop().text()
     assert answer.startswith("c31,1,since ")
@@ -43,11 +44,11 @@ async def test_bad_since_is_answered_not_fatal(relay: RelayUnderTest, since: str
 
 async def test_good_since_forms_still_filter(relay: RelayUnderTest) -> None:
     car = await relay.car()
-    await car.drain()
+    await pinged(car)
     await car.send("h", "1,0,T,1,86400,x")
     await car.receive_until("h")
     app = await relay.app()
-    await app.drain()
+    await pinged(app)
     for since in ("0", "2000-01-01", "2000-01-01 00:00:00", "0000-00-00", "1900-01-01", ""):
         await app.send("C", f"32,T,{since}")
         assert (await app.receive_until("c")).pop().text().startswith("c32,0,1,1,T,")
