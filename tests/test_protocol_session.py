@@ -94,8 +94,19 @@ def test_lines_after_scheme0_welcome_are_held_until_accept() -> None:
     assert server.next_event() is NEED_DATA
     assert server.next_event() is NEED_DATA
     server.accept_scheme0(CARPASS, server_token=SERVER_TOKEN)
+    # Decided: the session no longer holds the login's token and digest.
+    assert server.login is None
     assert server.next_event() == Message("A")
     assert server.next_event() is NEED_DATA
+
+
+def test_a_rejected_login_is_forgotten() -> None:
+    server = ServerSession()
+    server.receive_data(WELCOME0)
+    assert isinstance(server.next_event(), Scheme0Login)
+    server.reject()
+    assert server.login is None
+    assert server.state is State.CLOSED
 
 
 def test_lines_after_scheme1_welcome_are_held_until_accept() -> None:
