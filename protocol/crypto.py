@@ -80,9 +80,20 @@ class RC4Stream:
 
     __slots__ = ("_ctx",)
 
-    def __init__(self, key: bytes) -> None:
-        self._ctx = Cipher(ARC4(key), mode=None).encryptor()
+    def __init__(self, key: bytes | ARC4) -> None:
+        algorithm = key if isinstance(key, ARC4) else ARC4(key)
+        self._ctx = Cipher(algorithm, mode=None).encryptor()
         self._ctx.update(bytes(RC4_DISCARD))
+
+    @classmethod
+    def pair(cls, key: bytes) -> tuple[RC4Stream, RC4Stream]:
+        """Two independent streams from one key (a session's receive and send sides).
+
+        They share the key's algorithm object, which each cipher context keeps:
+        one fewer per connection.
+        """
+        algorithm = ARC4(key)
+        return cls(algorithm), cls(algorithm)
 
     def apply(self, data: bytes) -> bytes:
         """Encrypt or decrypt (RC4 is symmetric), advancing the stream."""

@@ -135,7 +135,7 @@ class _Framer:
 
 def _scheme0_framer(carpass: str, server_token: str, client_token: str) -> _Framer:
     key = crypto.session_key(carpass.encode(ENCODING, ERRORS), server_token, client_token)
-    return _Framer(crypto.RC4Stream(key), crypto.RC4Stream(key))
+    return _Framer(*crypto.RC4Stream.pair(key))
 
 
 class _LineSession:

@@ -12,6 +12,7 @@ import trio
 
 from protocol import ClientType
 from relay import console
+from relay.boundary import serve_self_closing
 from relay.clock import SYSTEM_CLOCK, Clock
 from relay.commands import CommandService
 from relay.config import Config
@@ -70,7 +71,7 @@ async def serve_v2(
     listeners = await trio.open_tcp_listeners(port, host=host)
     task_status.started(listeners)
     handler = functools.partial(serve_v2_connection, services=services, tls=False)
-    await trio.serve_listeners(handler, listeners)
+    await serve_self_closing(handler, listeners, "v2 connection")
 
 
 async def start_listener(

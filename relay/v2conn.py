@@ -110,9 +110,9 @@ class V2Connection:
         if self.s.config.tcp_keepalive:
             set_keepalive(self.stream)
         try:
-            login = await self._welcome()
-            if login is not None:
-                await self._serve(*login)
+            peer = await self._welcome()
+            if peer is not None:
+                await self._serve(peer)
         except RemoteProtocolError as exc:
             log.info("%s: closing: %s", self._ctx(), exc.reason)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -137,7 +137,7 @@ class V2Connection:
             raise trio.BrokenResourceError("peer closed the connection")
         return data
 
-    async def _welcome(self) -> tuple[Granted, ClientType] | None:
+    async def _welcome(self) -> Peer | None:
         with trio.move_on_at(self.welcome_deadline):
             while True:
                 event = self.session.next_event()
@@ -158,9 +158,7 @@ class V2Connection:
                  self._ctx(), self.s.config.welcome_timeout)
         return None
 
-    async def _login(
-        self, login: Scheme0Login | Scheme1Login
-    ) -> tuple[Granted, ClientType] | None:
+    async def _login(self, login: Scheme0Login | Scheme1Login) -> Peer | None:
         ctype = login.client_type.label
         host = self.address.rpartition(":")[0]
         if isinstance(login, Scheme0Login):
@@ -197,24 +195,28 @@ class V2Connection:
         else:
             line = self.session.accept_scheme1(login.username, result.vehicleid, result.vehicleids)
         await self.stream.send_all(line)
-        return result, login.client_type
+        # The peer, not the login's result: only what the connection keeps is kept.
+        return self._new_peer(result, login.client_type)
 
     # --- after login ------------------------------------------------------------------------
 
-    async def _serve(self, granted: Granted, client_type: ClientType) -> None:
-        hub = self.s.hub
+    def _new_peer(self, granted: Granted, client_type: ClientType) -> Peer:
         config = self.s.config
         limit = config.outbox_size
         if client_type is not ClientType.CAR:
             # Room for the login replay (Z, at most max_stored_codes stored messages,
             # T) on top: however much a car stores, the replay cannot fill the queue.
             limit += config.max_stored_codes + 2
-        outbox = Outbox(limit, self._write, self.s.nursery, on_error=self._writer_failed)
-        peer = Peer(
+        return Peer(
             conn_id=self.conn_id, owner=granted.owner, vehicleid=granted.vehicleid,
-            client_type=client_type, outbox=outbox,
+            client_type=client_type,
+            outbox=Outbox(limit, self._write, self.s.nursery, on_error=self._writer_failed),
             cancel_scope=trio.CancelScope(), address=self.address,
         )
+
+    async def _serve(self, peer: Peer) -> None:
+        hub = self.s.hub
+        outbox = peer.outbox
         self.peer = peer
         log.info("%s: logged in from %s", peer.context(), self.address)
         stream = self.stream
@@ -244,6 +246,7 @@ class V2Connection:
                     peer.last_rx = trio.current_time()
                     peer.rx_bytes += len(data)
                     self.session.receive_data(data)
+                    del data  # up to RECEIVE_SIZE, held while idle otherwise
         finally:
             outbox.close()
             flush_usage([peer], self.s.store)

@@ -62,6 +62,15 @@ def car_stream() -> crypto.RC4Stream:
     return crypto.RC4Stream(SESSION_KEY)
 
 
+def test_a_stream_pair_is_two_independent_streams_of_one_key() -> None:
+    """Issue 11: the receive and send streams share the key's algorithm object only."""
+    rx, tx = crypto.RC4Stream.pair(SESSION_KEY)
+    first = car_stream().apply(b"MP-0 A")
+    assert tx.apply(b"MP-0 A") == first
+    assert tx.apply(b"MP-0 A") != first  # tx went on
+    assert rx.apply(b"MP-0 A") == first  # rx did not move with it
+
+
 # --- welcome and authentication -------------------------------------------------
 
 
