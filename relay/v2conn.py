@@ -56,6 +56,18 @@ def stream_socket(stream: trio.abc.Stream) -> trio.socket.SocketType | None:
     return None
 
 
+def idle_wait_socket(stream: trio.abc.Stream) -> trio.socket.SocketType | None:
+    """The socket to wait on for readability before each receive, or None.
+
+    An idle connection parked inside receive_some keeps receive_some's frames and
+    context manager alive (~1.6 KB, for each of thousands of idle cars); waiting
+    for readability first parks it in trio's wait alone, and the receive that
+    follows finds its data ready. Only for plain TCP: TLS and WebSocket streams
+    read through layers of their own.
+    """
+    return stream.socket if type(stream) is trio.SocketStream else None
+
+
 def set_keepalive(stream: trio.abc.Stream) -> None:
     """TCP keepalive, so half-open connections (a car that lost power) get noticed."""
     sock = stream_socket(stream)
@@ -112,7 +124,30 @@ class V2Connection:
         try:
             peer = await self._welcome()
             if peer is not None:
-                await self._serve(peer)
+                # Served inline, not in a coroutine of its own: one frame less for
+                # each of the thousands of idle connections.
+                try:
+                    with peer.cancel_scope:
+                        await self._start(peer)
+                        stream = self.stream
+                        sock = idle_wait_socket(stream)
+                        # Lines that came with the welcome first.
+                        while await self._handle_events(peer):
+                            if sock is not None:
+                                await trio.lowlevel.wait_readable(sock)
+                            try:
+                                data = await stream.receive_some(RECEIVE_SIZE)
+                            except trio.BrokenResourceError:
+                                data = b""
+                            if not data:
+                                peer.close_reason = peer.close_reason or "closed by peer"
+                                break
+                            peer.last_rx = trio.current_time()
+                            peer.rx_bytes += len(data)
+                            self.session.receive_data(data)
+                            del data  # up to RECEIVE_SIZE, held while idle otherwise
+                finally:
+                    self._end(peer)
         except RemoteProtocolError as exc:
             log.info("%s: closing: %s", self._ctx(), exc.reason)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -214,48 +249,23 @@ class V2Connection:
             cancel_scope=trio.CancelScope(), address=self.address,
         )
 
-    async def _serve(self, peer: Peer) -> None:
-        hub = self.s.hub
-        outbox = peer.outbox
+    async def _start(self, peer: Peer) -> None:
         self.peer = peer
         log.info("%s: logged in from %s", peer.context(), self.address)
-        stream = self.stream
-        # An idle connection waits for readability, not inside receive_some: parked
-        # there, each of thousands of idle cars would keep receive_some's frames and
-        # context manager alive (~1.6 KB). The receive that follows finds its data
-        # ready. Only for plain TCP; TLS and WebSocket streams read through layers.
-        sock = stream.socket if type(stream) is trio.SocketStream else None
-        try:
-            with peer.cancel_scope:
-                if peer.is_car:
-                    hub.register(peer)
-                else:
-                    await self.s.router.client_login(peer)
-                # Read loop inline, not in a coroutine of its own: one frame less
-                # for every idle connection. Lines that came with the welcome first.
-                while await self._handle_events(peer):
-                    if sock is not None:
-                        await trio.lowlevel.wait_readable(sock)
-                    try:
-                        data = await stream.receive_some(RECEIVE_SIZE)
-                    except trio.BrokenResourceError:
-                        data = b""
-                    if not data:
-                        peer.close_reason = peer.close_reason or "closed by peer"
-                        break
-                    peer.last_rx = trio.current_time()
-                    peer.rx_bytes += len(data)
-                    self.session.receive_data(data)
-                    del data  # up to RECEIVE_SIZE, held while idle otherwise
-        finally:
-            outbox.close()
-            flush_usage([peer], self.s.store)
-            hub.unregister(peer)
-            # connection -> peer -> outbox -> bound _write -> connection is a cycle;
-            # breaking it lets reference counting free the connection at once
-            # instead of leaving it to a (rare, see relay.gctune) full GC pass.
-            self.peer = None
-            log.info("%s: disconnected (%s)", peer.context(), peer.close_reason or "closed by peer")
+        if peer.is_car:
+            self.s.hub.register(peer)
+        else:
+            await self.s.router.client_login(peer)
+
+    def _end(self, peer: Peer) -> None:
+        peer.outbox.close()
+        flush_usage([peer], self.s.store)
+        self.s.hub.unregister(peer)
+        # connection -> peer -> outbox -> bound _write -> connection is a cycle;
+        # breaking it lets reference counting free the connection at once
+        # instead of leaving it to a (rare, see relay.gctune) full GC pass.
+        self.peer = None
+        log.info("%s: disconnected (%s)", peer.context(), peer.close_reason or "closed by peer")
 
     async def _handle_events(self, peer: Peer) -> bool:
         """Hand every complete message received so far on; False if the connection must end."""
