@@ -61,9 +61,13 @@ def _rss_kb_per_car(report: dict[str, Any]) -> float | None:
 METRICS: list[Metric] = [
     ("logins/s", lambda r: _get(r, "login", "logins_per_s"), "/s", True),
     ("login p99", lambda r: _get(r, "login", "latency", "p99_ms"), "ms", False),
+    ("server CPU per login", lambda r: _get(r, "login", "server_cpu_ms_per_login"), "ms",
+     False),
     ("relay closed loop", lambda r: _get(r, "relay_closed", "messages_per_s"), "msg/s", True),
     ("relay closed loop p99", lambda r: _get(r, "relay_closed", "latency", "p99_ms"), "ms",
      False),
+    ("server CPU per relayed message",
+     lambda r: _get(r, "relay_closed", "server_cpu_us_per_message"), "us", False),
     ("REST 2 clients keep-alive", lambda r: _get(r, "rest_2_keepalive", "requests_per_s"),
      "req/s", True),
     ("REST 2 clients new connection", lambda r: _get(r, "rest_2_newconn", "requests_per_s"),
@@ -72,6 +76,8 @@ METRICS: list[Metric] = [
      "req/s", True),
     ("REST 20 clients new connection", lambda r: _get(r, "rest_20_newconn", "requests_per_s"),
      "req/s", True),
+    ("server CPU per REST request (20 keep-alive)",
+     lambda r: _get(r, "rest_20_keepalive", "server_cpu_us_per_request"), "us", False),
     ("RSS per idle car (bare connection)", _rss_kb_per_car, "KB", False),
     ("relay closed loop with the idle cars",
      lambda r: _get(r, "scale", "relay_with_idle", "messages_per_s"), "msg/s", True),
@@ -222,6 +228,18 @@ def table(sides: list[Side], runs: dict[str, list[dict[str, Any]]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def load_note(log: list[dict[str, Any]]) -> str:
+    """The machine's load average (1 min) before each run, in run order."""
+    runs = ", ".join(f"{x['side']} {x['load_before'].split()[0]}" for x in log)
+    return f"\nLoad average before each run: {runs}.\n"
+
+
+def checkout_label() -> str:
+    sha = _run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"]).strip()
+    dirty = _run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"])
+    return f"this checkout (`{sha}`{' + changes' if dirty.strip() else ''})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m tools.bench_compare", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -246,7 +264,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     raise_nofile_limit()  # the servers started here inherit it
     args.out.mkdir(parents=True, exist_ok=True)
     sides = [prepare_old(rev, args.workdir) for rev in (args.old or ["ab19c57"])]
-    sides.append(Side("this checkout", ROOT, Path(sys.executable)))
+    sides.append(Side(checkout_label(), ROOT, Path(sys.executable)))
     carpass, password = secrets.token_urlsafe(9), secrets.token_urlsafe(9)
     vehicles = max(args.pairs, 50) + (args.idle if "scale" in args.phases else 0)
     for i, side in enumerate(sides):
@@ -268,7 +286,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                         "seconds": round(time.monotonic() - t0, 1)})
             print(f"round {rnd + 1} {side.label}: done in {log[-1]['seconds']} s "
                   f"(load average before: {before})", file=sys.stderr)
-    md = table(sides, runs)
+    md = table(sides, runs) + load_note(log)
     (args.out / "compare.md").write_text(md)
     (args.out / "compare.json").write_text(json.dumps(
         {"sides": [s.label for s in sides], "log": log, "runs": runs,
