@@ -5,7 +5,7 @@
 
 Each older commit is exported (``git archive``, no worktree bookkeeping) into
 ``--workdir`` with a virtual environment of its own; this checkout runs as it is,
-with the interpreter running this script. Every side provisions its vehicles and
+with the interpreter running this script (or ``--new REV`` is exported too). Every side provisions its vehicles and
 starts its server with its own code, on a copy of a database provisioned once.
 The load always comes from this checkout's ``ovms-bench`` (``--server-pid``
 mode), so the sides differ only in the server.
@@ -208,7 +208,9 @@ def load_average() -> str:
 
 
 def _fmt(value: float) -> str:
-    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:,.1f}"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:,.1f}" if abs(value) >= 10 else f"{value:,.2f}"
 
 
 def table(sides: list[Side], runs: dict[str, list[dict[str, Any]]]) -> str:
@@ -245,6 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--old", action="append", default=[], metavar="REV",
                    help="an older commit to compare (repeatable; default ab19c57)")
+    p.add_argument("--new", metavar="REV",
+                   help="benchmark this commit (exported like the old ones) instead of the "
+                        "working tree, which may then change while the run goes on")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--out", type=Path, default=Path("/tmp/bench-compare"))
     p.add_argument("--workdir", type=Path, default=Path("/tmp/ovms-bench-compare"),
@@ -264,7 +269,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     raise_nofile_limit()  # the servers started here inherit it
     args.out.mkdir(parents=True, exist_ok=True)
     sides = [prepare_old(rev, args.workdir) for rev in (args.old or ["ab19c57"])]
-    sides.append(Side(checkout_label(), ROOT, Path(sys.executable)))
+    if args.new:
+        sides.append(prepare_old(args.new, args.workdir))
+    else:
+        sides.append(Side(checkout_label(), ROOT, Path(sys.executable)))
     carpass, password = secrets.token_urlsafe(9), secrets.token_urlsafe(9)
     vehicles = max(args.pairs, 50) + (args.idle if "scale" in args.phases else 0)
     for i, side in enumerate(sides):
