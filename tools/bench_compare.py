@@ -5,8 +5,9 @@
 
 Each older commit is exported (``git archive``, no worktree bookkeeping) into
 ``--workdir`` with a virtual environment of its own; this checkout runs as it is,
-with the interpreter running this script (or ``--new REV`` is exported too). Every side provisions its vehicles and
-starts its server with its own code, on a copy of a database provisioned once.
+with the interpreter running this script (or ``--new REV`` is exported too).
+Every side provisions its vehicles and starts its server with its own code, on a
+copy of a database provisioned once.
 The load always comes from this checkout's ``ovms-bench`` (``--server-pid``
 mode), so the sides differ only in the server.
 
