@@ -26,10 +26,20 @@ _DIGEST_B64_CHARS = 22
 _B64_CHARS = frozenset(TOKEN_ALPHABET)
 
 
+# Random bytes whose base64 starts with TOKEN_LENGTH characters of 6 random bits each.
+_TOKEN_BYTES = (TOKEN_LENGTH * 6 + 7) // 8
+
+
 def make_token(avoid: str | None = None) -> str:
-    """A fresh random token; never equal to ``avoid`` (the peer's token)."""
+    """A fresh random token; never equal to ``avoid`` (the peer's token).
+
+    Base64 of random bytes: every login makes one, and one system call for it (not
+    one per character, as drawing each from the alphabet would) matters at
+    thousands of logins a second.
+    """
     while True:
-        token = "".join(secrets.choice(TOKEN_ALPHABET) for _ in range(TOKEN_LENGTH))
+        raw = secrets.token_bytes(_TOKEN_BYTES)
+        token = base64.b64encode(raw).decode("ascii")[:TOKEN_LENGTH]
         if token != avoid:
             return token
 
@@ -80,9 +90,20 @@ class RC4Stream:
 
     __slots__ = ("_ctx",)
 
-    def __init__(self, key: bytes) -> None:
-        self._ctx = Cipher(ARC4(key), mode=None).encryptor()
+    def __init__(self, key: bytes | ARC4) -> None:
+        algorithm = key if isinstance(key, ARC4) else ARC4(key)
+        self._ctx = Cipher(algorithm, mode=None).encryptor()
         self._ctx.update(bytes(RC4_DISCARD))
+
+    @classmethod
+    def pair(cls, key: bytes) -> tuple[RC4Stream, RC4Stream]:
+        """Two independent streams from one key (a session's receive and send sides).
+
+        They share the key's algorithm object, which each cipher context keeps:
+        one fewer per connection.
+        """
+        algorithm = ARC4(key)
+        return cls(algorithm), cls(algorithm)
 
     def apply(self, data: bytes) -> bytes:
         """Encrypt or decrypt (RC4 is symmetric), advancing the stream."""

@@ -135,7 +135,7 @@ class _Framer:
 
 def _scheme0_framer(carpass: str, server_token: str, client_token: str) -> _Framer:
     key = crypto.session_key(carpass.encode(ENCODING, ERRORS), server_token, client_token)
-    return _Framer(crypto.RC4Stream(key), crypto.RC4Stream(key))
+    return _Framer(*crypto.RC4Stream.pair(key))
 
 
 class _LineSession:
@@ -191,6 +191,8 @@ class ServerSession(_LineSession):
 
     def __init__(self, max_line_length: int = MAX_LINE_LENGTH) -> None:
         super().__init__(max_line_length)
+        # The login awaiting a decision; None again once accepted or rejected (a
+        # relay holds tens of thousands of sessions: their tokens and digests go).
         self.login: Scheme0Login | Scheme1Login | None = None
         self._provision_answered = False
 
@@ -246,6 +248,7 @@ class ServerSession(_LineSession):
         digest = crypto.token_digest(carpass.encode(ENCODING, ERRORS), server_token)
         self._framer = _scheme0_framer(carpass, server_token, login.token)
         self.state = State.ESTABLISHED
+        self.login = None
         return f"MP-S 0 {server_token} {digest}".encode("ascii") + CRLF
 
     def accept_scheme1(self, username: str, vehicleid: str, vehicleids: Iterable[str]) -> bytes:
@@ -255,11 +258,13 @@ class ServerSession(_LineSession):
             raise LocalProtocolError("an account or vehicle name holds a CR or LF")
         self._framer = _Framer(None, None)
         self.state = State.ESTABLISHED
+        self.login = None
         return line.encode(ENCODING, ERRORS) + CRLF
 
     def reject(self) -> None:
         """The login failed: the protocol has no error message, the caller just closes."""
         self.state = State.CLOSED
+        self.login = None
 
     def _pending_login(self, kind: type[_L]) -> _L:
         if self.state is not State.AWAIT_AUTH or not isinstance(self.login, kind):

@@ -18,7 +18,11 @@ class ClientType(enum.Enum):
 
     @property
     def label(self) -> str:
-        return self.name.lower()
+        # One shared string per type: log lines, metrics and the login log use it often.
+        return _LABELS[self]
+
+
+_LABELS = {t: t.name.lower() for t in ClientType}
 
 
 @attrs.frozen

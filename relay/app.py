@@ -13,6 +13,7 @@ import trio
 
 from protocol import ClientType
 from relay import accounts, console
+from relay.boundary import serve_self_closing
 from relay.bus import open_hub
 from relay.clock import SYSTEM_CLOCK, Clock
 from relay.commands import CommandService
@@ -78,7 +79,7 @@ async def serve_v2(
     listeners = await open_tcp_listeners(port, host=host, reuse_port=services.config.reuse_port)
     task_status.started(listeners)
     handler = functools.partial(serve_v2_connection, services=services, tls=False)
-    await trio.serve_listeners(handler, listeners)
+    await serve_self_closing(handler, listeners, "v2 connection")
 
 
 async def start_listener(

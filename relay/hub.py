@@ -68,20 +68,23 @@ class GroupLimits:
 class VehicleLinks:
     """The live connections of one vehicle."""
 
-    # Dicts used as ordered sets: an empty dict is 64 bytes, an empty set 216, and
-    # most of the thousands of connected cars have no app at all.
+    # Dicts used as ordered sets (an empty set is 216 bytes, a dict 64), each created
+    # when its first member comes and dropped when its last goes: most of the
+    # thousands of connected cars have no app, no REST session and no command waiting.
     car: Peer | None = None
-    apps: dict[Peer, None] = attrs.field(factory=dict)
-    batch: dict[Peer, None] = attrs.field(factory=dict)
+    apps: dict[Peer, None] | None = None
+    batch: dict[Peer, None] | None = None
     # HTTP API sessions "connected" to the vehicle count as interactive apps.
-    api_sessions: dict[str, None] = attrs.field(factory=dict)
+    api_sessions: dict[str, None] | None = None
     # A list, not a deque: it is almost always empty or one long, and an empty
     # deque costs ~600 bytes for each of thousands of connected cars.
-    waiting: list[Waiting] = attrs.field(factory=list)
+    waiting: list[Waiting] | None = None
 
     def clients(self) -> Iterator[Peer]:
-        yield from self.apps
-        yield from self.batch
+        if self.apps:
+            yield from self.apps
+        if self.batch:
+            yield from self.batch
 
     def is_empty(self) -> bool:
         return (
@@ -133,11 +136,11 @@ class Hub:
         links = self._vehicles.get(vehicleid)
         if links is None:
             return 0
-        return len(links.apps) + len(links.api_sessions)
+        return len(links.apps or ()) + len(links.api_sessions or ())
 
     def batch_count(self, vehicleid: str) -> int:
         links = self._vehicles.get(vehicleid)
-        return 0 if links is None else len(links.batch)
+        return 0 if links is None else len(links.batch or ())
 
     def _links(self, vehicleid: str) -> VehicleLinks:
         links = self._vehicles.get(vehicleid)
@@ -285,15 +288,19 @@ class Hub:
             self._peer_count_to_car(peer.vehicleid)
             return
         if peer.is_interactive:
+            if links.apps is None:
+                links.apps = {}
             links.apps[peer] = None
             self._peer_count_to_car(peer.vehicleid)
         else:
+            if links.batch is None:
+                links.batch = {}
             links.batch[peer] = None
         self.deliver(peer, Message("Z", "1" if self.car_connected(peer.vehicleid) else "0"))
 
     def unregister(self, peer: Peer) -> None:
         self._peers.discard(peer)
-        for group in peer.groups:
+        for group in peer.groups or ():
             members = self._group_members.get(group)
             if members is not None:
                 members.discard(peer)
@@ -306,23 +313,27 @@ class Hub:
             if links.car is peer:
                 links.car = None
                 # A new car connection will not answer the old one's commands.
-                for waiting in links.waiting:
+                for waiting in links.waiting or ():
                     if isinstance(waiting.peer, CommandWaiter):
                         waiting.peer.outbox.close()
-                links.waiting.clear()
+                links.waiting = None
                 self._car_state_to_clients(peer.vehicleid, False)
                 self._drop_car_groups(peer.vehicleid)
-        elif peer in links.apps:
-            links.apps.pop(peer, None)
+        elif links.apps and peer in links.apps:
+            del links.apps[peer]
+            links.apps = links.apps or None
             self._peer_count_to_car(peer.vehicleid)
-        else:
+        elif links.batch:
             links.batch.pop(peer, None)
+            links.batch = links.batch or None
         self._forget_if_empty(peer.vehicleid)
 
     def add_api_session(self, vehicleid: str, session_id: str) -> bool:
         """An HTTP API session "connects" as an app. Returns True if it was the first app."""
         links = self._links(vehicleid)
         first = self.app_count(vehicleid) == 0
+        if links.api_sessions is None:
+            links.api_sessions = {}
         if session_id not in links.api_sessions:
             links.api_sessions[session_id] = None
             self._peer_count_to_car(vehicleid)
@@ -330,8 +341,9 @@ class Hub:
 
     def remove_api_session(self, vehicleid: str, session_id: str) -> None:
         links = self._vehicles.get(vehicleid)
-        if links is not None and session_id in links.api_sessions:
-            links.api_sessions.pop(session_id, None)
+        if links is not None and links.api_sessions and session_id in links.api_sessions:
+            del links.api_sessions[session_id]
+            links.api_sessions = links.api_sessions or None
             self._peer_count_to_car(vehicleid)
             self._forget_if_empty(vehicleid)
 
@@ -353,6 +365,8 @@ class Hub:
         links = self._vehicles.get(vehicleid)
         if links is None or links.car is None:
             return False
+        if links.waiting is None:
+            links.waiting = []
         if len(links.waiting) >= MAX_WAITING:
             dropped = links.waiting.pop(0)
             if isinstance(dropped.peer, CommandWaiter):
@@ -383,6 +397,7 @@ class Hub:
             last = True
         if last:
             links.waiting.pop(0)
+            links.waiting = links.waiting or None
         if isinstance(waiting.peer, CommandWaiter):
             self._to_waiter(vehicleid, waiting, msg)
         elif waiting.peer in self._peers:
@@ -430,9 +445,10 @@ class Hub:
         if len(group) > limits.name:
             return self._group_refused(
                 peer, group, f"name longer than {limits.name} characters (max_group_name)")
-        if group not in peer.groups and len(peer.groups) >= limits.groups:
+        groups = peer.groups or {}
+        if group not in groups and len(groups) >= limits.groups:
             return self._group_refused(
-                peer, group, f"already {len(peer.groups)} groups (max_groups)")
+                peer, group, f"already {len(groups)} groups (max_groups)")
         return True
 
     def group_update(self, car: Peer, group: str, data: str) -> bool:
@@ -444,6 +460,8 @@ class Hub:
                 car, group, f"data longer than {self._group_limits.data} characters "
                             "(max_group_data)")
         self._group_data.setdefault(group, {})[car.vehicleid] = data
+        if car.groups is None:
+            car.groups = {}
         car.groups[group] = None
         msg = Message("g", f"{car.vehicleid},{group},{data}")
         for peer in self._group_members.get(group, ()):
@@ -455,6 +473,8 @@ class Hub:
         if not self._group_allowed(peer, group):
             return False
         self._group_members.setdefault(group, set()).add(peer)
+        if peer.groups is None:
+            peer.groups = {}
         peer.groups[group] = None
         for vehicleid, data in self._group_data.get(group, {}).items():
             self.deliver(peer, Message("g", f"{vehicleid},{group},{data}"))

@@ -56,7 +56,8 @@ class Peer:
     tx_bytes: int = 0
     # Created on the first ``h`` record: most connections never send one.
     pending_acks: trio.Semaphore | None = None
-    groups: dict[str, None] = attrs.field(factory=dict)  # an ordered set; see VehicleLinks
+    # An ordered set, created on the first group (see VehicleLinks): most have none.
+    groups: dict[str, None] | None = None
     group_refusals: int = 0  # G or g refused (limits): the 1st, 10th, 100th... are logged
 
     @property

@@ -28,9 +28,11 @@ starts, never once per refused attempt.
 from __future__ import annotations
 
 import collections
+import functools
 import hashlib
 import ipaddress
 import logging
+import sys
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
@@ -68,8 +70,13 @@ def vehicle_account(vehicleid: str) -> str:
     return _account("vehicle", vehicleid.upper())
 
 
+@functools.lru_cache(maxsize=4096)
 def address_key(host: str) -> str:
-    """The unit an address limit counts: the address, or its /64 for IPv6."""
+    """The unit an address limit counts: the address, or its /64 for IPv6.
+
+    Cached: a login asks it several times (each guard question, its outcome), and
+    parsing an address costs microseconds at thousands of logins a second.
+    """
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:
@@ -120,7 +127,10 @@ class LoginGuard:
         self._clock = clock
         self._addresses: dict[str, _Tally] = {}
         self._accounts: dict[str, _Tally] = {}
-        self._known: dict[str, dict[str, float]] = {}
+        # Account -> the addresses it logged in from and when, flat and oldest first:
+        # (address, time, address, time, ...). One small tuple per account (a car, for
+        # most), not a dict: the relay keeps one for each of tens of thousands of cars.
+        self._known: dict[str, tuple[str | float, ...]] = {}
 
     def reconfigure(self, limits: GuardLimits, exempt: Iterable[str]) -> None:
         """New limits and exempt addresses (SIGHUP); failures counted so far still count."""
@@ -135,9 +145,13 @@ class LoginGuard:
     def _is_exempt(self, host: str) -> bool:
         return host in self.exempt or address_key(host) in self.exempt
 
+    def _known_pairs(self, account: str) -> list[tuple[str, float]]:
+        flat = self._known.get(account, ())
+        return [(str(flat[i]), float(flat[i + 1])) for i in range(0, len(flat), 2)]
+
     def _known_address(self, account: str, key: str, now: float) -> bool:
-        seen = self._known.get(account, {}).get(key)
-        return seen is not None and now - seen < KNOWN_FOR
+        return any(address == key and now - seen < KNOWN_FOR
+                   for address, seen in self._known_pairs(account))
 
     def refusal(self, host: str, account: str | None) -> str | None:
         """Why a login from ``host`` for ``account`` must be refused unchecked, or None."""
@@ -186,16 +200,13 @@ class LoginGuard:
         """
         if account is None or self._is_exempt(host):
             return
-        known = self._known.get(account)
-        if known is None:
-            if len(self._known) >= MAX_TRACKED:
-                self._known.pop(next(iter(self._known)))
-            known = self._known[account] = {}
-        key = address_key(host)
-        known.pop(key, None)
-        known[key] = self._clock()
-        while len(known) > KNOWN_ADDRESSES:
-            known.pop(next(iter(known)))
+        if account not in self._known and len(self._known) >= MAX_TRACKED:
+            self._known.pop(next(iter(self._known)))
+        # Interned: cars behind one carrier NAT address share its string.
+        key = sys.intern(address_key(host))
+        pairs = [p for p in self._known_pairs(account) if p[0] != key]
+        pairs.append((key, self._clock()))
+        self._known[account] = tuple(x for pair in pairs[-KNOWN_ADDRESSES:] for x in pair)
 
     def _tally(self, table: dict[str, _Tally], key: str) -> _Tally:
         tally = table.get(key)

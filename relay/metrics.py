@@ -81,6 +81,10 @@ class Metrics:
         # Label children by code, made on first use: at most 53 per direction.
         self._in: dict[str, Counter] = {}
         self._out: dict[str, Counter] = {}
+        # The same for logins and REST requests (bounded: kinds and results, route
+        # templates and statuses): labels() costs more than the increment it serves.
+        self._logins: dict[tuple[str, str], Counter] = {}
+        self._http: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
 
     def watch(self, client_types: Callable[[], Iterable[ClientType]],
               queue_depth: Callable[[], int]) -> None:
@@ -113,7 +117,10 @@ class Metrics:
     # --- the rest -------------------------------------------------------------------------
 
     def login(self, kind: str, result: str) -> None:
-        self.logins.labels(kind, result).inc()
+        child = self._logins.get((kind, result))
+        if child is None:
+            child = self._logins[kind, result] = self.logins.labels(kind, result)
+        child.inc()
 
     def store_batch_done(self, seconds: float) -> None:
         self.store_batch.observe(seconds)
@@ -122,8 +129,12 @@ class Metrics:
         self.push.labels(pushtype, outcome).inc()
 
     def http_request(self, route: str, status: int, seconds: float) -> None:
-        self.http_requests.labels(route, str(status)).inc()
-        self.http_seconds.labels(route).observe(seconds)
+        children = self._http.get((route, status))
+        if children is None:
+            children = self._http[route, status] = (
+                self.http_requests.labels(route, str(status)), self.http_seconds.labels(route))
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 __all__ = ["Metrics"]

@@ -45,7 +45,8 @@ class Outbox:
         on_error: Callable[[], None] | None = None,
     ) -> None:
         self._on_error = on_error
-        self._items: list[Message] = []
+        # None while empty (most of the time): an empty list is 56 bytes per connection.
+        self._items: list[Message] | None = None
         self._limit = limit
         self._flush = flush
         self._nursery = nursery
@@ -57,9 +58,12 @@ class Outbox:
     def send_nowait(self, msg: Message) -> None:
         if self._closed:
             raise trio.ClosedResourceError("connection is closing")
-        if len(self._items) >= self._limit:
+        items = self._items
+        if items is None:
+            items = self._items = []
+        elif len(items) >= self._limit:
             raise trio.WouldBlock
-        self._items.append(msg)
+        items.append(msg)
         if not self._writing:
             self._writing = True
             self._nursery.start_soon(self._drain)
@@ -67,12 +71,12 @@ class Outbox:
     def close(self) -> None:
         """Drop what is queued and end the writer, wherever it is waiting."""
         self._closed = True
-        self._items.clear()
+        self._items = None
         if self._scope is not None:
             self._scope.cancel()
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._items) if self._items is not None else 0
 
     @property
     def limit(self) -> int:
@@ -87,6 +91,7 @@ class Outbox:
                     batch = self._items[:WRITE_BATCH]
                     del self._items[:WRITE_BATCH]
                     await self._flush(batch)
+                self._items = None  # empty, or closed
         except Exception:
             log.exception("outbound writer failed; dropping the queue")
             self.close()

@@ -56,6 +56,18 @@ def stream_socket(stream: trio.abc.Stream) -> trio.socket.SocketType | None:
     return None
 
 
+def idle_wait_socket(stream: trio.abc.Stream) -> trio.socket.SocketType | None:
+    """The socket to wait on for readability before each receive, or None.
+
+    An idle connection parked inside receive_some keeps receive_some's frames and
+    context manager alive (~1.6 KB, for each of thousands of idle cars); waiting
+    for readability first parks it in trio's wait alone, and the receive that
+    follows finds its data ready. Only for plain TCP: TLS and WebSocket streams
+    read through layers of their own.
+    """
+    return stream.socket if type(stream) is trio.SocketStream else None
+
+
 def set_keepalive(stream: trio.abc.Stream) -> None:
     """TCP keepalive, so half-open connections (a car that lost power) get noticed."""
     sock = stream_socket(stream)
@@ -81,6 +93,7 @@ class V2Connection:
         tls: bool = False,
         initial: bytes = b"",
         welcome_deadline: float | None = None,
+        address: str | None = None,
     ) -> None:
         self.stream = stream
         # When the first line must be complete (trio time): the listener's sniffing
@@ -96,7 +109,8 @@ class V2Connection:
         # Bytes already read from the stream (the listener sniffs for WebSocket upgrades).
         self.session.receive_data(initial)
         self.conn_id = services.hub.new_id("v2-")
-        self.address = peer_address(stream)
+        # The listener passes the address it already has: one string less per connection.
+        self.address = address if address is not None else peer_address(stream)
         self.peer: Peer | None = None
 
     def _ctx(self) -> str:
@@ -108,9 +122,32 @@ class V2Connection:
         if self.s.config.tcp_keepalive:
             set_keepalive(self.stream)
         try:
-            granted = await self._welcome()
-            if granted is not None:
-                await self._serve(granted)
+            peer = await self._welcome()
+            if peer is not None:
+                # Served inline, not in a coroutine of its own: one frame less for
+                # each of the thousands of idle connections.
+                try:
+                    with peer.cancel_scope:
+                        await self._start(peer)
+                        stream = self.stream
+                        sock = idle_wait_socket(stream)
+                        # Lines that came with the welcome first.
+                        while await self._handle_events(peer):
+                            if sock is not None:
+                                await trio.lowlevel.wait_readable(sock)
+                            try:
+                                data = await stream.receive_some(RECEIVE_SIZE)
+                            except trio.BrokenResourceError:
+                                data = b""
+                            if not data:
+                                peer.close_reason = peer.close_reason or "closed by peer"
+                                break
+                            peer.last_rx = trio.current_time()
+                            peer.rx_bytes += len(data)
+                            self.session.receive_data(data)
+                            del data  # up to RECEIVE_SIZE, held while idle otherwise
+                finally:
+                    self._end(peer)
         except RemoteProtocolError as exc:
             log.info("%s: closing: %s", self._ctx(), exc.reason)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -135,7 +172,7 @@ class V2Connection:
             raise trio.BrokenResourceError("peer closed the connection")
         return data
 
-    async def _welcome(self) -> Granted | None:
+    async def _welcome(self) -> Peer | None:
         with trio.move_on_at(self.welcome_deadline):
             while True:
                 event = self.session.next_event()
@@ -156,7 +193,7 @@ class V2Connection:
                  self._ctx(), self.s.config.welcome_timeout)
         return None
 
-    async def _login(self, login: Scheme0Login | Scheme1Login) -> Granted | None:
+    async def _login(self, login: Scheme0Login | Scheme1Login) -> Peer | None:
         ctype = login.client_type.label
         host = self.address.rpartition(":")[0]
         if isinstance(login, Scheme0Login):
@@ -193,82 +230,67 @@ class V2Connection:
         else:
             line = self.session.accept_scheme1(login.username, result.vehicleid, result.vehicleids)
         await self.stream.send_all(line)
-        return result
+        # The peer, not the login's result: only what the connection keeps is kept.
+        return self._new_peer(result, login.client_type)
 
     # --- after login ------------------------------------------------------------------------
 
-    async def _serve(self, granted: Granted) -> None:
-        assert self.session.login is not None
-        hub = self.s.hub
+    def _new_peer(self, granted: Granted, client_type: ClientType) -> Peer:
         config = self.s.config
         limit = config.outbox_size
-        if self.session.login.client_type is not ClientType.CAR:
+        if client_type is not ClientType.CAR:
             # Room for the login replay (Z, at most max_stored_codes stored messages,
             # T) on top: however much a car stores, the replay cannot fill the queue.
             limit += config.max_stored_codes + 2
-        outbox = Outbox(limit, self._write, self.s.nursery, on_error=self._writer_failed)
-        peer = Peer(
+        return Peer(
             conn_id=self.conn_id, owner=granted.owner, vehicleid=granted.vehicleid,
-            client_type=self.session.login.client_type, outbox=outbox,
+            client_type=client_type,
+            outbox=Outbox(limit, self._write, self.s.nursery, on_error=self._writer_failed),
             cancel_scope=trio.CancelScope(), address=self.address,
         )
+
+    async def _start(self, peer: Peer) -> None:
         self.peer = peer
         log.info("%s: logged in from %s", peer.context(), self.address)
-        try:
-            with peer.cancel_scope:
-                if peer.is_car:
-                    hub.register(peer)
-                else:
-                    await self.s.router.client_login(peer)
-                await self._reader(peer)
-        finally:
-            outbox.close()
-            flush_usage([peer], self.s.store)
-            hub.unregister(peer)
-            # connection -> peer -> outbox -> bound _write -> connection is a cycle;
-            # breaking it lets reference counting free the connection at once
-            # instead of leaving it to a (rare, see relay.gctune) full GC pass.
-            self.peer = None
-            log.info("%s: disconnected (%s)", peer.context(), peer.close_reason or "closed by peer")
+        if peer.is_car:
+            self.s.hub.register(peer)
+        else:
+            await self.s.router.client_login(peer)
 
-    async def _reader(self, peer: Peer) -> None:
-        router = self.s.router
-        stream = self.stream
+    def _end(self, peer: Peer) -> None:
+        peer.outbox.close()
+        flush_usage([peer], self.s.store)
+        self.s.hub.unregister(peer)
+        # connection -> peer -> outbox -> bound _write -> connection is a cycle;
+        # breaking it lets reference counting free the connection at once
+        # instead of leaving it to a (rare, see relay.gctune) full GC pass.
+        self.peer = None
+        log.info("%s: disconnected (%s)", peer.context(), peer.close_reason or "closed by peer")
+
+    async def _handle_events(self, peer: Peer) -> bool:
+        """Hand every complete message received so far on; False if the connection must end."""
         session = self.session
-        is_car = peer.is_car
-        message_in = self.s.metrics.message_in
         while True:
             try:
-                data = await stream.receive_some(RECEIVE_SIZE)
-            except trio.BrokenResourceError:
-                data = b""
-            if not data:
-                peer.close_reason = peer.close_reason or "closed by peer"
-                return
-            peer.last_rx = trio.current_time()
-            peer.rx_bytes += len(data)
-            session.receive_data(data)
-            while True:
-                try:
-                    event = session.next_event()
-                except RemoteProtocolError as exc:
-                    log.info("%s: closing: %s", peer.context(), exc.reason)
-                    peer.close_reason = exc.reason
-                    return
-                if event is NEED_DATA:
-                    break
-                if isinstance(event, RefusedMessage):
-                    # Dropped, not fatal: the line itself was intact, so the ciphers
-                    # are still in step; a car's h in it is simply not acked.
-                    log.warning("%s: message %r dropped: %s",
-                                peer.context(), event.code, event.reason)
-                    continue
-                assert isinstance(event, Message)
-                message_in(event.code)
-                if is_car:
-                    await router.from_car(peer, event, self.s.nursery)
-                else:
-                    await router.from_client(peer, event)
+                event = session.next_event()
+            except RemoteProtocolError as exc:
+                log.info("%s: closing: %s", peer.context(), exc.reason)
+                peer.close_reason = exc.reason
+                return False
+            if event is NEED_DATA:
+                return True
+            if isinstance(event, RefusedMessage):
+                # Dropped, not fatal: the line itself was intact, so the ciphers
+                # are still in step; a car's h in it is simply not acked.
+                log.warning("%s: message %r dropped: %s",
+                            peer.context(), event.code, event.reason)
+                continue
+            assert isinstance(event, Message)
+            self.s.metrics.message_in(event.code)
+            if peer.is_car:
+                await self.s.router.from_car(peer, event, self.s.nursery)
+            else:
+                await self.s.router.from_client(peer, event)
 
     def _encode_each(self, peer: Peer, batch: list[Message]) -> bytes:
         """The batch without the messages the session refuses to put on the wire.

@@ -288,7 +288,7 @@ async def serve_v2_connection(stream: trio.abc.Stream, services: Services, *, tl
         # continues the deadline the sniffing started.
         welcome_deadline = deadline if lines is stream else None
         await V2Connection(lines, services, tls=tls, initial=initial,
-                           welcome_deadline=welcome_deadline).run()
+                           welcome_deadline=welcome_deadline, address=address).run()
     except Exception as exc:
         # Nothing a peer sends may end the process: this connection only.
         connection_failed("v2-tls" if tls else "v2", address, exc)

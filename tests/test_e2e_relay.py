@@ -6,7 +6,7 @@ import sqlite3
 
 import trio
 
-from tests.conftest import T_NEVER, RelayUnderTest, StartRelay
+from tests.conftest import OWNER, PASSWORD, T_NEVER, RelayUnderTest, StartRelay
 from tests.settle import pinged, settle
 from tools.v2client import V2Client
 
@@ -260,3 +260,21 @@ async def test_unknown_code_stored_and_relayed(relay: RelayUnderTest) -> None:
     car, app = await car_and_clients(relay, "app")
     await car.send("Q", "something,new")
     assert (await settle(car, app))[1] == ["Qsomething,new", "T0"]
+
+
+async def test_lines_sent_with_the_welcome_are_answered_without_more_data(
+    start_relay: StartRelay,
+) -> None:
+    """Issue 11: a client that sends messages in the same packet as its (scheme 1)
+    welcome gets them handled right after the login, not when it next sends."""
+    relay = await start_relay(allow_plain_login=True)
+    stream = await relay.raw()
+    await stream.send_all(f"MP-A 1 {OWNER} {PASSWORD} DEMO\r\nA\r\n".encode())
+    received = b""
+    with trio.fail_after(10):  # a guard against hanging, not a timing assertion
+        while b"\r\na\r\n" not in received:
+            chunk = await stream.receive_some(4096)
+            assert chunk, f"closed after {received!r}"
+            received += chunk
+    assert received.startswith(b"MP-S 1 ")
+    await stream.aclose()

@@ -57,3 +57,31 @@ def test_car_disconnect_forgets_waiting_commands() -> None:
     drain(app_rx)
     hub.command_response("V", Message("c", "5,0"))  # unsolicited now: goes to everyone
     assert drain(app_rx) == ["c5,0"]
+
+
+def test_a_car_alone_holds_no_empty_containers() -> None:
+    """Issue 11: a vehicle's app, batch, REST-session and command-waiting containers
+    exist only while they hold something (most of the thousands of cars have none)."""
+    hub = Hub()
+    car, car_rx = make_peer(hub, "car", ClientType.CAR, size=100)
+    app, app_rx = make_peer(hub, "app", ClientType.APP, size=100)
+    batch, _batch_rx = make_peer(hub, "batch", ClientType.BATCH)
+    hub.register(car)
+    links = hub._vehicles["V"]
+    assert (links.apps, links.batch, links.api_sessions, links.waiting, car.groups) == (
+        None, None, None, None, None)
+    hub.register(app)
+    hub.register(batch)
+    hub.add_api_session("V", "session-1")
+    assert hub.send_command(app, 20, Message("C", "20,1"))
+    assert hub.group_update(car, "fleet", "data")
+    assert (hub.app_count("V"), hub.batch_count("V")) == (2, 1)
+    hub.command_response("V", Message("c", "20,0"))
+    drain(app_rx)
+    hub.unregister(app)
+    hub.unregister(batch)
+    hub.remove_api_session("V", "session-1")
+    assert (links.apps, links.batch, links.api_sessions, links.waiting) == (
+        None, None, None, None)
+    assert (hub.app_count("V"), hub.batch_count("V")) == (0, 0)
+    assert drain(car_rx)[-1] == "Z0"

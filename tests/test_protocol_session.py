@@ -62,6 +62,15 @@ def car_stream() -> crypto.RC4Stream:
     return crypto.RC4Stream(SESSION_KEY)
 
 
+def test_a_stream_pair_is_two_independent_streams_of_one_key() -> None:
+    """Issue 11: the receive and send streams share the key's algorithm object only."""
+    rx, tx = crypto.RC4Stream.pair(SESSION_KEY)
+    first = car_stream().apply(b"MP-0 A")
+    assert tx.apply(b"MP-0 A") == first
+    assert tx.apply(b"MP-0 A") != first  # tx went on
+    assert rx.apply(b"MP-0 A") == first  # rx did not move with it
+
+
 # --- welcome and authentication -------------------------------------------------
 
 
@@ -94,8 +103,19 @@ def test_lines_after_scheme0_welcome_are_held_until_accept() -> None:
     assert server.next_event() is NEED_DATA
     assert server.next_event() is NEED_DATA
     server.accept_scheme0(CARPASS, server_token=SERVER_TOKEN)
+    # Decided: the session no longer holds the login's token and digest.
+    assert server.login is None
     assert server.next_event() == Message("A")
     assert server.next_event() is NEED_DATA
+
+
+def test_a_rejected_login_is_forgotten() -> None:
+    server = ServerSession()
+    server.receive_data(WELCOME0)
+    assert isinstance(server.next_event(), Scheme0Login)
+    server.reject()
+    assert server.login is None
+    assert server.state is State.CLOSED
 
 
 def test_lines_after_scheme1_welcome_are_held_until_accept() -> None:

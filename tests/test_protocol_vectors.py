@@ -132,9 +132,20 @@ def test_make_token_shape() -> None:
 
 def test_make_token_avoids(monkeypatch: pytest.MonkeyPatch) -> None:
     # Force the first candidate to collide with `avoid`: a new one must be drawn.
-    draws = iter("A" * 22 + "B" * 22)
-    monkeypatch.setattr(secrets, "choice", lambda _alphabet: next(draws))
+    # (b"\x04\x10\x41" is base64 "BBBB".)
+    draws = iter([bytes(17), (b"\x04\x10\x41" * 6)[:17]])
+    monkeypatch.setattr(secrets, "token_bytes", lambda _n: next(draws))
     assert crypto.make_token(avoid="A" * 22) == "B" * 22
+
+
+def test_make_token_draws_every_character_of_the_alphabet() -> None:
+    """Each of the 22 characters carries 6 random bits: all 64 characters turn up
+    at each position, the last ones included (no base64 padding or short bits)."""
+    seen: list[set[str]] = [set() for _ in range(crypto.TOKEN_LENGTH)]
+    for _ in range(3000):
+        for i, char in enumerate(crypto.make_token()):
+            seen[i].add(char)
+    assert all(len(chars) == 64 for chars in seen)
 
 
 # --- server side --------------------------------------------------------------

@@ -11,7 +11,8 @@ from pathlib import Path
 import trio
 
 from tests.conftest import RelayUnderTest
-from tools.bench import summarize_profile
+from tools.bench import per_op, summarize_profile
+from tools.bench_compare import METRICS, Side, load_note, table
 from tools.bench_proc import split, split_count
 from tools.bench_report import Progress
 from tools.bench_stats import curve, percentile, summarize
@@ -41,6 +42,9 @@ def test_tiny_bench_run_writes_valid_json(tmp_path: Path) -> None:
     # The REST phase ran or was skipped with a reason, never silently absent.
     assert "rest_2_keepalive" in phases or "rest" in report["skipped"]
     assert report["machine"]["cpus"] >= 1 and report["server"]["own"] is True
+    # Server CPU per operation, the figure that stays comparable on a busy machine.
+    assert phases["login"]["server_cpu_ms_per_login"] > 0
+    assert closed["server_cpu_us_per_message"] > 0
     chart = out.with_suffix(".png")
     assert chart.exists() or "no PNG chart" in result.stderr
 
@@ -107,3 +111,24 @@ async def test_bench_fails_with_reason_when_every_login_fails(
     assert result.returncode == 1, stderr
     assert "every login failed" in stderr
     assert out.parent.is_dir()
+
+
+def test_cpu_per_operation() -> None:
+    assert per_op(1.0, 1.5, 1000, 1e3) == 0.5  # ms per operation
+    assert per_op(None, 1.5, 1000, 1e3) is None
+    assert per_op(1.0, 1.5, 0, 1e6) is None
+
+
+def test_compare_table_gives_medians_and_spread() -> None:
+    """tools.bench_compare: one column per side, the median of its rounds and their range."""
+    old, new = Side("`old`", Path("/old"), Path("python")), Side("new", Path("/new"),
+                                                                  Path("python"))
+    runs = {"`old`": [{"phases": {"login": {"logins_per_s": v}}} for v in (900, 1000, 1300)],
+            "new": [{"phases": {"login": {"logins_per_s": 1200}}}]}
+    lines = table([old, new], runs).splitlines()
+    assert lines[0] == "| metric | `old` | new |"
+    assert lines[2] == "| logins/s | 1,000 /s (900-1,300) | 1,200 /s |"
+    assert len(lines) == 2 + len(METRICS)
+    assert all(line.endswith("| - | - |") for line in lines[3:])
+    note = load_note([{"side": "new", "load_before": "2.5 2.0 1.0"}])
+    assert "new 2.5" in note

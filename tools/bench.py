@@ -180,8 +180,10 @@ class Bench:
         bar = self.progress("login", a.logins)
         with PhaseRun("login", shares, bar.update) as run:
             run.wait_stage("ready", 60)
+            cpu0 = self.cpu()
             run.signal("go")
             results = run.results(600)
+            cpu1 = self.cpu()
         latencies = [x for r in results for x in r["latencies"]]
         errors = sum(r["errors"] for r in results)
         if errors and not latencies:
@@ -190,7 +192,9 @@ class Bench:
         elapsed = max(r["elapsed"] for r in results)
         out = {"logins": len(latencies), "errors": sum(r["errors"] for r in results),
                "concurrency": a.login_concurrency, "seconds": round(elapsed, 3),
-               "logins_per_s": rate(len(latencies), elapsed), "latency": summarize(latencies)}
+               "logins_per_s": rate(len(latencies), elapsed), "latency": summarize(latencies),
+               # The server's CPU time per login: steadier than logins/s on a busy machine.
+               "server_cpu_ms_per_login": per_op(cpu0, cpu1, len(latencies), 1e3)}
         self.report["phases"]["login"] = out
         self.curves["login"] = curve(latencies)
         bar.finish(f"{out['logins_per_s']} logins/s, p50 {out['latency']['p50_ms']} ms, "
@@ -240,6 +244,7 @@ class Bench:
             "server_rss_kb_cars": rss_cars, "server_rss_kb_cars_apps": rss_pairs,
             "server_cpu_percent": (round((cpu1 - cpu0) / a.duration * 100, 1)
                                    if cpu0 is not None and cpu1 is not None else None),
+            "server_cpu_us_per_message": per_op(cpu0, cpu1, received, 1e6),
             "load_worker_cpu_percent": [r["load_cpu_percent"] for r in results],
         }
         if spy is not None:
@@ -299,8 +304,10 @@ class Bench:
                 with PhaseRun("rest", shares, bar.update) as run:
                     run.wait_stage("ready", 60)
                     bar.started = time.monotonic()
+                    cpu0 = self.cpu()
                     run.signal("go")
                     res = run.results(a.rest_duration + 60)
+                    cpu1 = self.cpu()
                 lat = [x for r in res for x in r["latencies"]]
                 statuses: Counter[str] = Counter()
                 for r in res:
@@ -314,7 +321,8 @@ class Bench:
                                 "requests_per_s": rate(len(lat), a.rest_duration),
                                 "ok_requests_per_s": rate(ok, a.rest_duration),
                                 "errors": sum(r["errors"] for r in res),
-                                "statuses": dict(statuses), "latency": summarize(lat)}
+                                "statuses": dict(statuses), "latency": summarize(lat),
+                                "server_cpu_us_per_request": per_op(cpu0, cpu1, len(lat), 1e6)}
                 self.curves[label] = curve(lat)
                 bar.finish(f"{results[key]['requests_per_s']} req/s, p50 "
                            f"{results[key]['latency']['p50_ms']} ms, p99 "
@@ -463,6 +471,13 @@ class Bench:
               file=sys.stderr)
         if why:
             print(f"{PROG}: {why}", file=sys.stderr)
+
+
+def per_op(cpu0: float | None, cpu1: float | None, ops: int, unit: float) -> float | None:
+    """CPU seconds between two readings per operation, in ``unit`` (1e3: ms, 1e6: us)."""
+    if cpu0 is None or cpu1 is None or ops <= 0:
+        return None
+    return round((cpu1 - cpu0) / ops * unit, 3)
 
 
 def srv_fd_limit(pid: int | None) -> int | None:

@@ -203,7 +203,8 @@ class BusHub(Hub):
         watchers = len(self._watchers.get(vehicleid, ()))
         if links is None:
             return (0, 0, watchers)
-        return (len(links.apps) + len(links.api_sessions), len(links.batch), watchers)
+        return (len(links.apps or ()) + len(links.api_sessions or ()), len(links.batch or ()),
+                watchers)
 
     def _inbox_of(self, node: str) -> str:
         inbox = self._inboxes.get(node)
@@ -283,7 +284,7 @@ class BusHub(Hub):
                               env.pack(env.CarOffline(self.node, self.epoch, vehicleid)))
         elif not peer.is_car:
             self._counts_changed(vehicleid)
-        for group in peer.groups:
+        for group in peer.groups or ():
             if group not in self._group_members and group in self._group_subs:
                 self._group_subs.discard(group)
                 self.link.unsubscribe(self.subjects.group(group))

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
@@ -209,7 +210,10 @@ class Store:
         if row is None:
             self._vehicles.pop(vehicleid)
             return None
-        record = VehicleRecord(row["vehicleid"], row["owner"], row["carpass"], row["vtype"],
+        # Interned: thousands of cached records (and the peers of connected cars)
+        # share a handful of types and owners' names.
+        record = VehicleRecord(row["vehicleid"], sys.intern(row["owner"]), row["carpass"],
+                               sys.intern(row["vtype"]),
                                self._ptokens.get(vehicleid, row["ptoken"]), row["name"])
         self._vehicles.put(vehicleid, record)
         if vehicleid not in self._latest.lastupdate and row["lastupdate"] is not None:

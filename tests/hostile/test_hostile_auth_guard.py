@@ -12,6 +12,7 @@ import trio
 import trio.testing
 
 from protocol import ClientType, ServerSession
+from relay import loginguard
 from relay.loginguard import GuardLimits, GuardRefusal, LoginGuard, owner_account
 from relay.store import passwords
 from tests.conftest import OWNER, PASSWORD, RelayUnderTest, StartRelay
@@ -102,6 +103,35 @@ async def test_many_addresses_lock_an_account_but_not_for_its_known_addresses(
     assert len(locks) == 1 and "owner:alice" in locks[0]
     mock_clock.jump(300)
     assert guard.refusal("203.0.113.50", ACCOUNT) is None
+
+
+async def test_known_addresses_are_the_latest_eight_of_the_last_thirty_days(
+    mock_clock: trio.testing.MockClock
+) -> None:
+    """Issue 9 defect 4, kept in a compact form (issue 11): an account remembers the
+    last KNOWN_ADDRESSES addresses it logged in from, a repeated login refreshes one,
+    and each is forgotten KNOWN_FOR after its last login."""
+    guard = LoginGuard()
+    guard.succeeded("192.0.2.1", ACCOUNT)
+    for i in range(2, 10):
+        guard.succeeded(f"192.0.2.{i}", ACCOUNT)
+        mock_clock.jump(1)
+    guard.succeeded("192.0.2.3", ACCOUNT)  # refreshed: now the newest, .1 falls out
+    guard.succeeded("192.0.2.10", ACCOUNT)  # and .2 with it
+    for i in range(10):
+        for _ in range(20):
+            guard.failed(f"198.51.100.{i}", ACCOUNT)
+    known = {f"192.0.2.{i}" for i in range(1, 11)
+             if guard.refusal(f"192.0.2.{i}", ACCOUNT) is None}
+    assert known == {f"192.0.2.{i}" for i in (3, 4, 5, 6, 7, 8, 9, 10)}
+    # .5 logged in 1 s before .6: KNOWN_FOR after .5's login, .5 is forgotten and
+    # .6 is still known.
+    mock_clock.jump(loginguard.KNOWN_FOR - 5)
+    for i in range(10, 20):
+        for _ in range(20):
+            guard.failed(f"198.51.100.{i}", ACCOUNT)
+    assert guard.refusal("192.0.2.5", ACCOUNT) is not None
+    assert guard.refusal("192.0.2.6", ACCOUNT) is None
 
 
 async def test_one_address_alone_cannot_lock_an_account(
