@@ -46,6 +46,10 @@ if _missing:
 
 from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
 
+# The pages' own waits, like the context's default below: a guard against hanging on a
+# loaded machine (a parallel run, CI), not a measure of speed.
+expect.set_options(timeout=15_000)
+
 T = TypeVar("T")
 CALLBACK_PREFIX = "http://127.0.0.1:9/"
 BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
