@@ -13,7 +13,8 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from relay import db
 from relay.app import RelayHandle, run_relay
 from relay.config import Config
 from relay.store.engines import is_postgres
-from tests.pg_server import db_target, pg_cluster, pg_server, pg_url, run_sql
+from tests.pg_server import PgServer, db_target, pg_cluster, pg_server, pg_url, run_sql
 from tools.v2client import V2Client
 
 __all__ = ["db_target", "pg_cluster", "pg_server", "pg_url"]  # fixtures, for every test
@@ -36,7 +37,7 @@ STORES = ("sqlite", "postgres")
 STORE = os.environ.get(STORE_ENV) or "sqlite"
 ON_POSTGRES = STORE == "postgres"
 # A test using one of these (directly or through another fixture) runs on the chosen store.
-DATABASE_FIXTURES = ("relay_db", "empty_db", "db_target")
+DATABASE_FIXTURES = ("relay_db", "module_relay_db", "empty_db", "db_target")
 
 OWNER, PASSWORD = "demo", "demopass"
 VEHICLES = {"DEMO": "DEMO", "TESTCAR": "NETPASS"}
@@ -190,16 +191,34 @@ def empty_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return str(tmp_path / "relay.db")
 
 
-@pytest.fixture
-def relay_db(request: pytest.FixtureRequest, tmp_path: Path, template_db: Path) -> str:
+@contextmanager
+def accounts_db(request: pytest.FixtureRequest, folder: Path, template: Path) -> Iterator[str]:
     """A fresh database with the test accounts (:func:`make_db`): its ``--db`` value."""
     if ON_POSTGRES:
-        url: str = request.getfixturevalue("pg_url")
-        copy_rows(template_db, url)
-        return url
-    path = tmp_path / "relay.db"
-    copy_db(template_db, path)
-    return str(path)
+        server: PgServer = request.getfixturevalue("pg_server")
+        with server.fresh_database() as url:
+            copy_rows(template, url)
+            yield url
+        return
+    path = folder / "relay.db"
+    copy_db(template, path)
+    yield str(path)
+
+
+@pytest.fixture
+def relay_db(request: pytest.FixtureRequest, tmp_path: Path, template_db: Path
+             ) -> Iterator[str]:
+    """A fresh database with the test accounts, for one test."""
+    with accounts_db(request, tmp_path, template_db) as target:
+        yield target
+
+
+@pytest.fixture(scope="module")
+def module_relay_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                    template_db: Path) -> Iterator[str]:
+    """A fresh database with the test accounts, shared by a module's tests."""
+    with accounts_db(request, tmp_path_factory.mktemp("module"), template_db) as target:
+        yield target
 
 
 @pytest.fixture
