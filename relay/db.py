@@ -72,7 +72,8 @@ def transaction(conn: AdminConnection) -> Iterator[AdminConnection]:
             yield conn
 
 
-def _c(conn: AdminConnection) -> Connection:
+def wrapped(conn: AdminConnection) -> Connection:
+    """The connection as a ``relay.store.backend.Connection`` (lossless text on SQLite too)."""
     return SQLiteConnection(conn) if isinstance(conn, sqlite3.Connection) else conn
 
 
@@ -148,7 +149,7 @@ def list_owners(conn: AdminConnection) -> list[dict[str, Any]]:
 
 
 def get_owner(conn: AdminConnection, name: str) -> dict[str, Any] | None:
-    row = accounts.owner_row(_c(conn), name)
+    row = accounts.owner_row(wrapped(conn), name)
     return dict(row) if row is not None else None
 
 
@@ -202,7 +203,7 @@ def list_vehicles(conn: AdminConnection, owner: str | None = None) -> list[dict[
 
 
 def get_vehicle(conn: AdminConnection, vehicleid: str) -> dict[str, Any] | None:
-    return vehicles.read_vehicle(_c(conn), vehicleid)
+    return vehicles.read_vehicle(wrapped(conn), vehicleid)
 
 
 def set_carpass(conn: AdminConnection, vehicleid: str, carpass: str) -> None:
@@ -236,14 +237,14 @@ def add_token(
 def list_tokens(conn: AdminConnection, owner: str) -> list[dict[str, Any]]:
     """The owner's tokens; each identified by its ``token_hash`` (the token itself is gone)."""
     _require_owner(conn, owner)
-    return [dict(row) for row in accounts.token_rows(_c(conn), owner)]
+    return [dict(row) for row in accounts.token_rows(wrapped(conn), owner)]
 
 
 def delete_token(conn: AdminConnection, owner: str, token: str) -> None:
     """Delete one of the owner's tokens, given the plain token or its ``token_hash``."""
     with transaction(conn):
         _require_owner(conn, owner)
-        if accounts.delete_token(_c(conn), owner, (token_hash(token), token.lower())):
+        if accounts.delete_token(wrapped(conn), owner, (token_hash(token), token.lower())):
             return
         raise AdminError(f"no such token for owner {owner!r}")
 
@@ -281,7 +282,7 @@ def list_provisions(conn: AdminConnection) -> list[dict[str, Any]]:
 
 
 def get_provision(conn: AdminConnection, apkey: str) -> dict[str, Any] | None:
-    row = provision_repo.provision_row(_c(conn), apkey)
+    row = provision_repo.provision_row(wrapped(conn), apkey)
     return dict(row) if row is not None else None
 
 
@@ -300,7 +301,7 @@ def upgrade_password_hash(
 ) -> bool:
     """Replace ``name``'s password hash if it is still ``old_hash``; False if it changed
     meanwhile (a new password wins). Runs in the caller's transaction."""
-    return accounts.upgrade_password_hash(_c(conn), name, old_hash, new_hash)
+    return accounts.upgrade_password_hash(wrapped(conn), name, old_hash, new_hash)
 
 
 # --------------------------------------------------------------------------- names

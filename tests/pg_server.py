@@ -7,9 +7,9 @@ directory on a free port (~1 s). Tests that restart PostgreSQL always get such a
 cluster of their own (:func:`pg_cluster`), never the named server.
 
 Each test's database is ``CREATE DATABASE ... TEMPLATE`` a database migrated once per
-session, so a fresh, empty, current schema costs a few milliseconds; it is dropped
-after the test. Without a server the tests are skipped with one line saying what is
-missing, or fail if ``OVMS_REQUIRE_SERVICES=1``.
+session, emptied after the test and handed to the next one, so a fresh, empty,
+current schema costs a few milliseconds. Without a server the tests are skipped
+with one line saying what is missing, or fail if ``OVMS_REQUIRE_SERVICES=1``.
 
 Fixtures (import them into a test module): ``pg_server``, ``pg_url`` (a fresh
 database), ``pg_cluster`` (a server of the test session's own), and ``db_target``:
@@ -28,6 +28,7 @@ import tempfile
 import time
 import urllib.parse
 import uuid
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -52,15 +53,16 @@ def with_database(url: str, name: str) -> str:
     return urllib.parse.urlunsplit(urllib.parse.urlsplit(url)._replace(path=f"/{name}"))
 
 
-def _connect(url: str) -> Any:
+def _connect(url: str, timeout: int = 15) -> Any:
     import psycopg
 
-    return psycopg.connect(url, autocommit=True, connect_timeout=3)
+    # Generous: a loaded CI machine (every core busy) can take seconds to connect.
+    return psycopg.connect(url, autocommit=True, connect_timeout=timeout)
 
 
-def _reachable(url: str) -> bool:
+def reachable(url: str) -> bool:
     try:
-        _connect(url).close()
+        _connect(url, timeout=5).close()
     except Exception:
         return False
     return True
@@ -153,21 +155,61 @@ def _has_user(name: str) -> bool:
 
 @attrs.define
 class PgServer:
-    """A server, and a database on it migrated once, the template of every test's."""
+    """A server, and a database on it migrated once, the template of every test's.
+
+    A test's database is emptied afterwards (its connections ended, tables it added
+    dropped, every row deleted) and handed to the next test: much cheaper than
+    ``CREATE``/``DROP DATABASE`` on a server that syncs to disk. One that cannot be
+    emptied is dropped."""
 
     url: str
     template: str
+    tables: list[str]  # the template's, in creation order
     cluster: Cluster | None = None
+    spare: list[str] = attrs.Factory(list)
 
     @contextmanager
     def fresh_database(self) -> Iterator[str]:
-        """A new database with the current schema and no rows: its URL; dropped after."""
-        name = f"ovms_test_{uuid.uuid4().hex[:12]}"
-        _admin(self.url, f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
+        """A database with the current schema and no rows: its URL."""
+        if self.spare:
+            name = self.spare.pop()
+        else:
+            name = f"ovms_test_{uuid.uuid4().hex[:12]}"
+            _admin(self.url, f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
         try:
             yield with_database(self.url, name)
         finally:
-            _admin(self.url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            if self._emptied(with_database(self.url, name)):
+                self.spare.append(name)
+            else:
+                _drop(self.url, name)
+
+    def _emptied(self, url: str) -> bool:
+        from relay.store.schema import SCHEMA_VERSION
+
+        try:
+            with _connect(url) as conn:
+                conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                             "WHERE datname=current_database() AND pid<>pg_backend_pid()")
+                with conn.transaction():
+                    for (table,) in conn.execute(_TABLES).fetchall():
+                        if table not in self.tables:
+                            conn.execute(f'DROP TABLE "{table}" CASCADE')
+                    for table in reversed(self.tables):
+                        conn.execute(f'DELETE FROM "{table}"')
+                    conn.execute("INSERT INTO relay_meta VALUES ('schema_version', %s)",
+                                 (str(SCHEMA_VERSION),))
+        except Exception:
+            return False
+        return True
+
+    def drop_spares(self) -> None:
+        while self.spare:
+            _drop(self.url, self.spare.pop())
+
+
+_TABLES = ("SELECT table_name FROM information_schema.tables "
+           "WHERE table_schema='public' AND table_type='BASE TABLE' ORDER BY table_name")
 
 
 def _admin(url: str, statement: str) -> None:
@@ -184,9 +226,27 @@ def _serving(url: str, cluster: Cluster | None = None) -> Iterator[PgServer]:
     _admin(url, f'CREATE DATABASE "{template}"')
     try:
         PostgresBackend(with_database(url, template)).connect().close()
-        yield PgServer(url, template, cluster)
+        with _connect(with_database(url, template)) as conn:
+            # Creation order, so rows are deleted referencing tables first.
+            tables = [r[0] for r in conn.execute(
+                "SELECT relname FROM pg_class WHERE relkind='r' AND relnamespace="
+                "'public'::regnamespace ORDER BY oid").fetchall()]
+        server = PgServer(url, template, tables, cluster)
+        try:
+            yield server
+        finally:
+            server.drop_spares()
     finally:
-        _admin(url, f'DROP DATABASE IF EXISTS "{template}" WITH (FORCE)')
+        _drop(url, template)
+
+
+def _drop(url: str, name: str) -> None:
+    """Cleaning up after the tests: a database left behind on a loaded server is only
+    litter (its name is unique), not a failure of the test that ran last."""
+    try:
+        _admin(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    except Exception as exc:
+        warnings.warn(f"could not drop test database {name}: {exc}", stacklevel=2)
 
 
 def _psycopg_missing() -> bool:
@@ -219,7 +279,7 @@ def pg_server(request: pytest.FixtureRequest) -> Iterator[PgServer]:
     if not explicit:
         yield request.getfixturevalue("pg_cluster")
         return
-    if not _reachable(explicit):
+    if not reachable(explicit):
         from relay.store.engines import redact
 
         unavailable(f"{ENV}={redact(explicit)} does not answer")
@@ -255,18 +315,49 @@ def run_sql(target: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
             return [tuple(r) for r in cur.fetchall()] if cur.description else []
         finally:
             conn.close()
+    from relay.store import sqlite
+
     lite = sqlite3.connect(target)
+    sqlite.configure(lite)  # stored non-UTF-8 text read back as the store does
     try:
-        rows = lite.execute(sql, params).fetchall()
+        rows = [tuple(r) for r in lite.execute(sql, params).fetchall()]
         lite.commit()
         return rows
     finally:
         lite.close()
 
 
+@contextmanager
+def writes_blocked(target: str) -> Iterator[None]:
+    """While the block runs, another session holds the database's write lock: the
+    relay's writes wait (SQLite: ``BEGIN IMMEDIATE``; PostgreSQL: every table locked
+    ``EXCLUSIVE``, which still lets readers in, as SQLite's WAL does)."""
+    if target.startswith(("postgresql://", "postgres://")):
+        from relay.store.postgres import PostgresBackend
+
+        conn = PostgresBackend(target).open_connection()
+        try:
+            tables = ", ".join(f'"{r[0]}"' for r in conn.execute(_TABLES).fetchall())
+            conn.execute("BEGIN")
+            conn.execute(f"LOCK TABLE {tables} IN EXCLUSIVE MODE")
+            yield
+        finally:
+            conn.close()  # rolls back
+        return
+    lite = sqlite3.connect(target, timeout=5, isolation_level=None)
+    try:
+        lite.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            lite.execute("ROLLBACK")
+    finally:
+        lite.close()
+
+
 def wait_until_reachable(url: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
-    while not _reachable(url):
+    while not reachable(url):
         if time.monotonic() > deadline:
             raise TimeoutError(f"PostgreSQL at {url} did not come back")
         time.sleep(0.1)

@@ -18,14 +18,12 @@ import pytest
 import trio
 
 from protocol import ClientType
-from relay.store import DatabaseError, open_store
+from relay.store import DatabaseError, StoreError, open_store
 from relay.store.engines import redact
 from relay.store.postgres import COPY_THRESHOLD, PostgresBackend, decode_text, encode_text
 from tests.conftest import make_db
-from tests.pg_server import PgServer, free_port, pg_cluster, pg_server, pg_url, run_sql
+from tests.pg_server import PgServer, free_port, reachable, run_sql
 from tools.v2client import V2Client
-
-__all__ = ["pg_cluster", "pg_server", "pg_url"]  # fixtures
 
 BAD = b"a\xff\x00\xe9z".decode("utf-8", "surrogateescape")
 TRICKY = ["", "plain", "\x00", "\uffff", "\uffff0000", "\uffffdc80", BAD, "é\udcff\uffff\x00",
@@ -125,16 +123,56 @@ async def test_lost_connections_are_reopened_and_writes_retried(
     assert sum(m.startswith("reconnected to postgresql://") for m in messages) == 1
 
 
+async def test_while_the_server_is_down_nothing_is_acked_and_reads_fail_fast(
+    pg_cluster: PgServer
+) -> None:
+    """PostgreSQL stopped: a durable write waits (not acked, not dropped), a login read
+    fails with a StoreError at once; started again: the write commits, reads work."""
+    cluster = pg_cluster.cluster
+    assert cluster is not None
+    with pg_cluster.fresh_database() as url:
+        make_db(url)
+        async with open_store(url) as store:
+            assert await store.get_vehicle("DEMO", fresh=True) is not None
+            await trio.to_thread.run_sync(cluster.stop)
+            try:
+                acked = trio.Event()
+
+                async def durable() -> None:
+                    await store.add_historical("DEMO", "*-T", 7, "kept", timestamp=1,
+                                               expires=2**40, durable=True)
+                    acked.set()
+
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(durable)
+                    with pytest.raises(StoreError, match="database unavailable"):
+                        await store.get_vehicle("DEMO", fresh=True)
+                    with trio.move_on_after(0.5):
+                        await acked.wait()
+                    assert not acked.is_set() and store.writes_failing
+                    await trio.to_thread.run_sync(cluster.start)
+                    with trio.fail_after(20):
+                        await acked.wait()
+            finally:
+                if not reachable(cluster.url):
+                    cluster.start()
+            assert store.stats.dropped == 0 and not store.writes_failing
+            assert await store.get_vehicle("DEMO", fresh=True) is not None
+        assert run_sql(url, "SELECT recordnumber, data FROM historical") == [(7, "kept")]
+
+
 # --------------------------------------------------------------------------- end to end
 
 
-def _serve(url: str, log: Path) -> tuple[subprocess.Popen[str], int]:
+def _serve(url: str, log: Path, echo: Path | None = None) -> tuple[subprocess.Popen[str], int]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "relay", "serve", "--db", url, "--host", "127.0.0.1",
          "--v2-port", "0", "--http-port", "0"],
         stdout=subprocess.PIPE, stderr=log.open("w"), text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline()
+    if echo is not None:
+        echo.write_text(line)
     match = re.search(r"v2 protocol on [\d.]+:(\d+)", line)
     assert match, f"unexpected first line {line!r}: {log.read_text()}"
     return proc, int(match.group(1))
@@ -145,6 +183,22 @@ async def _acks(car: V2Client, acked: set[int], until: int) -> None:
         msg = await car.receive()
         if msg.code == "h":
             acked.add(int(msg.data))
+
+
+def test_serve_shows_the_url_without_its_password(pg_url: str, tmp_path: Path) -> None:
+    """``ovms-relay serve --db postgresql://USER:PW@...``: the database is named in the
+    start line and the log, the password in neither (a trust server ignores it)."""
+    secret = "never-shown-pw"
+    url = pg_url.replace("postgresql://postgres@", f"postgresql://postgres:{secret}@")
+    log = tmp_path / "serve.log"
+    proc, _ = _serve(url, log, echo=tmp_path / "first-line")
+    proc.terminate()
+    assert proc.wait(30) == 0
+    first = (tmp_path / "first-line").read_text()
+    assert "database postgresql://postgres:***@127.0.0.1:" in first
+    text = log.read_text()
+    assert "store opened: postgresql://postgres:***@" in text
+    assert secret not in first + text
 
 
 async def test_postgres_restart_mid_stream_loses_nothing_acked(
@@ -184,3 +238,20 @@ async def test_postgres_restart_mid_stream_loses_nothing_acked(
         assert text.count("database writes failing") == 1, text
         assert text.count("work again") == 1, text
         assert "reconnected to postgresql://postgres@127.0.0.1" in text, text
+
+
+def test_copy_works_again_after_a_rolled_back_first_use(pg_url: str) -> None:
+    """The temporary table COPY fills is created in the batch's transaction: a rollback
+    of that first batch must not leave the connection believing it exists."""
+    conn = PostgresBackend(pg_url).connect()
+    sql = conn.upsert_sql("v4_trip_state", ("vehicleid",), ("vehicleid", "state", "updated"))
+    rows = [(f"V{i}", "{}", float(i)) for i in range(COPY_THRESHOLD)]
+    try:
+        with pytest.raises(RuntimeError), conn.transaction():
+            conn.executemany(sql, rows)
+            raise RuntimeError("the rest of the batch failed")
+        with conn.transaction():
+            conn.executemany(sql, rows)
+        assert run_sql(pg_url, "SELECT COUNT(*) FROM v4_trip_state") == [(COPY_THRESHOLD,)]
+    finally:
+        conn.close()

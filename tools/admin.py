@@ -23,7 +23,7 @@ from typing import Any, NoReturn
 
 from protocol import provisioning
 from relay import db, permits, tls
-from tools import backup, import_perl
+from tools import backup, import_perl, migrate
 
 PROG = "ovms-admin"
 DEFAULT_DB = "ovms-relay.db"
@@ -231,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     groups = parser.add_subparsers(
         dest="group",
-        metavar="{owner,vehicle,token,provision,selfsigned,import-perl,backup,restore}")
+        metavar="{owner,vehicle,token,provision,selfsigned,import-perl,backup,restore,migrate}")
     groups.required = True
 
     def commands(name: str, help_text: str) -> argparse._SubParsersAction[Any]:
@@ -337,6 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_selfsigned, no_db=True)
     import_perl.add_commands(groups)
     backup.add_commands(groups)
+    migrate.add_commands(groups)
 
     return parser
 

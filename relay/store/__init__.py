@@ -2,6 +2,7 @@
 
 - ``writequeue``: the generic group-commit write queue (one writer, batches);
 - ``backend``: the interface a database engine implements; ``sqlite``: SQLite's;
+  ``postgres``: PostgreSQL's; ``engines``: which one a ``--db`` value names;
 - ``schema``: every table and the migrations;
 - repositories, one per table family: ``accounts`` (owners, tokens), ``vehicles``,
   ``provisioning``, ``latest``, ``historical``, ``usage``, ``push``, ``v4rows``;

@@ -32,6 +32,13 @@ class Cursor(Protocol):
 
     def fetchall(self) -> list[Any]: ...
 
+    def fetchmany(self, size: int = ...) -> list[Any]: ...
+
+    @property
+    def description(self) -> Any:
+        """Per result column a sequence whose first item is the column's name."""
+        ...
+
     def __iter__(self) -> Iterator[Any]: ...
 
 

@@ -148,6 +148,12 @@ class Store:
                     pool.run, fn, limiter=pool.limiter, abandon_on_cancel=True)
         except trio.TooSlowError:
             raise self._queue.timed_out() from None
+        except Exception as exc:
+            # The database went away (a PostgreSQL restart): the caller fails this one
+            # request, as on a timeout; the connection reopens for the next.
+            if self.backend.is_transient(exc):
+                raise StoreError(f"database unavailable: {one_line(exc)}") from None
+            raise
         self.stats.reads += 1
         return result
 
