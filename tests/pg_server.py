@@ -327,6 +327,34 @@ def run_sql(target: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
         lite.close()
 
 
+@contextmanager
+def writes_blocked(target: str) -> Iterator[None]:
+    """While the block runs, another session holds the database's write lock: the
+    relay's writes wait (SQLite: ``BEGIN IMMEDIATE``; PostgreSQL: every table locked
+    ``EXCLUSIVE``, which still lets readers in, as SQLite's WAL does)."""
+    if target.startswith(("postgresql://", "postgres://")):
+        from relay.store.postgres import PostgresBackend
+
+        conn = PostgresBackend(target).open_connection()
+        try:
+            tables = ", ".join(f'"{r[0]}"' for r in conn.execute(_TABLES).fetchall())
+            conn.execute("BEGIN")
+            conn.execute(f"LOCK TABLE {tables} IN EXCLUSIVE MODE")
+            yield
+        finally:
+            conn.close()  # rolls back
+        return
+    lite = sqlite3.connect(target, timeout=5, isolation_level=None)
+    try:
+        lite.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            lite.execute("ROLLBACK")
+    finally:
+        lite.close()
+
+
 def wait_until_reachable(url: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not reachable(url):
