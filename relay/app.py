@@ -146,7 +146,7 @@ async def run_relay(
                             on_car_message=v4.car_message)
             services = Services(config, hub, store, router, nursery, metrics)
             # OVMS v3 modules through the broker (None without --mqtt).
-            mqtt = await mqtt_service.start(config, router, nursery)
+            mqtt = await mqtt_service.start(config, router, nursery, v4.wanted)
             services.http_api = HttpApi(services, all_routes(v4))
             accounts.listen(services)  # other nodes' account changes (a cluster)
             listeners = await start_listener(

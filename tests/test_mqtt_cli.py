@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import subprocess
 from pathlib import Path
 
 import pytest
+import trio
 
 from relay import cli
 from relay.config import ConfigError
 from relay.mqtt.url import BrokerUrl, check_prefix
-from tests.conftest import copy_db
-from tests.mqtt_broker import own_mosquitto
+from relay.reload import reload
+from tests.conftest import StartRelay, copy_db
+from tests.mqtt_broker import broker_url, own_mosquitto, unique_prefix
 from tests.test_cli_serve import read_until, serve
 
 
@@ -58,3 +61,26 @@ async def test_serve_connects_and_logs_no_password(tmp_path: Path, template_db: 
     assert proc.returncode == 0, err
     assert "mqtt: connecting to mqtt://ovms-relay:***@127.0.0.1" in err
     assert "sekrit-pw" not in err
+
+
+async def test_sighup_keeps_the_broker_settings_until_a_restart(
+        start_relay: StartRelay, caplog: pytest.LogCaptureFixture) -> None:
+    with broker_url() as url:
+        relay = await start_relay(mqtt=url, mqtt_prefix=unique_prefix(), mqtt_persistent=False)
+        gateway = relay.handle.mqtt
+        assert gateway is not None
+        with trio.fail_after(10):
+            while not gateway.bridge.connected:
+                await trio.sleep(0.02)
+        new = relay.config.updated({"mqtt": "mqtt://ovms-relay:n3w-s3cret@127.0.0.1:1",
+                                    "mqtt_prefix": "other", "mqtt_persistent": True,
+                                    "mqtt_superuser": "broker"})
+        with caplog.at_level(logging.INFO):
+            running = reload(relay.handle, relay.config, lambda: new)
+        assert sorted(r.getMessage() for r in caplog.records
+                      if "needs a restart" in r.getMessage()) == [
+            f"reload: setting {name} changed: needs a restart"
+            for name in ("mqtt", "mqtt_persistent", "mqtt_prefix", "mqtt_superuser")]
+        assert "n3w-s3cret" not in caplog.text
+        assert (running.mqtt, running.mqtt_prefix) == (relay.config.mqtt, relay.config.mqtt_prefix)
+        assert relay.handle.mqtt is gateway and gateway.bridge.connected

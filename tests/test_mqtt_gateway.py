@@ -265,3 +265,33 @@ async def test_records_are_acknowledged_to_the_broker_after_their_commit(
     g.router.commit()
     await trio.testing.wait_all_tasks_blocked()
     assert g.bridge.acked[-1] == "CAR1/notify/data/log/trip/5/-1"
+
+
+async def test_a_v4_monitor_keeps_the_module_active_without_apps(
+        autojump_clock: trio.testing.MockClock, g: Setup) -> None:
+    g.gateway.wanted.set("CAR1", True)  # a monitor before the module is online
+    await online(g)
+    await trio.testing.wait_all_tasks_blocked()
+    assert g.bridge.active() == [b"1"]
+    await trio.sleep(120)
+    assert len(g.bridge.active()) >= 3  # refreshed as for an app
+    # An app coming and going changes nothing while the monitor stays.
+    app, _ = memory_peer(g.hub, ClientType.APP, vehicleid="CAR1")
+    g.hub.unregister(app)
+    await trio.testing.wait_all_tasks_blocked()
+    assert set(g.bridge.active()) == {b"1"}
+    g.gateway.wanted.set("CAR1", False)
+    assert g.bridge.active()[-1] == b"0"
+    # With an app, the last monitor leaving keeps it active.
+    app, _ = memory_peer(g.hub, ClientType.APP, vehicleid="CAR1")
+    await trio.testing.wait_all_tasks_blocked()
+    g.gateway.wanted.set("CAR1", True)
+    g.gateway.wanted.set("CAR1", False)
+    assert g.bridge.active()[-1] == b"1"
+    g.hub.unregister(app)
+    await trio.testing.wait_all_tasks_blocked()
+    assert g.bridge.active()[-1] == b"0"
+    # Another vehicle's monitors are not this module's.
+    count = len(g.bridge.active())
+    g.gateway.wanted.set("CAR2", True)
+    assert len(g.bridge.active()) == count

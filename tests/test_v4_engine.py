@@ -128,3 +128,27 @@ async def test_batch_window_closes_on_time_without_a_tick(
     # threshold, and the mock clock then jumps ahead a little.
     assert 10 + 300 <= at < 10 + 300 + 600
     assert job.vehicleid == "DEMO"
+
+
+async def test_vehicles_with_monitors_are_wanted(
+    autojump_clock: trio.testing.MockClock, running: Any, nursery: trio.Nursery,
+) -> None:
+    """Issue 13: the v3 gateway keeps a module active while its vehicle has monitors;
+    the engine says which vehicles have some, monitors loaded at start included."""
+    run: Running = await running()
+    heard: list[tuple[str, bool]] = []
+    run.engine.wanted.listen(lambda vid, wanted: heard.append((vid, wanted)))
+    assert not run.engine.wanted.wanted("DEMO")
+    first = await run.engine.put_monitor("DEMO", "demo", parse([WINDOW], "morning"))
+    second = await run.engine.put_monitor("DEMO", "demo", parse([WINDOW], "morning"))
+    assert run.engine.wanted.wanted("DEMO") and heard == [("DEMO", True)]
+    await run.engine.delete_monitor(first)
+    assert run.engine.wanted.wanted("DEMO")
+    # A second engine on the same store (a restart) loads the remaining monitor.
+    again = V4Engine(run.engine.config, run.engine.store, run.engine.commands,
+                     clock=FollowingWallClock(EPOCH))
+    await nursery.start(again.run)
+    assert again.wanted.wanted("DEMO")
+    await run.engine.delete_monitor(second)
+    assert not run.engine.wanted.wanted("DEMO")
+    assert heard == [("DEMO", True), ("DEMO", False)]

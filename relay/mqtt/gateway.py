@@ -12,7 +12,9 @@ record (stored durably), a command's response the ``c`` answer. While
 registered with the hub: apps get ``Z1``, REST and v4 count it as connected.
 
 Out (one task): the hub's ``Z``, ``C`` and pings to a module's peer become
-presence (``client/<id>/active``), shell commands, and liveness marks. A ticker
+presence (``client/<id>/active``), shell commands, and liveness marks. Presence
+is wanted while the vehicle has apps or REST registrations (the ``Z`` count) or
+API v4 monitors (``relay.wanted``). A ticker
 task refreshes presence well inside the module's 120 s expiry, gives up commands
 a module never answered, and rechecks owners.
 """
@@ -31,6 +33,7 @@ from protocol.ovms_v3.topics import Kind, V3Topic
 from relay.mqtt.bridge import MqttBridge, Received
 from relay.mqtt.module import MAX_PENDING, ToModules, V3Module
 from relay.router import Router
+from relay.wanted import WantedVehicles
 
 log = logging.getLogger("relay.mqtt")
 
@@ -57,8 +60,11 @@ class V3Gateway:
     """The ``BrokerHandler`` of the relay's broker connection."""
 
     def __init__(self, router: Router, bridge: MqttBridge, prefix: str, *,
-                 client_id: str = "ovms-relay", command_timeout: float = 30.0) -> None:
+                 client_id: str = "ovms-relay", command_timeout: float = 30.0,
+                 wanted: WantedVehicles | None = None) -> None:
         self.router = router
+        # Vehicles with v4 monitors: their modules are kept active without an app.
+        self.wanted = wanted if wanted is not None else WantedVehicles()
         self.hub = router.hub
         self.store = router.store
         self.bridge = bridge
@@ -81,11 +87,15 @@ class V3Gateway:
                   task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """``nursery``: the server-wide one the router starts ``h`` acks in."""
         self._nursery = nursery
-        async with trio.open_nursery() as own:
-            await own.start(self.bridge.run, self)
-            own.start_soon(self._to_modules_task)
-            own.start_soon(self._ticker)
-            task_status.started()
+        self.wanted.listen(self._on_wanted)
+        try:
+            async with trio.open_nursery() as own:
+                await own.start(self.bridge.run, self)
+                own.start_soon(self._to_modules_task)
+                own.start_soon(self._ticker)
+                task_status.started()
+        finally:
+            self.wanted.unlisten(self._on_wanted)
 
     # --- from the broker ------------------------------------------------------------
 
@@ -234,7 +244,7 @@ class V3Gateway:
         if online and module.peer is None:
             peer = module.new_peer(self.hub.new_id("v3-"), self._to_modules)
             module.peer = peer
-            module.active = False
+            module.active = module.apps = False
             # Sends Z to the apps and the app count to the module (presence).
             self.hub.register(peer)
             log.info("%s: v3 module online", peer.context())
@@ -243,7 +253,7 @@ class V3Gateway:
 
     def _unregister(self, module: V3Module, reason: str) -> None:
         peer, module.peer = module.peer, None
-        module.active = False
+        module.active = module.apps = False
         if peer is None:
             return
         peer.outbox.close()
@@ -293,7 +303,16 @@ class V3Gateway:
         self.bridge.ack(received)
 
     def _presence(self, module: V3Module, count: str) -> None:
-        wanted = count.strip() not in ("", "0")
+        module.apps = count.strip() not in ("", "0")
+        self._update_presence(module)
+
+    def _on_wanted(self, vehicleid: str, wanted: bool) -> None:
+        module = self.modules.get(vehicleid)
+        if module is not None and module.peer is not None:
+            self._update_presence(module)
+
+    def _update_presence(self, module: V3Module) -> None:
+        wanted = module.apps or self.wanted.wanted(module.vehicleid)
         if wanted != module.active:
             module.active = wanted
             self._publish_active(module, wanted)

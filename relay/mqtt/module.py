@@ -71,6 +71,8 @@ class V3Module:
     dirty: set[str] = attrs.field(factory=set)
     # Presence: True while the relay has told the module "active 1".
     active: bool = False
+    # The hub's last ``Z`` to the module's peer was not 0 (apps or REST registrations).
+    apps: bool = False
     # After the relay reconnects to the broker: an online module must say so again
     # (its retained flag, or its own reconnect) by then (trio time), or it is
     # taken offline: a module that died while the broker was down left no will.

@@ -16,6 +16,7 @@ from relay.mqtt.url import BrokerUrl, check_prefix
 if TYPE_CHECKING:
     from relay.mqtt.gateway import V3Gateway
     from relay.router import Router
+    from relay.wanted import WantedVehicles
 
 
 def check(config: Config) -> BrokerUrl | None:
@@ -31,8 +32,11 @@ def check(config: Config) -> BrokerUrl | None:
     return url
 
 
-async def start(config: Config, router: Router, nursery: trio.Nursery) -> V3Gateway | None:
-    """Run the gateway in ``nursery`` (connecting in the background) when configured."""
+async def start(config: Config, router: Router, nursery: trio.Nursery,
+                wanted: WantedVehicles | None = None) -> V3Gateway | None:
+    """Run the gateway in ``nursery`` (connecting in the background) when configured.
+
+    ``wanted``: vehicles with API v4 monitors (the engine's), kept active."""
     url = check(config)
     if url is None:
         return None
@@ -46,6 +50,6 @@ async def start(config: Config, router: Router, nursery: trio.Nursery) -> V3Gate
     bridge = MqttBridge(url, subscription(config.mqtt_prefix), client_id=client_id,
                         persistent=config.mqtt_persistent)
     gateway = V3Gateway(router, bridge, config.mqtt_prefix,
-                        command_timeout=config.command_timeout)
+                        command_timeout=config.command_timeout, wanted=wanted)
     await nursery.start(gateway.run, nursery)
     return gateway

@@ -44,6 +44,7 @@ from relay.v4 import alerts, datapaths, hal, monitors, persist, trips
 from relay.v4.actions import ActionTable, RemoteActionRecord
 from relay.v4.callbacks import CallbackJob, CallbackSender, vin_of
 from relay.v4.jsonparse import InvalidRequest
+from relay.wanted import WantedVehicles
 
 log = logging.getLogger("relay.v4")
 
@@ -118,8 +119,11 @@ class V4Engine:
     """Create, then run with ``await nursery.start(engine.run)``."""
 
     def __init__(self, config: Config, store: Store, commands: CommandService,
-                 policy: UrlPolicy | None = None, *, clock: Clock = SYSTEM_CLOCK) -> None:
+                 policy: UrlPolicy | None = None, *, clock: Clock = SYSTEM_CLOCK,
+                 wanted: WantedVehicles | None = None) -> None:
         self.config = config
+        # Vehicles with monitors: the v3 gateway keeps their modules reporting fast.
+        self.wanted = wanted if wanted is not None else WantedVehicles()
         # Monitor windows, trips and actions are wall moments (stored, shown); every
         # wait is on trio's clock: see relay.clock.
         self.clock = clock
@@ -450,6 +454,7 @@ class V4Engine:
     def _register(self, entry: MonitorEntry) -> None:
         self._monitors[entry.monitorid] = entry
         self._by_vehicle.setdefault(entry.vehicleid, {})[entry.monitorid] = entry
+        self.wanted.set(entry.vehicleid, True)
 
     def monitors_of(self, vehicleid: str) -> list[MonitorEntry]:
         return sorted(self._by_vehicle.get(vehicleid, {}).values(),
@@ -497,6 +502,8 @@ class V4Engine:
         by_vehicle.pop(entry.monitorid, None)
         if not by_vehicle:
             self._by_vehicle.pop(entry.vehicleid, None)
+            self.wanted.set(entry.vehicleid, False)
+        log.info("vehicle=%s monitor=%s deleted", entry.vehicleid, entry.monitorid)
 
     async def _evaluate(self, vehicleid: str, snapshot: dict[str, str], now: float) -> None:
         for entry in list(self._by_vehicle.get(vehicleid, {}).values()):
