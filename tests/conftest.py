@@ -1,9 +1,20 @@
-"""Shared fixtures: a real relay on an ephemeral port with a real SQLite file."""
+"""Shared fixtures: a real relay on an ephemeral port with a real database.
+
+The database is a SQLite file, or with ``OVMS_TEST_STORE=postgres`` a fresh
+PostgreSQL database (``tests/pg_server.py``) for every test that asks for one
+(:func:`relay_db`, :func:`empty_db`, and the fixtures built on them: ``relay``,
+``start_relay``). Under ``postgres``, tests without a database are deselected (the
+first, SQLite pass runs them), and tests marked ``sqlite_only`` (about SQLite files
+themselves: backup, WAL, locks, a full disk) are skipped with their reason.
+"""
 
 from __future__ import annotations
 
+import os
 import shutil
-from collections.abc import AsyncIterator, Callable
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +26,18 @@ from protocol import ClientType
 from relay import db
 from relay.app import RelayHandle, run_relay
 from relay.config import Config
+from relay.store.engines import is_postgres
+from tests.pg_server import PgServer, db_target, pg_cluster, pg_server, pg_url, run_sql
 from tools.v2client import V2Client
+
+__all__ = ["db_target", "pg_cluster", "pg_server", "pg_url"]  # fixtures, for every test
+
+STORE_ENV = "OVMS_TEST_STORE"
+STORES = ("sqlite", "postgres")
+STORE = os.environ.get(STORE_ENV) or "sqlite"
+ON_POSTGRES = STORE == "postgres"
+# A test using one of these (directly or through another fixture) runs on the chosen store.
+DATABASE_FIXTURES = ("relay_db", "module_relay_db", "empty_db", "db_target")
 
 OWNER, PASSWORD = "demo", "demopass"
 VEHICLES = {"DEMO": "DEMO", "TESTCAR": "NETPASS"}
@@ -37,11 +59,62 @@ def make_db(path: Path | str) -> None:
         conn.close()
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    if STORE not in STORES:
+        raise pytest.UsageError(f"{STORE_ENV}={STORE!r}: use one of {', '.join(STORES)}")
+    config.addinivalue_line(
+        "markers", "sqlite_only(reason): about SQLite files themselves; skipped under "
+        f"{STORE_ENV}=postgres")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not ON_POSTGRES:
+        return
+    keep: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        names = getattr(item, "fixturenames", ())
+        callspec = getattr(item, "callspec", None)
+        engine = callspec.params.get("db_target") if callspec is not None else None
+        if not any(n in names for n in DATABASE_FIXTURES) or engine == "sqlite":
+            dropped.append(item)
+            continue
+        marker = item.get_closest_marker("sqlite_only")
+        if marker is not None:
+            reason = marker.args[0] if marker.args else "about SQLite files"
+            # A plain skip, not a missing service: OVMS_REQUIRE_SERVICES leaves it alone.
+            item.add_marker(pytest.mark.skip(reason=f"SQLite only: {reason}"))
+        keep.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
+def sqlite_only(reason: str) -> pytest.MarkDecorator:
+    """Mark a test (or ``pytestmark`` a module) as about SQLite files themselves."""
+    return pytest.mark.sqlite_only(reason)
+
+
 @attrs.define
 class RelayUnderTest:
     handle: RelayHandle
     config: Config
-    db_path: Path
+    db: str  # the --db value: a SQLite file's path or a PostgreSQL URL
+
+    @property
+    def db_path(self) -> Path:
+        """The SQLite file (only in tests marked ``sqlite_only``)."""
+        assert not is_postgres(self.db), "a SQLite-only test: mark it sqlite_only"
+        return Path(self.db)
+
+    def sql(self, statement: str, *params: Any) -> list[tuple[Any, ...]]:
+        """One statement (``?`` placeholders) on a connection of its own, committed, as
+        another process would run it: its rows."""
+        return run_sql(self.db, statement, *params)
+
+    def admin(self) -> db.AdminConnection:
+        """An ``ovms-admin`` connection to the relay's database (close it)."""
+        return db.connect(self.db)
 
     async def connect(
         self,
@@ -89,21 +162,76 @@ def copy_db(template: Path, target: Path) -> None:
             shutil.copyfile(source, target.with_name(target.name + suffix))
 
 
+def copy_rows(template: Path, url: str) -> None:
+    """The template's accounts into a fresh PostgreSQL database (no Argon2 hashing)."""
+    from relay.store.postgres import PostgresBackend
+
+    lite = sqlite3.connect(template)
+    conn = PostgresBackend(url).open_connection()
+    try:
+        with conn.transaction():
+            for table in ("owners", "vehicles"):
+                cur = lite.execute(f"SELECT * FROM {table}")
+                columns = [d[0] for d in cur.description]
+                conn.executemany(
+                    f"INSERT INTO {table}({', '.join(columns)}) "
+                    f"VALUES ({', '.join('?' * len(columns))})", cur.fetchall())
+    finally:
+        conn.close()
+        lite.close()
+
+
 @pytest.fixture
-async def start_relay(
-    tmp_path: Path, nursery: trio.Nursery, template_db: Path
-) -> AsyncIterator[StartRelay]:
-    """Start a relay with optional config overrides; stopped when the test ends."""
+def empty_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh database's ``--db`` value, without rows: a SQLite file's path (not made
+    yet), or under ``OVMS_TEST_STORE=postgres`` a PostgreSQL database's URL."""
+    if ON_POSTGRES:
+        url: str = request.getfixturevalue("pg_url")
+        return url
+    return str(tmp_path / "relay.db")
+
+
+@contextmanager
+def accounts_db(request: pytest.FixtureRequest, folder: Path, template: Path) -> Iterator[str]:
+    """A fresh database with the test accounts (:func:`make_db`): its ``--db`` value."""
+    if ON_POSTGRES:
+        server: PgServer = request.getfixturevalue("pg_server")
+        with server.fresh_database() as url:
+            copy_rows(template, url)
+            yield url
+        return
+    path = folder / "relay.db"
+    copy_db(template, path)
+    yield str(path)
+
+
+@pytest.fixture
+def relay_db(request: pytest.FixtureRequest, tmp_path: Path, template_db: Path
+             ) -> Iterator[str]:
+    """A fresh database with the test accounts, for one test."""
+    with accounts_db(request, tmp_path, template_db) as target:
+        yield target
+
+
+@pytest.fixture(scope="module")
+def module_relay_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                    template_db: Path) -> Iterator[str]:
+    """A fresh database with the test accounts, shared by a module's tests."""
+    with accounts_db(request, tmp_path_factory.mktemp("module"), template_db) as target:
+        yield target
+
+
+@pytest.fixture
+async def start_relay(nursery: trio.Nursery, relay_db: str) -> AsyncIterator[StartRelay]:
+    """Start a relay with optional config overrides; stopped when the test ends. Every
+    relay a test starts uses the same database (:func:`relay_db`) unless given ``db``."""
 
     async def start(**overrides: Any) -> RelayUnderTest:
-        path = tmp_path / "relay.db"
-        if not path.exists():
-            copy_db(template_db, path)
-        config = Config(db=str(path), host="127.0.0.1", v2_port=0, http_port=0,
+        config = Config(db=relay_db, host="127.0.0.1", v2_port=0, http_port=0,
                         sweep_interval=0.05)
         config = attrs.evolve(config, **overrides)
         handle: RelayHandle = await nursery.start(run_relay, config)
-        return RelayUnderTest(handle, config, path)
+        return RelayUnderTest(handle, config, config.db)
 
     yield start
 

@@ -11,11 +11,9 @@ import trio
 
 from relay import db
 from relay.store import open_store
-from tests.pg_server import pg_cluster, pg_server, pg_url, run_sql
+from tests.pg_server import run_sql
 from tools import admin
 from tools.migrate import tables
-
-__all__ = ["pg_cluster", "pg_server", "pg_url"]  # fixtures
 
 BAD = b"caf\xe9\xff\x00end".decode("utf-8", "surrogateescape")
 

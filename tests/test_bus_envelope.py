@@ -7,7 +7,7 @@ import pytest
 
 from protocol import Message
 from relay.bus import envelope as env
-from relay.bus.subjects import APPS, Subjects, token
+from relay.bus.subjects import Subjects, token
 
 SAMPLES: list[env.Envelope] = [
     env.Relay("a", "V", (Message("S", "1,2"), Message("T", "0"))),
@@ -52,6 +52,6 @@ def test_subject_tokens() -> None:
     assert token("a.b") != token("a_b")
     encoded = token("my car *>")
     assert encoded.startswith("=") and all(c not in encoded for c in ".*> ")
-    assert Subjects("t1").vehicle("a.b", APPS) == f"t1.v.{token('a.b')}.a"
+    assert Subjects("t1").inbox("node a") == f"t1.n.{token('node a')}"
     with pytest.raises(ValueError):
         Subjects("bad prefix")

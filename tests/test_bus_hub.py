@@ -9,6 +9,7 @@ import trio
 import trio.testing
 
 from protocol import ClientType, Message
+from relay.bus import envelope as env
 from relay.bus.bridge import NatsBridge
 from relay.bus.bushub import BusSettings
 from relay.commands import CommandService, Offline
@@ -70,22 +71,26 @@ async def test_car_login_waits_for_every_node_count(url: str, prefix: str) -> No
 
 async def test_no_traffic_without_remote_clients(url: str, prefix: str) -> None:
     spy = NatsBridge(url, name="spy")
-    heard: list[str] = []
-    spy.on_message = lambda subject, data: heard.append(subject)
-    spy.subscribe(f"{prefix}.v.>")  # every vehicle subject
-    async with cluster(url, prefix, ["a", "b"]) as nodes, trio.open_nursery() as nursery:
+    relayed: list[tuple[str, env.Envelope]] = []  # every car message on the bus
+    spy.on_message = lambda subject, data: relayed.extend(
+        (subject, e) for e in [env.unpack(data)] if isinstance(e, env.Relay))
+    spy.subscribe(f"{prefix}.>")  # everything of this cluster
+    async with cluster(url, prefix, ["a", "b", "c"]) as nodes, \
+            trio.open_nursery() as nursery:
         await nursery.start(spy.run)
         await until(lambda: spy.connected)
         a, b = nodes["a"].hub, nodes["b"].hub
         memory_peer(a, CAR)
         for i in range(20):
             a.to_clients("V", Message("S", str(i)))
-        await flush_all(nodes["a"], nodes["b"])
-        assert heard == []
-        _app, _ = memory_peer(b, APP)  # now b wants the traffic
+        await flush_all(*nodes.values())
+        assert relayed == []
+        _app, _ = memory_peer(b, APP)  # now b wants the traffic; c still does not
         await until(lambda: a.app_count("V") == 1)
         a.to_clients("V", Message("S", "x"))
-        await until(lambda: f"{prefix}.v.V.a" in heard)
+        await until(lambda: bool(relayed))
+        await flush_all(*nodes.values())
+        assert relayed == [(f"{prefix}.n.b", env.Relay("a", "V", (Message("S", "x"),)))]
         nursery.cancel_scope.cancel()
 
 

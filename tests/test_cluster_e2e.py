@@ -19,7 +19,7 @@ import trio
 from protocol import ClientType
 from tests.conftest import OWNER, PASSWORD, make_db
 from tests.nats_server import nats_url, own_nats, unique_prefix
-from tests.pg_server import PgServer, pg_server, pg_url  # noqa: F401 (fixtures)
+from tests.pg_server import PgServer, pg_cluster, pg_server, pg_url  # noqa: F401 (fixtures)
 from tools.v2client import V2Client
 
 WAIT = 30.0  # bound on what must happen (never a timing claim)

@@ -30,7 +30,7 @@ async def ui(relay: RelayUnderTest) -> AsyncIterator[httpx.AsyncClient]:
 
 
 def stored(relay: RelayUnderTest, table: str, where: str, *args: str) -> list[tuple[str, ...]]:
-    conn = db.connect_reader(str(relay.db_path))
+    conn = db.connect_reader(relay.db)
     try:
         return [tuple(r) for r in conn.execute(f"SELECT * FROM {table} WHERE {where}", args)]
     finally:
@@ -38,7 +38,7 @@ def stored(relay: RelayUnderTest, table: str, where: str, *args: str) -> list[tu
 
 
 def vehicle_name(relay: RelayUnderTest, vehicleid: str) -> str:
-    conn = db.connect_reader(str(relay.db_path))
+    conn = db.connect_reader(relay.db)
     try:
         row = db.get_vehicle(conn, vehicleid)
     finally:
@@ -103,7 +103,7 @@ async def test_owner_cannot_name_someone_elses_vehicle(relay: RelayUnderTest,
 
 async def test_a_read_only_login_cannot_name_a_vehicle(relay: RelayUnderTest,
                                                       ui: httpx.AsyncClient) -> None:
-    conn = db.connect(str(relay.db_path))
+    conn = db.connect(relay.db)
     try:
         token = db.add_token(conn, OWNER, "viewer", permit="auth")
     finally:

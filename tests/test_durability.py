@@ -14,10 +14,8 @@ import trio
 
 from protocol import ClientType
 from tests.conftest import make_db
-from tests.pg_server import db_target, pg_cluster, pg_server, pg_url, run_sql
+from tests.pg_server import run_sql
 from tools.v2client import LoginRefused, V2Client
-
-__all__ = ["db_target", "pg_cluster", "pg_server", "pg_url"]  # fixtures
 
 RECORDS = 300
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 import trio
 
 from protocol import Message
@@ -103,8 +101,7 @@ async def test_replay_survives_restart(start_relay: StartRelay, nursery: trio.Nu
     await car.send("A")
     assert (await car.receive()).text() == "a"
     await relay.handle.store.flush()
-    rows = sqlite3.connect(relay.db_path).execute(
-        "SELECT code, data FROM latest WHERE vehicleid='DEMO'").fetchall()
+    rows = relay.sql("SELECT code, data FROM latest WHERE vehicleid='DEMO'")
     assert rows == [("S", S_MSG)]
 
 
@@ -160,9 +157,8 @@ async def test_h_record_acked_after_commit(relay: RelayUnderTest) -> None:
     await car.send("h", "1,0,*-LOG-Trip,1,86400,trip data")
     await car.send("h", "2,-60,*-LOG-Trip,2,86400,more,data,with,commas")
     assert sorted(texts(await car.drain())) == ["h1", "h2"]
-    rows = sqlite3.connect(relay.db_path).execute(
-        "SELECT htype, recordnumber, data, expires - ts FROM historical ORDER BY recordnumber"
-    ).fetchall()
+    rows = relay.sql("SELECT htype, recordnumber, data, expires - ts FROM historical "
+                     "ORDER BY recordnumber")
     assert rows == [("*-LOG-Trip", 1, "trip data", 86400),
                     ("*-LOG-Trip", 2, "more,data,with,commas", 86400)]
 

@@ -12,7 +12,6 @@ import math
 import string
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -27,7 +26,6 @@ from protocol import ClientType
 from relay.app import RelayHandle, run_relay
 from relay.config import Config
 from relay.endpoints import all_routes
-from tests.conftest import make_db
 from tests.http_helpers import CREDS, D_MSG, L_MSG, S_MSG, W_MSG, Y_MSG
 from tools.v2client import V2Client
 
@@ -59,10 +57,8 @@ async def answering_car(port: int, *, task_status: trio.TaskStatus[None]) -> Non
 
 
 @pytest.fixture(scope="module")
-def live_relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveRelay]:
-    path: Path = tmp_path_factory.mktemp("openapi") / "relay.db"
-    make_db(path)
-    config = Config(db=str(path), host="127.0.0.1", v2_port=0, http_port=0,
+def live_relay(module_relay_db: str) -> Iterator[LiveRelay]:
+    config = Config(db=module_relay_db, host="127.0.0.1", v2_port=0, http_port=0,
                     sweep_interval=0.05, command_timeout=0.5, api_rate_burst=0)
     started = threading.Event()
     box: dict[str, Any] = {}

@@ -19,7 +19,7 @@ import trio
 from protocol import ClientType
 from relay.config import Config
 from relay.reload import reload
-from tests.conftest import RelayUnderTest, make_db
+from tests.conftest import RelayUnderTest
 from tests.test_cli_serve import read_until
 from tools.v2client import V2Client
 
@@ -59,10 +59,9 @@ async def burst_until_refused(port: int, tries: int) -> int | None:
 
 
 @pytest.mark.trio
-async def test_sighup_reloads_without_dropping_the_car(tmp_path: Path) -> None:
+async def test_sighup_reloads_without_dropping_the_car(tmp_path: Path, relay_db: str) -> None:
     """Issue 15 (SIGHUP): log level and api_rate_burst change; the car stays connected."""
-    db = tmp_path / "r.db"
-    make_db(db)
+    db = relay_db
     conf = tmp_path / "relay.toml"
     conf.write_text(BASE.format(db=db) + 'log_level = "INFO"\napi_rate_burst = 120\n')
     proc = subprocess.Popen(

@@ -8,10 +8,8 @@ restart like pending pushes do.
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,12 +17,12 @@ import pytest
 import trio
 import trio.testing
 
+from relay import db
 from relay.outbound.urlpolicy import UrlPolicy
 from relay.store import Store, open_store
-from relay.store.sqlite import SQLiteConnection
 from relay.v4 import callback_rows, monitors
 from relay.v4.callbacks import CallbackJob, CallbackSender
-from tests.conftest import copy_db
+from tests.pg_server import run_sql
 from tests.test_push_support import FakeService, Reply
 
 
@@ -82,10 +80,8 @@ async def service(nursery: trio.Nursery) -> FakeService:
 
 
 @pytest.fixture
-def db_path(tmp_path: Path, template_db: Path) -> str:
-    path = tmp_path / "relay.db"
-    copy_db(template_db, path)
-    return str(path)
+def db_path(relay_db: str) -> str:
+    return relay_db
 
 
 @pytest.fixture
@@ -130,16 +126,12 @@ async def test_pending_callback_retry_survives_a_restart(
             await service.wait_for(1)
             await until(lambda: first.stats.retries == 1)
             nursery.cancel_scope.cancel()  # the relay stops with the retry an hour away
-    conn = sqlite3.connect(db_path)
-    try:
-        [(monitorid, failures, next_try)] = conn.execute(
-            "SELECT monitorid, failures, next_try FROM v4_callback_pending").fetchall()
-        assert (monitorid, failures) == ("mon1", 1)
-        assert next_try == pytest.approx(time.time() + 3600, abs=60)
-        with conn:  # ... and starts again when the retry is due
-            conn.execute("UPDATE v4_callback_pending SET next_try=?", (time.time() - 1,))
-    finally:
-        conn.close()
+    [(monitorid, failures, next_try)] = run_sql(
+        db_path, "SELECT monitorid, failures, next_try FROM v4_callback_pending")
+    assert (monitorid, failures) == ("mon1", 1)
+    assert next_try == pytest.approx(time.time() + 3600, abs=60)
+    # ... and starts again when the retry is due
+    run_sql(db_path, "UPDATE v4_callback_pending SET next_try=?", time.time() - 1)
     outcomes = Outcomes()
     async with open_store(db_path) as store:
         second = sender(policy, outcomes, store=store)
@@ -208,18 +200,19 @@ def test_purge_drops_rows_of_deleted_vehicles_and_rows_past_any_retry_policy(
     """Issue 11 finding 6: pending callback rows cannot pile up: the store's purge takes
     those of deleted vehicles and those older than the longest retry policy, in rounds."""
     now = time.time()
-    conn = sqlite3.connect(db_path)
+    conn = db.wrapped(db.connect(db_path))
     try:
-        with conn:
+        with conn.transaction():
             conn.executemany(
                 "INSERT INTO v4_callback_pending VALUES (?, 'm', ?, '{}', 1, ?, ?)",
                 [("keep", "DEMO", now, now - 86400),
                  ("gone1", "NOSUCHCAR", now, now), ("gone2", "NOSUCHCAR", now, now),
                  ("old", "DEMO", now, now - callback_rows.MAX_AGE - 1)])
-        with conn:
-            assert callback_rows.purge(SQLiteConnection(conn), now=now, limit=2) == 2
-        with conn:
-            assert callback_rows.purge(SQLiteConnection(conn), now=now, limit=2) == 1
-        assert conn.execute("SELECT jobid FROM v4_callback_pending").fetchall() == [("keep",)]
+        with conn.transaction():
+            assert callback_rows.purge(conn, now=now, limit=2) == 2
+        with conn.transaction():
+            assert callback_rows.purge(conn, now=now, limit=2) == 1
+        rows = conn.execute("SELECT jobid FROM v4_callback_pending").fetchall()
+        assert [tuple(r) for r in rows] == [("keep",)]
     finally:
         conn.close()

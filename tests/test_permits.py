@@ -8,7 +8,6 @@ two defects it fixes: a token with permit ``all`` was refused by REST, one with
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 import time
 
 import httpx
@@ -120,14 +119,10 @@ async def test_a_token_with_permit_v2_in_capitals_logs_in_over_v2(
 
 def import_token(relay: RelayUnderTest, token: str, permit: str) -> None:
     """A token as tools/import_perl.py stores one from the Perl server: its SHA-256."""
-    conn = sqlite3.connect(relay.db_path)
-    with conn:
-        conn.execute(
-            "INSERT INTO tokens(token_hash, owner, application, purpose, permit, created) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (hashlib.sha256(token.encode()).hexdigest(), "demo", "perl", "", permit,
-             time.time()))
-    conn.close()
+    relay.sql("INSERT INTO tokens(token_hash, owner, application, purpose, permit, created) "
+              "VALUES (?, ?, ?, ?, ?, ?)",
+              hashlib.sha256(token.encode()).hexdigest(), "demo", "perl", "", permit,
+              time.time())
 
 
 async def test_an_imported_non_hex_token_logs_in_over_rest(

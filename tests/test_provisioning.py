@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -22,6 +21,7 @@ from protocol.provisioning import (
     record_key,
 )
 from tests.conftest import StartRelay
+from tests.pg_server import run_sql
 from tools import admin
 
 VIN = "5YJSA1H21EFP12345"
@@ -104,21 +104,19 @@ def test_unicode_parameters_round_trip() -> None:
 # --------------------------------------------------------------------------- ovms-admin
 
 
-def admin_create(db_path: Path, *extra: str) -> int:
-    return admin.run(["--db", str(db_path), "provision", "create", "--vin", VIN.lower(),
+def admin_create(target: str, *extra: str) -> int:
+    return admin.run(["--db", target, "provision", "create", "--vin", VIN.lower(),
                       "--iccid", ICCID, *extra, "--", *PARAMS.split()])
 
 
-def stored(db_path: Path, apkey: str) -> tuple[str, str, str]:
-    row = sqlite3.connect(db_path).execute(
-        "SELECT stoken, sdigest, provisioning FROM provisioning WHERE apkey=?", (apkey,)
-    ).fetchone()
-    assert row is not None
+def stored(target: str, apkey: str) -> tuple[str, str, str]:
+    [row] = run_sql(target, "SELECT stoken, sdigest, provisioning FROM provisioning "
+                    "WHERE apkey=?", apkey)
     return (row[0], row[1], row[2])
 
 
-def test_admin_provision_create(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    db_path = tmp_path / "relay.db"
+def test_admin_provision_create(empty_db: str, capsys: pytest.CaptureFixture[str]) -> None:
+    db_path = empty_db
     assert admin_create(db_path) == 0
     out = capsys.readouterr().out
     assert VIN in out and ICCID not in out and "s3cret" not in out
@@ -127,7 +125,7 @@ def test_admin_provision_create(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert "already exists" in capsys.readouterr().err
     assert admin_create(db_path, "--apkey", "module-7") == 0
     assert decode_record(*stored(db_path, "module-7"), ICCID) == PARAMS
-    assert admin.run(["--db", str(db_path), "provision", "create", "--vin", VIN,
+    assert admin.run(["--db", db_path, "provision", "create", "--vin", VIN,
                       "--iccid", "123", "--apkey", "x", "--", "p"]) == 1
     assert "ICCID" in capsys.readouterr().err
 
@@ -147,7 +145,7 @@ async def read_line(stream: trio.SocketStream) -> bytes:
 
 async def test_module_provisions_itself(start_relay: StartRelay, tmp_path: Path) -> None:
     relay = await start_relay()
-    assert admin_create(relay.db_path) == 0  # written while the relay runs
+    assert admin_create(relay.db) == 0  # written while the relay runs
     stream = await relay.raw()
     await stream.send_all(f"AP-C 0 {VIN}\r\n".encode())
     line = (await read_line(stream)).decode().rstrip("\r\n")

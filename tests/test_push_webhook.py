@@ -9,10 +9,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import inspect
-import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import attrs
@@ -23,7 +21,8 @@ from protocol import ClientType
 from relay.app import RelayHandle, run_relay
 from relay.config import Config
 from relay.push import PushDispatcher
-from tests.conftest import RelayUnderTest, StartRelay, make_db
+from tests.conftest import RelayUnderTest, StartRelay
+from tests.pg_server import run_sql
 from tests.test_push_support import FakeService, Reply
 from tools.v2client import LoginRefused, V2Client
 
@@ -133,7 +132,7 @@ async def test_retries_on_500_and_429_then_delivers(
     await wait_until(lambda: (push.stats.delivered == 1))
     assert push.stats.retries == 3
     await push_relay.handle.store.flush()
-    assert _pending_rows(push_relay.db_path) == []
+    assert _pending_rows(push_relay.db) == []
 
 
 async def test_gives_up_after_max_attempts(start_relay: StartRelay, service: FakeService) -> None:
@@ -234,11 +233,10 @@ async def test_car_auth_failure_alerts_once_then_success(
 
 
 async def test_pending_notification_delivered_after_restart(
-    tmp_path: Path, service: FakeService
+    relay_db: str, service: FakeService
 ) -> None:
-    path = tmp_path / "restart.db"
-    make_db(path)
-    config = Config(db=str(path), host="127.0.0.1", v2_port=0, http_port=0,
+    path = relay_db
+    config = Config(db=path, host="127.0.0.1", v2_port=0, http_port=0,
                     webhook_allow=[service.url + "/"], **FAST)
     # First run: the service takes the request and never answers; the relay stops
     # with the notification in flight.
@@ -260,19 +258,17 @@ async def test_pending_notification_delivered_after_restart(
 
 
 async def test_expired_pending_notification_is_dropped_at_start(
-    tmp_path: Path, service: FakeService
+    relay_db: str, service: FakeService
 ) -> None:
-    path = tmp_path / "expired.db"
-    make_db(path)
-    config = Config(db=str(path), host="127.0.0.1", v2_port=0, http_port=0,
+    path = relay_db
+    config = Config(db=path, host="127.0.0.1", v2_port=0, http_port=0,
                     webhook_allow=[service.url + "/"], **FAST)
     service.script("/late", Reply(hang=True))
     async with running_relay(config) as relay:
         await subscribe(relay, f"e1,webhook,url,DEMO,DEMO,{service.url}/late")
         await car_says(relay, "Aold news")
         await service.wait_for(1, "/late")
-    with sqlite3.connect(path) as conn:
-        conn.execute("UPDATE push_pending SET expires=1")
+    run_sql(path, "UPDATE push_pending SET expires=1")
     async with running_relay(config) as relay:
         await relay.handle.store.flush()
         assert _pending_rows(path) == []
@@ -284,13 +280,12 @@ async def running_relay(config: Config) -> AsyncIterator[RelayUnderTest]:
     """A relay stopped (like Ctrl-C) when the block ends."""
     async with trio.open_nursery() as nursery:
         handle: RelayHandle = await nursery.start(run_relay, config)
-        yield RelayUnderTest(handle, config, Path(config.db))
+        yield RelayUnderTest(handle, config, config.db)
         nursery.cancel_scope.cancel()
 
 
-def _pending_rows(path: Path) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(path) as conn:
-        return conn.execute("SELECT nid, appid, attempts FROM push_pending").fetchall()
+def _pending_rows(target: str) -> list[tuple[Any, ...]]:
+    return run_sql(target, "SELECT nid, appid, attempts FROM push_pending")
 
 
 def test_fast_settings_are_config_fields() -> None:

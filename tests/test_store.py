@@ -28,9 +28,7 @@ from relay.store import (
     UsageDay,
     open_store,
 )
-from tests.pg_server import db_target, pg_cluster, pg_server, pg_url, run_sql
-
-__all__ = ["db_target", "pg_cluster", "pg_server", "pg_url"]  # fixtures
+from tests.pg_server import run_sql
 
 VID = "DEMO"
 

@@ -14,9 +14,6 @@ from relay.store import schema
 from relay.store.backend import Backend, Connection
 from relay.store.engines import backend_for
 from relay.store.errors import DatabaseError
-from tests.pg_server import db_target, pg_cluster, pg_server, pg_url
-
-__all__ = ["db_target", "pg_cluster", "pg_server", "pg_url"]  # fixtures
 
 BAD = b"a\xff\xfe\xe9z".decode("utf-8", "surrogateescape")  # text that is not UTF-8
 

@@ -14,10 +14,9 @@ from relay.store import open_store
 from relay.store.engines import is_postgres
 from tests.conftest import VEHICLES, RelayUnderTest, StartRelay, make_db
 from tests.http_helpers import CREDS, api, assert_json
-from tests.pg_server import db_target, pg_cluster, pg_server, pg_url
 from tests.raw_v2 import RawScheme0
 
-__all__ = ["api", "db_target", "pg_cluster", "pg_server", "pg_url"]  # fixtures
+__all__ = ["api"]  # fixtures
 
 
 @pytest.fixture

@@ -22,10 +22,8 @@ from relay.store import DatabaseError, StoreError, open_store
 from relay.store.engines import redact
 from relay.store.postgres import COPY_THRESHOLD, PostgresBackend, decode_text, encode_text
 from tests.conftest import make_db
-from tests.pg_server import PgServer, free_port, pg_cluster, pg_server, pg_url, reachable, run_sql
+from tests.pg_server import PgServer, free_port, reachable, run_sql
 from tools.v2client import V2Client
-
-__all__ = ["pg_cluster", "pg_server", "pg_url"]  # fixtures
 
 BAD = b"a\xff\x00\xe9z".decode("utf-8", "surrogateescape")
 TRICKY = ["", "plain", "\x00", "\uffff", "\uffff0000", "\uffffdc80", BAD, "é\udcff\uffff\x00",

@@ -18,9 +18,6 @@ from relay.store.engines import backend_for
 from relay.store.errors import StoreClosed, StoreError, StoreTimeout
 from relay.store.sqlite import SQLiteConnection
 from relay.store.writequeue import Call, Many, WriteQueue
-from tests.pg_server import db_target, pg_cluster, pg_server, pg_url
-
-__all__ = ["db_target", "pg_cluster", "pg_server", "pg_url"]  # fixtures
 
 INSERT = "INSERT INTO t(k, v) VALUES (?, ?)"
 

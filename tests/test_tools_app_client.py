@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -138,8 +137,7 @@ async def test_push_and_group_subscriptions(
         await car._send([Message("g", "fleet,22.28,114.16")])
     assert results[0].returncode == 0, results[0].stderr
     assert "g  group fleet: DEMO 22.28,114.16" in results[0].stdout.decode().splitlines()
-    rows = sqlite3.connect(relay_under_test.db_path).execute(
-        "SELECT appid, vehicleid FROM push_subscriptions").fetchall()
+    rows = relay_under_test.sql("SELECT appid, vehicleid FROM push_subscriptions")
     assert rows == [("app1", "TESTCAR")]
 
 
@@ -189,6 +187,5 @@ async def test_push_alone_exits_once_the_server_handled_it(
         "p  push subscription app2 (ntfy) handled by the server "
         "(stored unless the vehicle password is wrong)"]
     await relay_under_test.handle.store.flush()
-    rows = sqlite3.connect(relay_under_test.db_path).execute(
-        "SELECT appid, vehicleid FROM push_subscriptions").fetchall()
+    rows = relay_under_test.sql("SELECT appid, vehicleid FROM push_subscriptions")
     assert rows == [("app2", "TESTCAR")]

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 import trio
 
 from tests.conftest import RelayUnderTest
+from tests.pg_server import writes_blocked
 from tools import simulation as sim
 from tools.car import CarConfig, CarError, SimCar, run, vehicle_ids
 
@@ -85,21 +84,15 @@ async def test_unacked_record_is_resent(relay: RelayUnderTest, nursery: trio.Nur
     await nursery.start(car.run)
     await wait_for(lambda: car.stats.reports == 1)
     # Hold the database's write lock: the relay cannot commit, so it cannot ack.
-    blocker = sqlite3.connect(relay.db_path, timeout=5, isolation_level=None)
-    blocker.execute("BEGIN IMMEDIATE")
-    try:
+    with writes_blocked(relay.db):
         record = car.make_record("*-LOG-Test", "payload,with,commas")
         await car.send_record(record)
         await wait_for(lambda: car.stats.records_resent >= 1)
         assert len(car.unacked) == 1
-    finally:
-        blocker.execute("ROLLBACK")
-        blocker.close()
     await wait_for(lambda: not car.unacked)
     assert car.stats.records_acked == 1
     await relay.handle.store.flush()
-    rows = sqlite3.connect(relay.db_path).execute(
-        "SELECT recordnumber, data FROM historical WHERE htype='*-LOG-Test'").fetchall()
+    rows = relay.sql("SELECT recordnumber, data FROM historical WHERE htype='*-LOG-Test'")
     assert set(rows) == {(record.number, "payload,with,commas")}
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import attrs
@@ -23,7 +22,6 @@ from relay.hub import Hub
 from relay.store import open_store
 from relay.v4 import monitors
 from relay.v4.engine import V4Engine
-from tests.conftest import copy_db
 
 # Monday 5 January 2026, 09:59:00 UTC: the monitors' windows open at 10:00.
 EPOCH = dt.datetime(2026, 1, 5, 9, 59, tzinfo=dt.UTC).timestamp()
@@ -50,7 +48,7 @@ class Running:
 
 @pytest.fixture
 async def running(
-    autojump_clock: trio.testing.MockClock, tmp_path: Path, template_db: Path,
+    autojump_clock: trio.testing.MockClock, relay_db: str,
     nursery: trio.Nursery,
 ) -> AsyncIterator[Any]:
     # Autojump only after 20 ms of real idleness: the store's SQLite work runs in
@@ -58,10 +56,9 @@ async def running(
     autojump_clock.autojump_threshold = 0.02
 
     async def start(**overrides: Any) -> Running:
-        path = tmp_path / "relay.db"
-        copy_db(template_db, path)
-        config = attrs.evolve(Config(db=str(path), store_timeout=1e6), **overrides)
-        store = await nursery.start(_store, str(path))
+        path = relay_db
+        config = attrs.evolve(Config(db=path, store_timeout=1e6), **overrides)
+        store = await nursery.start(_store, path)
         commands = CommandService(Hub(), store, config.command_timeout)
         engine = V4Engine(config, store, commands, clock=FollowingWallClock(EPOCH))
         send, fired = trio.open_memory_channel[tuple[float, Any]](100)

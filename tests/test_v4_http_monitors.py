@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import itertools
 import json
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -14,7 +13,7 @@ import trio
 
 from relay.app import run_relay
 from relay.config import Config
-from tests.conftest import RelayUnderTest, copy_db
+from tests.conftest import RelayUnderTest
 from tests.http_helpers import F_MSG, client, scripted_car, sync
 from tests.test_v4_http_support import (
     V4,
@@ -189,11 +188,10 @@ async def test_each_invalid_monitor_gets_its_own_400(
     assert page["total"] == 0
 
 
-async def test_monitors_survive_a_restart(tmp_path: Path, template_db: Path,
+async def test_monitors_survive_a_restart(relay_db: str,
                                          receiver: Receiver) -> None:
-    path = tmp_path / "relay.db"
-    copy_db(template_db, path)
-    config = Config(db=str(path), host="127.0.0.1", v2_port=0, http_port=0,
+    path = relay_db
+    config = Config(db=path, host="127.0.0.1", v2_port=0, http_port=0,
                     webhook_allow=[receiver.url])
     async with trio.open_nursery() as nursery:
         first = RelayUnderTest(await nursery.start(run_relay, config), config, path)

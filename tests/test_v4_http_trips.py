@@ -6,7 +6,6 @@ import datetime as dt
 import itertools
 import math
 import time
-from pathlib import Path
 
 import httpx
 import trio
@@ -14,7 +13,7 @@ import trio
 from relay.app import run_relay
 from relay.config import Config
 from relay.v4.datapaths import haversine_km
-from tests.conftest import RelayUnderTest, copy_db
+from tests.conftest import RelayUnderTest
 from tests.http_helpers import CREDS, client, scripted_car, sync
 from tests.test_v4_http_support import (
     V4,
@@ -111,12 +110,10 @@ async def test_scripted_drive_makes_a_trip_and_telemetry(
                                  params={"since": "yesterday"}), 400, "RFC 3339")
 
 
-async def test_trip_in_progress_survives_a_restart(tmp_path: Path,
-                                                   template_db: Path) -> None:
+async def test_trip_in_progress_survives_a_restart(relay_db: str,) -> None:
     """Half the drive, a relay restart, the other half: one trip, all of its distance."""
-    path = tmp_path / "relay.db"
-    copy_db(template_db, path)
-    config = Config(db=str(path), host="127.0.0.1", v2_port=0, http_port=0,
+    path = relay_db
+    config = Config(db=path, host="127.0.0.1", v2_port=0, http_port=0,
                     trip_end_after=0.3)
     for part, points in enumerate((ROUTE[:3], ROUTE[2:])):
         async with trio.open_nursery() as nursery:

@@ -12,6 +12,10 @@ Phases (``--phases``, default all, in this order):
 - ``durability``: every ``--h-every``-th relay message is followed by an ``h`` record;
   every acknowledged record must be in the store afterwards.
 
+Cluster phases, only when named (they start two nodes of their own on PostgreSQL and
+NATS; ``tools.bench_bus``): ``cluster`` (relay with car and app on the same node vs
+on different nodes) and ``storm`` (a node killed, its cars back on the other).
+
 Writes ``--out`` (JSON) and a PNG latency chart next to it. Exit status: 0 done,
 1 error (server unreachable, worker failure), 2 usage error, 3 acknowledged
 records missing from the store.
@@ -36,6 +40,7 @@ from typing import Any, NoReturn
 
 import trio
 
+from tools import bench_bus
 from tools import bench_server as srv
 from tools.bench_http import HTTPError, get_once
 from tools.bench_proc import PhaseRun, WorkerError, raise_nofile_limit, split, split_count
@@ -105,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--idle-full-set", action=argparse.BooleanOptionalAction, default=True,
                    help="idle cars send their full set after login, as modules do (default); "
                         "without it RSS shows the bare connection cost")
+    bench_bus.add_arguments(p)
     o = p.add_argument_group("output")
     o.add_argument("--out", default="bench-results.json", help="JSON report (PNG beside it)")
     o.add_argument("--profile", action="store_true",
@@ -407,6 +413,10 @@ class Bench:
             self.rest()
         if "scale" in self.phases:
             self.scale()
+        if "cluster" in self.phases:
+            bench_bus.relay_runs(self)
+        if "storm" in self.phases:
+            bench_bus.storm(self)
         status = EXIT_OK
         if "durability" in self.phases and self.durability:
             status = self.check_durability()
@@ -498,7 +508,8 @@ def _prepare(args: argparse.Namespace) -> tuple[srv.OwnServer | None, int | None
 def run(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        unknown = {x.strip() for x in args.phases.split(",")} - set(PHASE_NAMES) - {""}
+        named = {x.strip() for x in args.phases.split(",")} - {""}
+        unknown = named - set(PHASE_NAMES) - set(bench_bus.PHASES)
         if unknown:
             raise UsageError(f"unknown phase(s): {', '.join(sorted(unknown))}")
         if args.duration <= args.warmup:
@@ -516,7 +527,8 @@ def run(argv: Sequence[str] | None = None) -> int:
     status = EXIT_OK
     try:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        server, pid = _prepare(args)
+        # The cluster phases start their own nodes: no server needed for them alone.
+        server, pid = (None, None) if named <= set(bench_bus.PHASES) else _prepare(args)
         bench = Bench(args, pid)
         bench.report.update(
             tool=PROG, date=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -528,13 +540,14 @@ def run(argv: Sequence[str] | None = None) -> int:
             settings={k: getattr(args, k) for k in (
                 "workers", "logins", "login_concurrency", "pairs", "duration", "warmup",
                 "open_rates", "h_every", "rest_clients", "rest_duration", "idle",
-                "idle_full_set")},
+                "idle_full_set", "cluster_bus", "storm_cars", "storm_app_every")},
         )
         status = bench.run()
     except UsageError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except (BenchError, WorkerError, srv.ServerError, OSError) as exc:
+    except (BenchError, WorkerError, srv.ServerError, bench_bus.ClusterError,
+            OSError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         status = EXIT_ERROR
     except KeyboardInterrupt:

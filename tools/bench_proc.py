@@ -30,6 +30,7 @@ PHASES = {
     "relay": "tools.bench_load:relay_phase",
     "idle": "tools.bench_load:idle_phase",
     "rest": "tools.bench_load:rest_phase",
+    "storm": "tools.bench_bus:storm_phase",
 }
 
 

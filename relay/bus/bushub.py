@@ -18,9 +18,12 @@ crosses nodes (docs/cluster-bus.md draws it):
   get corrected ``Z``, apps ``Z0`` for its cars, waiting commands end. Every node
   republishes its cars and counts every ``republish`` seconds and entries not
   refreshed for 2.5 rounds expire, so a lost message heals.
-- **Traffic** goes on the bus only to where it is wanted: the car's node publishes
-  to the vehicle's clients only while another node has some, and a node
-  subscribes to a vehicle's subjects only while it holds its car or clients.
+- **Traffic** goes on the bus only to where it is wanted: the car's node sends its
+  messages to the inboxes of the nodes that hold clients of the vehicle (it has
+  their counts), and clients' messages go to the car's node's inbox (the
+  directory says which). No subscription per vehicle: a node subscribes to its
+  inbox and the cluster's subjects, so logins cost no subscribe, and one nats-py
+  task serves all traffic.
 
 Over 600 lines: each ``HubApi`` method's bus half sits next to the handler of the
 envelope it sends, which is what a reader checks them against; a split would cut
@@ -41,7 +44,7 @@ import trio
 
 from protocol import CommandResponse, Message
 from relay.bus import envelope as env
-from relay.bus.subjects import APPS, CAR, PRESENCE, Subjects
+from relay.bus.subjects import Subjects
 from relay.hub import OWNER_GAINED, GroupLimits, Hub, Waiting
 from relay.hubapi import CommandWaiter, Peer, Watcher
 
@@ -142,13 +145,13 @@ class BusHub(Hub):
         self.epoch = epoch if epoch is not None else time.time_ns() // 1000
         self.subjects = subjects or Subjects()
         self.settings = settings or BusSettings()
-        self._inbox = self.subjects.inbox(node)
+        self._inboxes: dict[str, str] = {}  # node -> its inbox subject
+        self._inbox = self._inbox_of(node)
         self._nodes: dict[str, NodeState] = {}
         self._cars: dict[str, CarAt] = {}  # vehicle id -> car on another node
         self._since: dict[str, float] = {}  # vehicle id -> login time of our car
         self._counts: dict[str, dict[str, RemoteCounts]] = {}  # for our cars
         self._published: dict[str, tuple[int, int, int]] = {}  # our counts, last sent
-        self._subs: dict[str, frozenset[str]] = {}  # vehicle id -> kinds subscribed
         self._group_subs: set[str] = set()
         self._tokens = itertools.count(1)
         self._pending: collections.OrderedDict[int, PendingCommand] = (
@@ -202,41 +205,34 @@ class BusHub(Hub):
             return (0, 0, watchers)
         return (len(links.apps) + len(links.api_sessions), len(links.batch), watchers)
 
-    def _remote_interest(self, vehicleid: str) -> bool:
+    def _inbox_of(self, node: str) -> str:
+        inbox = self._inboxes.get(node)
+        if inbox is None:
+            inbox = self._inboxes[node] = self.subjects.inbox(node)
+        return inbox
+
+    def _interested(self, vehicleid: str) -> list[str]:
+        """The other nodes that want our car's traffic (they hold some of its clients)."""
         remote = self._counts.get(vehicleid)
-        return remote is not None and any(r.counts.interested for r in remote.values())
+        if not remote:
+            return []
+        return [node for node, r in remote.items() if r.counts.interested]
 
-    # --- subscriptions and our counts ---------------------------------------------------
-
-    def _sync_subs(self, vehicleid: str) -> None:
-        """Subscribe to what this node needs of the vehicle now, and only that."""
-        want: set[str] = set()
-        if self._local_car(vehicleid) is not None:
-            want.update((CAR, PRESENCE))
-        if any(self._local_counts(vehicleid)):
-            want.add(APPS)
-        have = self._subs.get(vehicleid, frozenset())
-        if want == have:
-            return
-        for kind in want - have:
-            self.link.subscribe(self.subjects.vehicle(vehicleid, kind))
-        for kind in have - want:
-            self.link.unsubscribe(self.subjects.vehicle(vehicleid, kind))
-        if want:
-            self._subs[vehicleid] = frozenset(want)
-        else:
-            del self._subs[vehicleid]
+    def _car_inbox(self, vehicleid: str) -> str | None:
+        """The inbox of the node holding the vehicle's car, if another node does."""
+        at = self._cars.get(vehicleid)
+        return None if at is None else self._inbox_of(at.node)
 
     def _counts_changed(self, vehicleid: str) -> None:
         """Tell the car's node (if another) how many clients of the vehicle we have."""
-        self._sync_subs(vehicleid)
-        if vehicleid not in self._cars:
+        inbox = self._car_inbox(vehicleid)
+        if inbox is None:
             self._published.pop(vehicleid, None)
             return  # no car, or ours: a car's login asks for counts
         counts = self._local_counts(vehicleid)
         if self._published.get(vehicleid, (0, 0, 0)) == counts:
             return
-        self._publish_counts(vehicleid, counts, self.subjects.vehicle(vehicleid, PRESENCE))
+        self._publish_counts(vehicleid, counts, inbox)
 
     def _publish_counts(self, vehicleid: str, counts: tuple[int, int, int],
                         subject: str) -> None:
@@ -270,7 +266,6 @@ class BusHub(Hub):
                 (trio.current_time() + self.settings.login_wait, vehicleid, wait))
             self._login_wake.set()
         super().register(peer)  # Z to the car waits for the other nodes' counts
-        self._sync_subs(vehicleid)
         self.link.publish(self.subjects.cars,
                           env.pack(env.CarOnline(self.node, self.epoch, vehicleid, since)))
         if not owned:
@@ -286,7 +281,6 @@ class BusHub(Hub):
             self._login_waits.pop(vehicleid, None)
             self.link.publish(self.subjects.cars,
                               env.pack(env.CarOffline(self.node, self.epoch, vehicleid)))
-            self._sync_subs(vehicleid)
         elif not peer.is_car:
             self._counts_changed(vehicleid)
         for group in peer.groups:
@@ -325,24 +319,27 @@ class BusHub(Hub):
 
     def to_clients(self, vehicleid: str, *msgs: Message) -> None:
         super().to_clients(vehicleid, *msgs)
-        if self._remote_interest(vehicleid):
-            self.link.publish(self.subjects.vehicle(vehicleid, APPS),
-                              env.pack_relay(self.node, vehicleid, msgs))
+        nodes = self._interested(vehicleid) if vehicleid in self._counts else ()
+        if nodes:
+            data = env.pack_relay(self.node, vehicleid, msgs)
+            for node in nodes:
+                self.link.publish(self._inbox_of(node), data)
 
     def to_other_clients(self, sender: Peer, msg: Message) -> None:
         super().to_other_clients(sender, msg)
-        # Rare (a notify script): to whichever nodes hold the vehicle's clients, whatever
-        # this node knows of their counts (only the car's node is told those).
-        self.link.publish(self.subjects.vehicle(sender.vehicleid, APPS),
+        # Rare (a notify script): to every node, as this one knows only its own clients
+        # (the car's node is told the others' counts, and the car may be connected
+        # nowhere); a node without clients of the vehicle does nothing with it.
+        self.link.publish(self.subjects.notices,
                           env.pack_relay(self.node, sender.vehicleid, (msg,)))
 
     def to_car(self, vehicleid: str, msg: Message, sender: Peer | None = None) -> bool:
         if self._local_car(vehicleid) is not None:
             return super().to_car(vehicleid, msg, sender)
-        if vehicleid not in self._cars:
+        inbox = self._car_inbox(vehicleid)
+        if inbox is None:
             return False
-        self.link.publish(self.subjects.vehicle(vehicleid, CAR),
-                          env.pack(env.ToCar(self.node, vehicleid, msg)))
+        self.link.publish(inbox, env.pack(env.ToCar(self.node, vehicleid, msg)))
         return True
 
     def _queue_command(self, vehicleid: str, sender: Peer | CommandWaiter, command: int,
@@ -360,7 +357,7 @@ class BusHub(Hub):
                         "command %d of %s", dropped.vehicleid, MAX_PENDING_COMMANDS,
                         dropped.command, dropped.sender.conn_id)
             self._end_pending(dropped)
-        self.link.publish(self.subjects.vehicle(vehicleid, CAR),
+        self.link.publish(self._inbox_of(at.node),
                           env.pack(env.Command(self.node, vehicleid, token, command, msg)))
         return True
 
@@ -368,9 +365,12 @@ class BusHub(Hub):
         links = self._vehicles.get(vehicleid)
         unasked = links is not None and not links.waiting
         super().command_response(vehicleid, msg)
-        if unasked and self._remote_interest(vehicleid):
-            self.link.publish(self.subjects.vehicle(vehicleid, APPS),
-                              env.pack_relay(self.node, vehicleid, (msg,)))
+        if unasked:
+            nodes = self._interested(vehicleid)
+            if nodes:
+                data = env.pack_relay(self.node, vehicleid, (msg,))
+                for node in nodes:
+                    self.link.publish(self._inbox_of(node), data)
 
     def _end_pending(self, pending: PendingCommand) -> None:
         if isinstance(pending.sender, CommandWaiter):
@@ -411,6 +411,9 @@ class BusHub(Hub):
             msg = env.unpack(data)
         except env.EnvelopeError as exc:
             log.warning("bus: message on %s ignored: %s", subject, exc)
+            return
+        if type(msg) is env.Relay:  # the hot path: no lookup
+            Hub.to_clients(self, msg.vehicleid, *msg.msgs)
             return
         handler = getattr(self, f"_on_{type(msg).__name__}")
         handler(msg)
@@ -493,7 +496,7 @@ class BusHub(Hub):
         self._car_at(msg.vehicleid, msg.node, msg.since)
         # The car's node asks every node it knows for its counts; all answer, even 0.
         self._publish_counts(msg.vehicleid, self._local_counts(msg.vehicleid),
-                             self.subjects.inbox(msg.node))
+                             self._inbox_of(msg.node))
         if msg.vehicleid not in self._cars:
             self._published.pop(msg.vehicleid, None)  # our car is the newer one
 
@@ -553,7 +556,7 @@ class BusHub(Hub):
             self._send_state(msg.node)
         elif not known:
             # A node we had given up on (or one that started while we were cut off).
-            self.link.publish(self.subjects.inbox(msg.node),
+            self.link.publish(self._inbox_of(msg.node),
                               env.pack(env.SyncRequest(self.node, self.epoch)))
 
     def _on_SyncRequest(self, msg: env.SyncRequest) -> None:
@@ -574,7 +577,7 @@ class BusHub(Hub):
     def _on_GroupQuery(self, msg: env.GroupQuery) -> None:
         data = self._group_data.get(msg.group)
         if data:
-            self.link.publish(self.subjects.inbox(msg.node), env.pack(
+            self.link.publish(self._inbox_of(msg.node), env.pack(
                 env.GroupData(self.node, msg.group, tuple(data.items()), msg.token)))
 
     # --- nodes ------------------------------------------------------------------------------
@@ -603,6 +606,7 @@ class BusHub(Hub):
     def _drop_node(self, node: str) -> None:
         """Forget everything ``node`` announced: its cars, its counts, our waits on it."""
         self._nodes.pop(node, None)
+        self._inboxes.pop(node, None)
         for vehicleid in [v for v, at in self._cars.items() if at.node == node]:
             self._car_gone(vehicleid)
         for token, pending in list(self._pending.items()):
@@ -625,15 +629,14 @@ class BusHub(Hub):
 
     def _send_state(self, node: str) -> None:
         """Our cars and our counts for its cars, to a node that (re)joined."""
-        inbox = self.subjects.inbox(node)
+        inbox = self._inbox_of(node)
         # At once, not at our next beat: a joining node learns who is alive.
         self.link.publish(inbox, env.pack(env.Beat(self.node, self.epoch)))
         for message in self._car_lists():
             self.link.publish(inbox, message)
         for vehicleid, at in self._cars.items():
             if at.node == node and any(self._local_counts(vehicleid)):
-                self._publish_counts(vehicleid, self._local_counts(vehicleid),
-                                     self.subjects.vehicle(vehicleid, PRESENCE))
+                self._publish_counts(vehicleid, self._local_counts(vehicleid), inbox)
 
     def _car_lists(self) -> list[bytes]:
         cars = list(self._since.items())
@@ -660,8 +663,8 @@ class BusHub(Hub):
         for vehicleid in list(self._cars):
             counts = self._local_counts(vehicleid)
             if any(counts):
-                self._publish_counts(vehicleid, counts,
-                                     self.subjects.vehicle(vehicleid, PRESENCE))
+                self._publish_counts(vehicleid, counts, self._inbox_of(
+                    self._cars[vehicleid].node))
 
     def expire(self, now: float) -> None:
         """Drop nodes silent for ``timeout`` and entries not refreshed for 2.5 rounds."""

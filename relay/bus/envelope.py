@@ -154,6 +154,7 @@ _KINDS: tuple[type[Any], ...] = (Relay, ToCar, Command, Answer, Counts, CarOnlin
                                  CarOffline, CarList, Beat, SyncRequest, GroupData,
                                  GroupQuery, Notice)
 _TAG = {kind: tag for tag, kind in enumerate(_KINDS)}
+_RELAY = _TAG[Relay]
 
 
 def _plain(value: Any) -> Any:
@@ -204,6 +205,10 @@ def unpack(data: bytes) -> Envelope:
     if not isinstance(raw, list) or not raw or not isinstance(raw[0], int):
         raise EnvelopeError("not an envelope")
     tag, fields = raw[0], raw[1:]
+    if tag == _RELAY and len(fields) == 3 and isinstance(fields[0], str) \
+            and isinstance(fields[1], str) and isinstance(fields[2], list):
+        # The hot path: every relayed car message (the same checks as below).
+        return Relay(fields[0], fields[1], tuple(_message(v) for v in fields[2]))
     if not 0 <= tag < len(_KINDS):
         raise EnvelopeError(f"unknown envelope kind {tag}")
     kind = _KINDS[tag]

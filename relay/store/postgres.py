@@ -262,7 +262,7 @@ def _open(url: str, *, reader: bool) -> psycopg.Connection[Any]:
     if reader:
         options += " -c default_transaction_read_only=on"
     raw: psycopg.Connection[Any] = psycopg.connect(
-        url, autocommit=True, connect_timeout=5, application_name="ovms-relay",
+        url, autocommit=True, connect_timeout=10, application_name="ovms-relay",
         options=options,
         # A server that vanished without closing the socket is noticed within ~20 s.
         keepalives=1, keepalives_idle=10, keepalives_interval=3, keepalives_count=3)

@@ -98,7 +98,7 @@ async def test_auto_provisioning_record_as_the_official_checker_reads_it(
     generator's form) and the official checker's string comparison accepts it."""
     iccid, vin = "89445012345678901234", "5YJSA1H21EFP12345"
     record = create_record(vin, iccid, "DEMO s3cret relay.example.org")
-    conn = db.connect(str(relay.db_path))
+    conn = db.connect(relay.db)
     try:
         db.add_provision(conn, record.apkey, record.stoken, record.sdigest, record.provisioning)
     finally:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import httpx
 
 from relay.db import token_hash
+from relay.store.engines import is_postgres
 from tests.conftest import OWNER, PASSWORD, RelayUnderTest
 from tests.http_helpers import D_MSG, S_MSG, assert_json, assert_text, client, scripted_car
 
@@ -114,7 +115,12 @@ def _digest(token: str) -> str:
 
 
 def _stored_tokens(relay: RelayUnderTest) -> str:
-    """Everything the database file holds, as text (the token must not be in it)."""
+    """Everything the database holds, as text (the token must not be in it): a SQLite
+    file's bytes (and its WAL's), or every row of every PostgreSQL table."""
+    if is_postgres(relay.db):
+        tables = relay.sql("SELECT table_name FROM information_schema.tables "
+                           "WHERE table_schema='public'")
+        return repr([relay.sql(f'SELECT * FROM "{name}"') for (name,) in tables])
     data = relay.db_path.read_bytes()
     wal = relay.db_path.with_name(relay.db_path.name + "-wal")
     if wal.exists():

@@ -78,7 +78,7 @@ async def test_token_deleted_with_ovms_admin_ends_sessions_and_cached_logins(
     by_token = {"username": OWNER, "password": token}
     assert_json(await api.get("/api/vehicles", params=by_token))  # now cached
     async with cookie_client(relay, token) as session:
-        conn = db.connect(str(relay.db_path))
+        conn = db.connect(relay.db)
         try:
             db.delete_token(conn, OWNER, token)
         finally:
@@ -99,7 +99,7 @@ async def test_password_changed_with_ovms_admin_ends_password_sessions(
     token = await new_token(api)
     async with (cookie_client(relay, CREDS["password"]) as by_password,
                 cookie_client(relay, token) as by_token):
-        conn = db.connect(str(relay.db_path))
+        conn = db.connect(relay.db)
         try:
             db.set_password(conn, OWNER, "n3w-secret")
         finally:
@@ -119,7 +119,7 @@ async def test_the_api_maintenance_task_runs_the_check(start_relay: StartRelay) 
     async with client(relay) as api:
         token = await new_token(api)
         async with cookie_client(relay, token) as session:
-            conn = db.connect(str(relay.db_path))
+            conn = db.connect(relay.db)
             try:
                 db.delete_token(conn, OWNER, token)
             finally:

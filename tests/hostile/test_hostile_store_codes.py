@@ -8,7 +8,6 @@ queue and closed every app login of that vehicle, persistently.
 from __future__ import annotations
 
 import logging
-import sqlite3
 
 import pytest
 import trio
@@ -50,8 +49,7 @@ async def test_car_cannot_store_more_than_max_stored_codes(
     await car.send(code(0), "updated")  # ... an already stored one is updated
     await sync(car)
     await relay.handle.store.flush()
-    rows = sqlite3.connect(relay.db_path).execute(
-        "SELECT code, data FROM latest WHERE vehicleid='DEMO'").fetchall()
+    rows = relay.sql("SELECT code, data FROM latest WHERE vehicleid='DEMO'")
     assert len(rows) == 40
     assert (code(0), "updated") in rows
     refusals = [r for r in caplog.records if "not stored" in r.getMessage()]
@@ -70,8 +68,7 @@ async def test_car_cannot_store_more_than_max_stored_bytes(start_relay: StartRel
     await car.send("S", "80,K")  # small: still fits
     await sync(car)
     await relay.handle.store.flush()
-    rows = sqlite3.connect(relay.db_path).execute(
-        "SELECT code, LENGTH(data) FROM latest WHERE vehicleid='DEMO'").fetchall()
+    rows = relay.sql("SELECT code, LENGTH(data) FROM latest WHERE vehicleid='DEMO'")
     assert sum(size for _, size in rows) <= 10_000
     assert len(rows) == 5 + 1
 
@@ -83,14 +80,11 @@ async def test_database_with_too_many_codes_does_not_lock_apps_out(
     outbox_size) still lets apps log in; F and S are served first, the rest bounded."""
     relay = await start_relay()
     await relay.handle.store.flush()
-    conn = sqlite3.connect(relay.db_path)
-    conn.executemany(
-        "INSERT INTO latest(vehicleid, code, msgtime, paranoid, ptoken, data) "
-        "VALUES ('TESTCAR', ?, ?, 0, '', 'junk')",
-        [(code(n), 1000.0 + n) for n in range(2_000)] + [("S", 1.0), ("F", 1.0)],
-    )
-    conn.commit()
-    conn.close()
+    rows = [(code(n), 1000.0 + n) for n in range(2_000)] + [("S", 1.0), ("F", 1.0)]
+    relay.sql("INSERT INTO latest(vehicleid, code, msgtime, paranoid, ptoken, data) "
+              "SELECT 'TESTCAR', column1, column2, 0, '', 'junk' FROM (VALUES "
+              + ", ".join("(?, ?)" for _ in rows) + ") AS new",
+              *(v for row in rows for v in row))
     replay = await app_login_replay(relay, "TESTCAR")
     assert replay[:3] == ["Z", "F", "S"]
     assert len(replay) <= relay.config.max_stored_codes + 3  # Z, stored, f (version), T

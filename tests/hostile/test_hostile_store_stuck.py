@@ -8,7 +8,6 @@ the store's deadline instead of hanging.
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import trio
 
 from relay import db
 from relay.store import Store, StoreError, StoreTimeout, open_store
+from relay.store.backend import Connection
 from tests.conftest import StartRelay
 from tests.hostile.store_outage import logins_and_reads
 from tools.v2client import LoginRefused
@@ -27,7 +27,7 @@ VID = "DEMO"
 async def block_writer(store: Store, release: threading.Event) -> None:
     """Occupy the writer with a batch that runs until ``release`` is set."""
 
-    def stuck(conn: sqlite3.Connection) -> None:
+    def stuck(conn: Connection) -> None:
         release.wait(60)
 
     try:
@@ -37,21 +37,21 @@ async def block_writer(store: Store, release: threading.Event) -> None:
 
 
 @pytest.fixture
-def db_path(tmp_path: Path) -> str:
-    path = str(tmp_path / "relay.db")
+def db_path(empty_db: str, tmp_path: Path) -> str:
+    path = empty_db
     conn = db.connect(path)
     db.add_owner(conn, "alice", "hunter2")
     db.add_vehicle(conn, VID, "alice", "carpass")
     token = db.add_token(conn, "alice", permit="auth")
     conn.execute("INSERT INTO latest VALUES (?, 'S', 5.0, 0, '', 'soc')", (VID,))
     conn.close()
-    (Path(path).parent / "token").write_text(token)
+    (tmp_path / "token").write_text(token)
     return path
 
 
-async def test_lookups_answer_while_the_writer_is_stuck(db_path: str) -> None:
+async def test_lookups_answer_while_the_writer_is_stuck(db_path: str, tmp_path: Path) -> None:
     """Issue 9 defect 5: vehicle, owner, token and stored-message reads bypass the writer."""
-    token = (Path(db_path).parent / "token").read_text()
+    token = (tmp_path / "token").read_text()
     release = threading.Event()
     async with open_store(db_path) as store, trio.open_nursery() as nursery:
         nursery.start_soon(block_writer, store, release)
