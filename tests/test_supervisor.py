@@ -93,7 +93,7 @@ async def test_a_reserved_port_refuses_connections_until_a_worker_listens_on_it(
             sock.close()
 
 
-def test_two_plain_processes_cannot_take_the_same_port() -> None:
+def test_two_plain_processes_cannot_take_the_same_port(tmp_path: Path) -> None:
     """Default servers keep failing on a port in use: SO_REUSEPORT is only for workers."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -102,7 +102,7 @@ def test_two_plain_processes_cannot_take_the_same_port() -> None:
         result = subprocess.run(
             [sys.executable, "-m", "relay", "serve", "--host", "127.0.0.1", "--db", ":memory:",
              "--v2-port", str(port), "--http-port", "0"],
-            capture_output=True, text=True, timeout=PATIENCE)
+            capture_output=True, text=True, timeout=PATIENCE, cwd=tmp_path)
     assert result.returncode == 1
     assert f"127.0.0.1:{port}" in result.stderr
 

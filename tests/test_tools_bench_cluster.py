@@ -1,4 +1,4 @@
-"""ovms-bench-cluster: a tiny real run on PostgreSQL and NATS (few cars, short runs)."""
+"""ovms-bench --phases workers: a tiny real run (SQLite, PostgreSQL, --workers 2 on NATS)."""
 
 from __future__ import annotations
 
@@ -20,22 +20,18 @@ def bus() -> Iterator[str]:
         yield url
 
 
-def test_tiny_cluster_bench_run(pg_url: str, bus: str, tmp_path: Path) -> None:  # noqa: F811
-    out = tmp_path / "cluster.json"
+def test_tiny_workers_phase(pg_url: str, bus: str, tmp_path: Path) -> None:  # noqa: F811
+    out = tmp_path / "bench.json"
     result = subprocess.run(
-        [sys.executable, "-m", "tools.bench_cluster", "--db", pg_url, "--bus", bus,
-         "--setups", "local,cross,workers,storm", "--pairs", "3", "--duration", "2",
-         "--load-workers", "1", "--storm-cars", "10", "--storm-app-every", "2",
-         "--out", str(out)],
+        [sys.executable, "-m", "tools.bench", "--phases", "workers", "--cluster-db", pg_url,
+         "--cluster-bus", bus, "--pairs", "3", "--duration", "2", "--warmup", "0.5",
+         "--workers", "1", "--no-progress", "--out", str(out)],
         capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stderr
-    report = json.loads(out.read_text())
-    results = report["results"]
-    for setup in ("local", "cross", "workers"):
-        run = results[setup]
-        assert run["pairs"] == 3 and run["lost"] == 0 and run["received"] > 0, run
-        assert run["server_cpu_us_per_msg"] is not None
-    storm = results["storm"]
-    assert storm["cars"] == 10 and storm["apps"] == 5
-    assert storm["time_to_z"]["count"] == 10
-    assert report["cross_over_local_cpu"] > 0
+    runs = json.loads(out.read_text())["phases"]["workers"]
+    assert set(runs) == {"sqlite", "postgres", "workers"}
+    for label, run in runs.items():
+        assert run["pairs"] == 3 and run["lost"] == 0 and run["received"] > 0, (label, run)
+        assert run["cpu_us_per_message"] is not None
+    # The supervisor and its two workers.
+    assert (runs["sqlite"]["processes"], runs["workers"]["processes"]) == (1, 3)

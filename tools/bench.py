@@ -17,7 +17,9 @@ Phases (``--phases``, default all, in this order):
 
 Cluster phases, only when named (they start two nodes of their own on PostgreSQL and
 NATS; ``tools.bench_bus``): ``cluster`` (relay with car and app on the same node vs
-on different nodes) and ``storm`` (a node killed, its cars back on the other).
+on different nodes) and ``storm`` (a node killed, its cars back on the other); and
+``workers`` (``tools.bench_cluster``: one process on SQLite, one on PostgreSQL and
+``serve --workers 2`` on the bus, side by side).
 
 Writes ``--out`` (JSON) and a PNG latency chart next to it. Exit status: 0 done,
 1 error (server unreachable, worker failure), 2 usage error, 3 acknowledged
@@ -44,7 +46,7 @@ from typing import Any, NoReturn
 
 import trio
 
-from tools import bench_bus
+from tools import bench_bus, bench_cluster
 from tools import bench_server as srv
 from tools.bench_http import HTTPError, get_once
 from tools.bench_proc import PhaseRun, WorkerError, raise_nofile_limit, split, split_count
@@ -458,6 +460,8 @@ class Bench:
             bench_bus.relay_runs(self)
         if "storm" in self.phases:
             bench_bus.storm(self)
+        if "workers" in self.phases:
+            bench_cluster.workers_phase(self)
         status = EXIT_OK
         if "durability" in self.phases and self.durability:
             status = self.check_durability()
@@ -559,7 +563,8 @@ def run(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         named = {x.strip() for x in args.phases.split(",")} - {""}
-        unknown = named - set(PHASE_NAMES) - set(bench_bus.PHASES)
+        own_servers = set(bench_bus.PHASES) | set(bench_cluster.PHASES)
+        unknown = named - set(PHASE_NAMES) - own_servers
         if unknown:
             raise UsageError(f"unknown phase(s): {', '.join(sorted(unknown))}")
         if args.duration <= args.warmup:
@@ -578,7 +583,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     try:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         # The cluster phases start their own nodes: no server needed for them alone.
-        server, pid = (None, None) if named <= set(bench_bus.PHASES) else _prepare(args)
+        server, pid = (None, None) if named <= own_servers else _prepare(args)
         bench = Bench(args, pid)
         bench.report.update(
             tool=PROG, date=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
