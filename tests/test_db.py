@@ -390,3 +390,17 @@ def test_failed_admin_call_leaves_no_transaction(conn: db.AdminConnection, owner
         db.add_vehicle(conn, "V1", owner, "cp")
     assert not conn.in_transaction
     db.add_vehicle(conn, "V2", owner, "cp")  # the connection is still usable
+
+
+def test_lists_are_in_code_point_order_on_every_engine(conn: db.AdminConnection) -> None:
+    """Lists come in the order SQLite gives (code points), also from a PostgreSQL whose
+    collation is a language's (the test databases' is en-US): punctuation and case
+    count, as for a byte-wise comparison."""
+    names = ["alice", "Bob", "_carol", "dave-x", "dave_x", "davex", "Émile"]
+    for name in names:
+        db.add_owner(conn, name, "pw")
+    assert [o["name"] for o in db.list_owners(conn)] == sorted(names)
+    vehicles = ["A-1", "A_1", "A1", "AB", "a2"]
+    for vehicleid in vehicles:
+        db.add_vehicle(conn, vehicleid, "alice", "cp")
+    assert [v["vehicleid"] for v in db.list_vehicles(conn)] == sorted(v.upper() for v in vehicles)
