@@ -3,8 +3,9 @@
 The database is a SQLite file, or with ``OVMS_TEST_STORE=postgres`` a fresh
 PostgreSQL database (``tests/pg_server.py``) for every test that asks for one
 (:func:`relay_db`, :func:`empty_db`, and the fixtures built on them: ``relay``,
-``start_relay``). Under ``postgres``, tests without a database are deselected (the
-first, SQLite pass runs them), and tests marked ``sqlite_only`` (about SQLite files
+``start_relay``). Under ``postgres``, tests without such a database are deselected (the
+SQLite pass runs them), as are those parametrised over both engines (``db_target``: the
+SQLite pass runs both), and tests marked ``sqlite_only`` (about SQLite files
 themselves: backup, WAL, locks, a full disk) are skipped with their reason.
 """
 
@@ -39,7 +40,7 @@ STORES = ("sqlite", "postgres")
 STORE = os.environ.get(STORE_ENV) or "sqlite"
 ON_POSTGRES = STORE == "postgres"
 # A test using one of these (directly or through another fixture) runs on the chosen store.
-DATABASE_FIXTURES = ("relay_db", "module_relay_db", "empty_db", "db_target")
+DATABASE_FIXTURES = ("relay_db", "module_relay_db", "empty_db")
 
 OWNER, PASSWORD = "demo", "demopass"
 VEHICLES = {"DEMO": "DEMO", "TESTCAR": "NETPASS"}
@@ -83,9 +84,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     dropped: list[pytest.Item] = []
     for item in items:
         names = getattr(item, "fixturenames", ())
-        callspec = getattr(item, "callspec", None)
-        engine = callspec.params.get("db_target") if callspec is not None else None
-        if not any(n in names for n in DATABASE_FIXTURES) or engine == "sqlite":
+        # db_target's tests already ran on both engines in the SQLite pass.
+        if "db_target" in names or not any(n in names for n in DATABASE_FIXTURES):
             dropped.append(item)
             continue
         marker = item.get_closest_marker("sqlite_only")

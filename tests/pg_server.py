@@ -223,7 +223,13 @@ def _serving(url: str, cluster: Cluster | None = None) -> Iterator[PgServer]:
     from relay.store.postgres import PostgresBackend
 
     template = f"ovms_template_{uuid.uuid4().hex[:12]}"
-    _admin(url, f'CREATE DATABASE "{template}"')
+    try:
+        # A language's collation, as production servers usually have (not "C", which
+        # orders as SQLite does): the relay's ordering must not depend on it.
+        _admin(url, f'CREATE DATABASE "{template}" TEMPLATE template0 ENCODING \'UTF8\' '
+                    "LOCALE_PROVIDER icu ICU_LOCALE 'en-US'")
+    except Exception:  # a server without ICU (or before PostgreSQL 15): its default
+        _admin(url, f'CREATE DATABASE "{template}"')
     try:
         PostgresBackend(with_database(url, template)).connect().close()
         with _connect(with_database(url, template)) as conn:

@@ -1,11 +1,11 @@
-"""The ``ovms-admin`` command-line contract, run as a real subprocess."""
+"""The ``ovms-admin`` command-line contract, run as a real subprocess (on a SQLite file,
+or on PostgreSQL under ``OVMS_TEST_STORE=postgres``)."""
 
 from __future__ import annotations
 
 import contextlib
 import io
 import os
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -13,13 +13,16 @@ from pathlib import Path
 import pytest
 
 from relay import db
+from tests.conftest import sqlite_only
+from tests.pg_server import run_sql
 from tools.admin import run as admin_run
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def admin(
-    *args: str, db_path: Path | None = None, env: dict[str, str] | None = None, stdin: str = ""
+    *args: str, db_path: Path | str | None = None, env: dict[str, str] | None = None,
+    stdin: str = "",
 ) -> subprocess.CompletedProcess[str]:
     """Run ``ovms-admin`` in this process (an interpreter per call cost most of this file's
     time); ``test_entry_point_runs_as_a_program`` runs the real program."""
@@ -61,13 +64,13 @@ def failed(result: subprocess.CompletedProcess[str], status: int = 1) -> str:
 
 
 @pytest.fixture
-def dbp(tmp_path: Path) -> Path:
-    path = tmp_path / "admin.db"
+def dbp(empty_db: str) -> str:
+    path = empty_db
     ok(admin("owner", "add", "alice", "--password", "pw-alice", db_path=path))
     return path
 
 
-def test_owner_commands(dbp: Path) -> None:
+def test_owner_commands(dbp: str) -> None:
     out = ok(admin("owner", "add", "bob", "--password", "pw", "--permissions", "read", db_path=dbp))
     assert out.strip() and len(out.splitlines()) == 1
     listing = ok(admin("owner", "list", db_path=dbp)).splitlines()
@@ -78,8 +81,8 @@ def test_owner_commands(dbp: Path) -> None:
     assert [line.split("\t")[0] for line in listing] == ["alice"]
 
 
-def test_owner_password_is_hashed(dbp: Path) -> None:
-    conn = db.connect(str(dbp))
+def test_owner_password_is_hashed(dbp: str) -> None:
+    conn = db.connect(dbp)
     row = db.get_owner(conn, "alice")
     conn.close()
     assert row is not None
@@ -87,15 +90,15 @@ def test_owner_password_is_hashed(dbp: Path) -> None:
     assert db.verify_password(row["password_hash"], "pw-alice")
 
 
-def test_owner_password_from_stdin(dbp: Path) -> None:
+def test_owner_password_from_stdin(dbp: str) -> None:
     ok(admin("owner", "add", "carol", "--password", "-", db_path=dbp, stdin="from-stdin\n"))
-    conn = db.connect(str(dbp))
+    conn = db.connect(dbp)
     row = db.get_owner(conn, "carol")
     conn.close()
     assert row is not None and db.verify_password(row["password_hash"], "from-stdin")
 
 
-def test_owner_errors(dbp: Path) -> None:
+def test_owner_errors(dbp: str) -> None:
     assert "already exists" in failed(
         admin("owner", "add", "alice", "--password", "x", db_path=dbp)
     )
@@ -103,7 +106,7 @@ def test_owner_errors(dbp: Path) -> None:
     failed(admin("owner", "add", "nopw", db_path=dbp), status=2)
 
 
-def test_vehicle_commands(dbp: Path) -> None:
+def test_vehicle_commands(dbp: str) -> None:
     out = ok(
         admin("vehicle", "add", "demo", "--owner", "alice", "--carpass", "SECRET1", db_path=dbp)
     )
@@ -134,7 +137,7 @@ def test_vehicle_commands(dbp: Path) -> None:
     assert [line.split("\t")[0] for line in listing.splitlines()] == ["DEMO", "SRV1"]
 
     ok(admin("vehicle", "carpass", "demo", "NEWSECRET", db_path=dbp))
-    conn = db.connect(str(dbp))
+    conn = db.connect(dbp)
     row = db.get_vehicle(conn, "DEMO")
     conn.close()
     assert row is not None and row["carpass"] == "NEWSECRET"
@@ -144,7 +147,7 @@ def test_vehicle_commands(dbp: Path) -> None:
     assert [line.split("\t")[0] for line in listing.splitlines()] == ["BOBCAR", "SRV1"]
 
 
-def test_vehicle_errors(dbp: Path) -> None:
+def test_vehicle_errors(dbp: str) -> None:
     ok(admin("vehicle", "add", "DEMO", "--owner", "alice", "--carpass", "s", db_path=dbp))
     line = failed(
         admin("vehicle", "add", "demo", "--owner", "alice", "--carpass", "s", db_path=dbp)
@@ -177,7 +180,7 @@ def test_vehicle_errors(dbp: Path) -> None:
     failed(admin("vehicle", "add", "X3", "--owner", "alice", db_path=dbp), status=2)
 
 
-def test_vehicle_type_case_insensitive(dbp: Path) -> None:
+def test_vehicle_type_case_insensitive(dbp: str) -> None:
     ok(
         admin(
             "vehicle",
@@ -195,7 +198,7 @@ def test_vehicle_type_case_insensitive(dbp: Path) -> None:
     assert "SERVER" in ok(admin("vehicle", "list", db_path=dbp))
 
 
-def test_token_commands(dbp: Path) -> None:
+def test_token_commands(dbp: str) -> None:
     token = ok(
         admin(
             "token",
@@ -217,16 +220,14 @@ def test_token_commands(dbp: Path) -> None:
     fields = listing.splitlines()[0].split("\t")
     assert fields[0] == db.token_hash(token)
     assert fields[1:4] == ["myapp", "testing", "auth"]
-    conn = sqlite3.connect(str(dbp))
-    stored = [r[0] for r in conn.execute("SELECT token_hash FROM tokens")]
-    conn.close()
+    stored = [r[0] for r in run_sql(dbp, "SELECT token_hash FROM tokens")]
     assert stored == [db.token_hash(token)]
 
     ok(admin("token", "delete", "--owner", "alice", token, db_path=dbp))
     assert ok(admin("token", "list", "--owner", "alice", db_path=dbp)) == ""
 
 
-def test_token_errors(dbp: Path) -> None:
+def test_token_errors(dbp: str) -> None:
     assert "unknown owner" in failed(admin("token", "add", "--owner", "ghost", db_path=dbp))
     assert "unknown owner" in failed(admin("token", "list", "--owner", "ghost", db_path=dbp))
     line = failed(admin("token", "delete", "--owner", "alice", "ab" * 32, db_path=dbp))
@@ -234,7 +235,7 @@ def test_token_errors(dbp: Path) -> None:
     failed(admin("token", "add", db_path=dbp), status=2)
 
 
-def test_provision_commands(dbp: Path) -> None:
+def test_provision_commands(dbp: str) -> None:
     ok(
         admin(
             "provision",
@@ -277,7 +278,7 @@ def test_provision_commands(dbp: Path) -> None:
     assert [line.split("\t")[0] for line in listing.splitlines()] == ["APKEY0"]
 
 
-def test_provision_errors(dbp: Path) -> None:
+def test_provision_errors(dbp: str) -> None:
     args = ["--stoken", "s", "--sdigest", "d", "--provisioning", "p"]
     ok(admin("provision", "add", "K", *args, db_path=dbp))
     assert "already exists" in failed(admin("provision", "add", "K", *args, db_path=dbp))
@@ -287,6 +288,7 @@ def test_provision_errors(dbp: Path) -> None:
     failed(admin("provision", "add", "K3", "--stoken", "s", db_path=dbp), status=2)
 
 
+@sqlite_only("a file that is not a database")
 def test_text_file_as_db(tmp_path: Path) -> None:
     path = tmp_path / "notes.txt"
     path.write_text("definitely not sqlite\n" * 50)
@@ -295,6 +297,7 @@ def test_text_file_as_db(tmp_path: Path) -> None:
     assert path.read_text().startswith("definitely not sqlite")
 
 
+@sqlite_only("a directory given as the database file")
 def test_directory_as_db(tmp_path: Path) -> None:
     failed(admin("vehicle", "list", db_path=tmp_path))
 
@@ -314,10 +317,9 @@ def test_help_exits_0(tmp_path: Path) -> None:
     assert "owner" in result.stdout
 
 
-def test_db_from_environment(tmp_path: Path) -> None:
-    path = tmp_path / "env.db"
-    ok(admin("owner", "add", "envuser", "--password", "pw", env={"OVMS_RELAY_DB": str(path)}))
-    assert path.exists()
+def test_db_from_environment(empty_db: str) -> None:
+    path = empty_db
+    ok(admin("owner", "add", "envuser", "--password", "pw", env={"OVMS_RELAY_DB": path}))
     listing = ok(admin("owner", "list", db_path=path))
     assert listing.split("\t")[0] == "envuser"
 
@@ -335,11 +337,11 @@ def test_default_db_name(tmp_path: Path) -> None:
     assert (tmp_path / "ovms-relay.db").exists()
 
 
-def test_owner_passwd_from_flag_and_stdin(dbp: Path) -> None:
+def test_owner_passwd_from_flag_and_stdin(dbp: str) -> None:
     """Issue 10 item 12: an owner's password can be reset (flag, or stdin when not a tty)."""
 
     def works(password: str) -> bool:
-        conn = db.connect(str(dbp))
+        conn = db.connect(dbp)
         try:
             row = conn.execute("SELECT password_hash FROM owners WHERE name='alice'").fetchone()
             return db.verify_password(row[0], password)
@@ -355,14 +357,14 @@ def test_owner_passwd_from_flag_and_stdin(dbp: Path) -> None:
     failed(admin("owner", "passwd", "alice", "--password", "", db_path=dbp))
 
 
-def test_vehicle_show_prints_the_carpass(dbp: Path) -> None:
+def test_vehicle_show_prints_the_carpass(dbp: str) -> None:
     ok(admin("vehicle", "add", "car1", "--owner", "alice", "--carpass", "module-pw", db_path=dbp))
     fields = ok(admin("vehicle", "show", "car1", db_path=dbp)).rstrip("\n").split("\t")
     assert fields[:4] == ["CAR1", "alice", "CAR", "module-pw"]
     assert "CAR2" in failed(admin("vehicle", "show", "car2", db_path=dbp))
 
 
-def test_token_add_accepts_only_known_permits(dbp: Path) -> None:
+def test_token_add_accepts_only_known_permits(dbp: str) -> None:
     """Issue 10 item 15: a typo in --permit is refused with the list of permits."""
     line = failed(admin("token", "add", "--owner", "alice", "--permit", "v2,contrl",
                         db_path=dbp))
@@ -372,7 +374,7 @@ def test_token_add_accepts_only_known_permits(dbp: Path) -> None:
     assert len(token) == 64
 
 
-def test_owner_rename(dbp: Path) -> None:
+def test_owner_rename(dbp: str) -> None:
     """Issue 14: ``owner rename OLD NEW`` moves the account with its vehicles and tokens."""
     ok(admin("vehicle", "add", "car1", "--owner", "alice", "--carpass", "s", db_path=dbp))
     ok(admin("token", "add", "--owner", "alice", "--application", "phone", db_path=dbp))
@@ -388,7 +390,7 @@ def test_owner_rename(dbp: Path) -> None:
     failed(admin("owner", "rename", "alina", db_path=dbp), status=2)
 
 
-def test_vehicle_name(dbp: Path) -> None:
+def test_vehicle_name(dbp: str) -> None:
     """Issue 14: ``vehicle name VID NAME`` sets the display name; list and show print it
     as their last column, so scripts reading the earlier columns keep working."""
     ok(admin("vehicle", "add", "car1", "--owner", "alice", "--carpass", "pw", db_path=dbp))

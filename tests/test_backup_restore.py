@@ -13,8 +13,10 @@ import pytest
 import trio
 
 from relay import db
-from tests.conftest import RelayUnderTest, StartRelay, make_db
+from tests.conftest import RelayUnderTest, StartRelay, make_db, sqlite_only
 from tools import backup
+
+pytestmark = sqlite_only("backup and restore copy a SQLite file")
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -14,6 +14,7 @@ import trio
 
 from protocol import ClientType
 from relay.config import Config, ConfigError, load_toml
+from tests.conftest import sqlite_only
 from tools.v2client import V2Client
 
 
@@ -38,8 +39,8 @@ async def read_until(proc: subprocess.Popen[str], pattern: str) -> tuple[list[st
                 return lines, match
 
 
-async def test_demo_creates_account_and_a_car_can_log_in(tmp_path: Path) -> None:
-    proc = serve("--db", str(tmp_path / "demo.db"), "--demo")
+async def test_demo_creates_account_and_a_car_can_log_in(empty_db: str) -> None:
+    proc = serve("--db", empty_db, "--demo")
     try:
         lines, match = await read_until(proc, r"v2 protocol on [\d.]+:(\d+)")
         text = "".join(lines)
@@ -53,7 +54,7 @@ async def test_demo_creates_account_and_a_car_can_log_in(tmp_path: Path) -> None
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
     # A second --demo run leaves the existing account alone.
-    proc = serve("--db", str(tmp_path / "demo.db"), "--demo")
+    proc = serve("--db", empty_db, "--demo")
     try:
         lines, _ = await read_until(proc, r"v2 protocol on")
         assert "nothing created" in "".join(lines)
@@ -62,6 +63,7 @@ async def test_demo_creates_account_and_a_car_can_log_in(tmp_path: Path) -> None
         proc.wait(10)
 
 
+@sqlite_only("a file that is not a database")
 @pytest.mark.parametrize("make_bad", ["text", "directory"])
 def test_unreadable_database_is_one_line_error(tmp_path: Path, make_bad: str) -> None:
     bad = tmp_path / "bad.db"
@@ -109,6 +111,7 @@ def test_missing_certificate_is_named(tmp_path: Path) -> None:
     assert not (tmp_path / "x.db").exists()
 
 
+@sqlite_only("one server per SQLite file (relay.dblock)")
 async def test_database_from_environment_and_one_server_per_file(tmp_path: Path) -> None:
     """Issue 10 item 14: serve honours OVMS_RELAY_DB; a second server on it is refused."""
     path = tmp_path / "env.db"

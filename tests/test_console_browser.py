@@ -15,7 +15,6 @@ import importlib.util
 import math
 import os
 import re
-import sqlite3
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -27,9 +26,10 @@ import pytest
 import trio
 
 from protocol import ClientType
+from relay import db
 from relay.app import RelayHandle, run_relay
 from relay.config import Config
-from tests.conftest import OWNER, PASSWORD, copy_db
+from tests.conftest import OWNER, PASSWORD
 from tests.http_helpers import D_MSG, F_MSG, L_MSG, S_MSG, W_MSG
 from tools.v2client import LoginRefused, V2Client
 
@@ -148,7 +148,7 @@ class ThreadedRelay:
 SAMPLES = 50_000  # per chart: SOC and range, 100,000 points in all
 
 
-def seed_history(path: Path) -> None:
+def seed_history(target: str) -> None:
     """A day of telemetry (what the v4 engine records) and a track around the car."""
     now = int(time.time())
     rows: list[tuple[str, int, str, float]] = []
@@ -164,9 +164,9 @@ def seed_history(path: Path) -> None:
                      22.270553 + 0.01 * math.sin(angle)))
         rows.append(("DEMO", start + k * 15, "vehicle.position.longitude",
                      114.186994 + 0.015 * (1 - math.cos(angle))))
-    conn = sqlite3.connect(path, timeout=30)
+    conn = db.wrapped(db.connect(target))
     try:
-        with conn:
+        with conn.transaction():
             conn.executemany("INSERT INTO v4_telemetry(vehicleid, ts, metric, value) "
                              "VALUES (?, ?, ?, ?)", rows)
     finally:
@@ -174,11 +174,9 @@ def seed_history(path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, template_db: Path
-           ) -> Iterator[ThreadedRelay]:
-    path = tmp_path_factory.mktemp("console") / "relay.db"
-    copy_db(template_db, path)
-    config = Config(db=str(path), host="127.0.0.1", v2_port=0, http_port=0,
+def server(module_relay_db: str) -> Iterator[ThreadedRelay]:
+    path = module_relay_db
+    config = Config(db=path, host="127.0.0.1", v2_port=0, http_port=0,
                     webhook_allow=[CALLBACK_PREFIX], command_timeout=10.0)
     relay = ThreadedRelay(config)
     relay.start()

@@ -1,4 +1,5 @@
-"""relay.db: schema, secrets handling and the admin functions (real SQLite files)."""
+"""relay.db: schema, secrets handling and the admin functions (real SQLite files, or
+PostgreSQL databases under ``OVMS_TEST_STORE=postgres``)."""
 
 from __future__ import annotations
 
@@ -12,17 +13,18 @@ import pytest
 
 from relay import db
 from relay.db import AdminError, DatabaseError
+from tests.conftest import sqlite_only
 
 
 @pytest.fixture
-def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
-    c = db.connect(str(tmp_path / "relay.db"))
+def conn(empty_db: str) -> Iterator[db.AdminConnection]:
+    c = db.connect(empty_db)
     yield c
     c.close()
 
 
 @pytest.fixture
-def owner(conn: sqlite3.Connection) -> str:
+def owner(conn: db.AdminConnection) -> str:
     db.add_owner(conn, "alice", "s3cret-pw")
     return "alice"
 
@@ -34,6 +36,7 @@ def raw(path: Path) -> sqlite3.Connection:
 # --------------------------------------------------------------------------- connect
 
 
+@sqlite_only("SQLite's pragmas and catalog")
 def test_connect_creates_schema_and_pragmas(tmp_path: Path) -> None:
     path = tmp_path / "new.db"
     conn = db.connect(str(path))
@@ -61,8 +64,8 @@ def test_connect_creates_schema_and_pragmas(tmp_path: Path) -> None:
         conn.close()
 
 
-def test_connect_twice_keeps_data(tmp_path: Path) -> None:
-    path = str(tmp_path / "r.db")
+def test_connect_twice_keeps_data(empty_db: str) -> None:
+    path = empty_db
     c1 = db.connect(path)
     db.add_owner(c1, "bob", "pw")
     c1.close()
@@ -71,6 +74,7 @@ def test_connect_twice_keeps_data(tmp_path: Path) -> None:
     c2.close()
 
 
+@sqlite_only("a file that is not a database")
 def test_connect_text_file_is_database_error(tmp_path: Path) -> None:
     path = tmp_path / "notes.txt"
     path.write_text("this is not a database, just some text\n" * 20)
@@ -82,11 +86,13 @@ def test_connect_text_file_is_database_error(tmp_path: Path) -> None:
     assert path.read_text().startswith("this is not a database")  # untouched
 
 
+@sqlite_only("a directory given as the database file")
 def test_connect_directory_is_database_error(tmp_path: Path) -> None:
     with pytest.raises(DatabaseError):
         db.connect(str(tmp_path))
 
 
+@sqlite_only("a SQLite file's user_version")
 def test_connect_newer_schema_refused(tmp_path: Path) -> None:
     path = tmp_path / "future.db"
     c = raw(path)
@@ -124,6 +130,7 @@ def test_production_argon2_parameters() -> None:
     assert db.verify_password(h, "wrong") is False
 
 
+@sqlite_only("reads the database file's bytes")
 def test_password_not_stored_in_plain_text(tmp_path: Path) -> None:
     path = tmp_path / "pw.db"
     conn = db.connect(str(path))
@@ -138,7 +145,7 @@ def test_password_not_stored_in_plain_text(tmp_path: Path) -> None:
             assert b"PlainTextPassword123" not in f.read_bytes()
 
 
-def test_token_stored_hashed(conn: sqlite3.Connection, owner: str) -> None:
+def test_token_stored_hashed(conn: db.AdminConnection, owner: str) -> None:
     token = db.add_token(conn, owner, application="app", purpose="tests", permit="auth")
     assert len(token) == 64 and int(token, 16) >= 0
     rows = conn.execute("SELECT token_hash, owner, permit FROM tokens").fetchall()
@@ -151,7 +158,7 @@ def test_token_stored_hashed(conn: sqlite3.Connection, owner: str) -> None:
     assert all(token not in str(v) for t in listed for v in t.values())
 
 
-def test_two_tokens_differ(conn: sqlite3.Connection, owner: str) -> None:
+def test_two_tokens_differ(conn: db.AdminConnection, owner: str) -> None:
     assert db.add_token(conn, owner) != db.add_token(conn, owner)
     assert len(db.list_tokens(conn, owner)) == 2
 
@@ -159,7 +166,7 @@ def test_two_tokens_differ(conn: sqlite3.Connection, owner: str) -> None:
 # --------------------------------------------------------------------------- owners
 
 
-def test_owner_add_list_delete(conn: sqlite3.Connection) -> None:
+def test_owner_add_list_delete(conn: db.AdminConnection) -> None:
     db.add_owner(conn, "zed", "pw1", permissions="read")
     db.add_owner(conn, "amy", "pw2")
     owners = db.list_owners(conn)
@@ -172,12 +179,12 @@ def test_owner_add_list_delete(conn: sqlite3.Connection) -> None:
     assert [o["name"] for o in db.list_owners(conn)] == ["amy"]
 
 
-def test_owner_duplicate(conn: sqlite3.Connection, owner: str) -> None:
+def test_owner_duplicate(conn: db.AdminConnection, owner: str) -> None:
     with pytest.raises(AdminError, match="already exists"):
         db.add_owner(conn, owner, "other")
 
 
-def test_owner_bad_name_and_empty_password(conn: sqlite3.Connection) -> None:
+def test_owner_bad_name_and_empty_password(conn: db.AdminConnection) -> None:
     with pytest.raises(AdminError):
         db.add_owner(conn, "", "pw")
     with pytest.raises(AdminError):
@@ -187,12 +194,12 @@ def test_owner_bad_name_and_empty_password(conn: sqlite3.Connection) -> None:
     assert db.list_owners(conn) == []
 
 
-def test_owner_delete_unknown(conn: sqlite3.Connection) -> None:
+def test_owner_delete_unknown(conn: db.AdminConnection) -> None:
     with pytest.raises(AdminError, match="unknown owner"):
         db.delete_owner(conn, "nobody")
 
 
-def test_owner_delete_removes_vehicles_and_data(conn: sqlite3.Connection, owner: str) -> None:
+def test_owner_delete_removes_vehicles_and_data(conn: db.AdminConnection, owner: str) -> None:
     db.add_owner(conn, "other", "pw")
     db.add_vehicle(conn, "CAR1", owner, "cp")
     db.add_vehicle(conn, "KEEP", "other", "cp")
@@ -221,7 +228,7 @@ def test_owner_delete_removes_vehicles_and_data(conn: sqlite3.Connection, owner:
 # --------------------------------------------------------------------------- vehicles
 
 
-def test_vehicle_add_uppercases(conn: sqlite3.Connection, owner: str) -> None:
+def test_vehicle_add_uppercases(conn: db.AdminConnection, owner: str) -> None:
     assert db.add_vehicle(conn, "demo-car_1", owner, "carpass") == "DEMO-CAR_1"
     vehicles = db.list_vehicles(conn)
     assert [v["vehicleid"] for v in vehicles] == ["DEMO-CAR_1"]
@@ -235,43 +242,43 @@ def test_vehicle_add_uppercases(conn: sqlite3.Connection, owner: str) -> None:
     assert row["ptoken"] == ""
 
 
-def test_vehicle_server_type(conn: sqlite3.Connection, owner: str) -> None:
+def test_vehicle_server_type(conn: db.AdminConnection, owner: str) -> None:
     db.add_vehicle(conn, "srv", owner, "cp", vtype="server")
     assert db.list_vehicles(conn)[0]["vtype"] == "SERVER"
 
 
-def test_vehicle_bad_type(conn: sqlite3.Connection, owner: str) -> None:
+def test_vehicle_bad_type(conn: db.AdminConnection, owner: str) -> None:
     with pytest.raises(AdminError, match="type"):
         db.add_vehicle(conn, "V1", owner, "cp", vtype="TRUCK")
 
 
-def test_vehicle_duplicate_case_insensitive(conn: sqlite3.Connection, owner: str) -> None:
+def test_vehicle_duplicate_case_insensitive(conn: db.AdminConnection, owner: str) -> None:
     db.add_vehicle(conn, "DEMO", owner, "cp")
     with pytest.raises(AdminError, match="already exists"):
         db.add_vehicle(conn, "demo", owner, "cp2")
 
 
-def test_vehicle_unknown_owner(conn: sqlite3.Connection) -> None:
+def test_vehicle_unknown_owner(conn: db.AdminConnection) -> None:
     with pytest.raises(AdminError, match="unknown owner"):
         db.add_vehicle(conn, "DEMO", "ghost", "cp")
 
 
 @pytest.mark.parametrize("bad", ["", "has space", "x" * 33, "dot.ted", "ünï", "a/b"])
-def test_vehicle_bad_id(conn: sqlite3.Connection, owner: str, bad: str) -> None:
+def test_vehicle_bad_id(conn: db.AdminConnection, owner: str, bad: str) -> None:
     with pytest.raises(AdminError, match="bad vehicle id"):
         db.add_vehicle(conn, bad, owner, "cp")
 
 
-def test_vehicle_id_max_length_ok(conn: sqlite3.Connection, owner: str) -> None:
+def test_vehicle_id_max_length_ok(conn: db.AdminConnection, owner: str) -> None:
     assert db.add_vehicle(conn, "a" * 32, owner, "cp") == "A" * 32
 
 
-def test_vehicle_empty_carpass(conn: sqlite3.Connection, owner: str) -> None:
+def test_vehicle_empty_carpass(conn: db.AdminConnection, owner: str) -> None:
     with pytest.raises(AdminError, match="password"):
         db.add_vehicle(conn, "V1", owner, "")
 
 
-def test_vehicle_list_by_owner(conn: sqlite3.Connection, owner: str) -> None:
+def test_vehicle_list_by_owner(conn: db.AdminConnection, owner: str) -> None:
     db.add_owner(conn, "bob", "pw")
     db.add_vehicle(conn, "B2", owner, "cp")
     db.add_vehicle(conn, "A1", owner, "cp")
@@ -283,7 +290,7 @@ def test_vehicle_list_by_owner(conn: sqlite3.Connection, owner: str) -> None:
         db.list_vehicles(conn, "ghost")
 
 
-def test_vehicle_delete(conn: sqlite3.Connection, owner: str) -> None:
+def test_vehicle_delete(conn: db.AdminConnection, owner: str) -> None:
     db.add_vehicle(conn, "GONE", owner, "cp")
     db.add_vehicle(conn, "STAY", owner, "cp")
     conn.execute("INSERT INTO latest VALUES ('GONE', 'S', 1.0, 0, '', 'x')")
@@ -297,14 +304,14 @@ def test_vehicle_delete(conn: sqlite3.Connection, owner: str) -> None:
     assert conn.execute("SELECT COUNT(*) FROM push_subscriptions").fetchone()[0] == 0
 
 
-def test_vehicle_delete_unknown_and_bad(conn: sqlite3.Connection) -> None:
+def test_vehicle_delete_unknown_and_bad(conn: db.AdminConnection) -> None:
     with pytest.raises(AdminError, match="unknown vehicle"):
         db.delete_vehicle(conn, "NOPE")
     with pytest.raises(AdminError, match="bad vehicle id"):
         db.delete_vehicle(conn, "no pe")
 
 
-def test_set_carpass(conn: sqlite3.Connection, owner: str) -> None:
+def test_set_carpass(conn: db.AdminConnection, owner: str) -> None:
     db.add_vehicle(conn, "V1", owner, "old")
     db.set_carpass(conn, "v1", "new")
     row = db.get_vehicle(conn, "V1")
@@ -318,7 +325,7 @@ def test_set_carpass(conn: sqlite3.Connection, owner: str) -> None:
 # --------------------------------------------------------------------------- tokens
 
 
-def test_token_unknown_owner(conn: sqlite3.Connection) -> None:
+def test_token_unknown_owner(conn: db.AdminConnection) -> None:
     with pytest.raises(AdminError, match="unknown owner"):
         db.add_token(conn, "ghost")
     with pytest.raises(AdminError, match="unknown owner"):
@@ -327,7 +334,7 @@ def test_token_unknown_owner(conn: sqlite3.Connection) -> None:
         db.delete_token(conn, "ghost", "00" * 32)
 
 
-def test_token_delete(conn: sqlite3.Connection, owner: str) -> None:
+def test_token_delete(conn: db.AdminConnection, owner: str) -> None:
     t1 = db.add_token(conn, owner)
     t2 = db.add_token(conn, owner)
     db.delete_token(conn, owner, t1)
@@ -339,7 +346,7 @@ def test_token_delete(conn: sqlite3.Connection, owner: str) -> None:
     assert db.list_tokens(conn, owner) == []
 
 
-def test_token_delete_other_owner_refused(conn: sqlite3.Connection, owner: str) -> None:
+def test_token_delete_other_owner_refused(conn: db.AdminConnection, owner: str) -> None:
     db.add_owner(conn, "mallory", "pw")
     token = db.add_token(conn, owner)
     with pytest.raises(AdminError, match="no such token"):
@@ -350,7 +357,7 @@ def test_token_delete_other_owner_refused(conn: sqlite3.Connection, owner: str) 
 # --------------------------------------------------------------------------- provisioning
 
 
-def test_provision_add_list_delete(conn: sqlite3.Connection, owner: str) -> None:
+def test_provision_add_list_delete(conn: db.AdminConnection, owner: str) -> None:
     db.add_provision(conn, "KEY1", "stok", "sdig", "config text", owner=owner, vehicleid="car9")
     db.add_provision(conn, "KEY0", "s", "d", "p")
     listed = db.list_provisions(conn)
@@ -369,7 +376,7 @@ def test_provision_add_list_delete(conn: sqlite3.Connection, owner: str) -> None
     assert [p["apkey"] for p in db.list_provisions(conn)] == ["KEY0"]
 
 
-def test_provision_errors(conn: sqlite3.Connection, owner: str) -> None:
+def test_provision_errors(conn: db.AdminConnection, owner: str) -> None:
     db.add_provision(conn, "K", "s", "d", "p")
     with pytest.raises(AdminError, match="already exists"):
         db.add_provision(conn, "K", "s", "d", "p")
@@ -383,7 +390,7 @@ def test_provision_errors(conn: sqlite3.Connection, owner: str) -> None:
         db.add_provision(conn, "", "s", "d", "p")
 
 
-def test_admin_error_messages_are_one_line(conn: sqlite3.Connection) -> None:
+def test_admin_error_messages_are_one_line(conn: db.AdminConnection) -> None:
     for call in (
         lambda: db.delete_owner(conn, "x\ny"),
         lambda: db.add_vehicle(conn, "a\nb", "x", "y"),
@@ -393,9 +400,23 @@ def test_admin_error_messages_are_one_line(conn: sqlite3.Connection) -> None:
         assert "\n" not in str(info.value)
 
 
-def test_failed_admin_call_leaves_no_transaction(conn: sqlite3.Connection, owner: str) -> None:
+def test_failed_admin_call_leaves_no_transaction(conn: db.AdminConnection, owner: str) -> None:
     db.add_vehicle(conn, "V1", owner, "cp")
     with pytest.raises(AdminError):
         db.add_vehicle(conn, "V1", owner, "cp")
     assert not conn.in_transaction
     db.add_vehicle(conn, "V2", owner, "cp")  # the connection is still usable
+
+
+def test_lists_are_in_code_point_order_on_every_engine(conn: db.AdminConnection) -> None:
+    """Lists come in the order SQLite gives (code points), also from a PostgreSQL whose
+    collation is a language's (the test databases' is en-US): punctuation and case
+    count, as for a byte-wise comparison."""
+    names = ["alice", "Bob", "_carol", "dave-x", "dave_x", "davex", "Émile"]
+    for name in names:
+        db.add_owner(conn, name, "pw")
+    assert [o["name"] for o in db.list_owners(conn)] == sorted(names)
+    vehicles = ["A-1", "A_1", "A1", "AB", "a2"]
+    for vehicleid in vehicles:
+        db.add_vehicle(conn, vehicleid, "alice", "cp")
+    assert [v["vehicleid"] for v in db.list_vehicles(conn)] == sorted(v.upper() for v in vehicles)

@@ -1,4 +1,4 @@
-"""Owner renaming and vehicle names in the admin API (relay.db), on real SQLite files.
+"""Owner renaming and vehicle names in the admin API (relay.db), on real databases.
 
 Issue 14 (operators rename owners and vehicles): ``rename_owner`` must carry every
 row that names the owner. The tables are read from the migrated database itself, so
@@ -10,51 +10,87 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import attrs
 import pytest
 
 from relay import db
 from relay.store import schema
 from relay.store.sqlite import SQLiteConnection
+from tests.conftest import sqlite_only
 
 _FILLER = {"TEXT": "x", "INTEGER": 1, "REAL": 1.0}
 
 
-def owner_columns(conn: sqlite3.Connection) -> list[tuple[str, str]]:
+def _tables(conn: db.AdminConnection) -> list[str]:
+    if isinstance(conn, sqlite3.Connection):
+        sql = "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'"
+    else:
+        sql = ("SELECT table_name FROM information_schema.tables "
+               "WHERE table_schema='public' AND table_type='BASE TABLE'")
+    return [r[0] for r in conn.execute(sql)]
+
+
+@attrs.frozen
+class Column:
+    name: str
+    type: str  # as the schema writes it: TEXT, INTEGER or REAL
+    needs_value: bool  # NOT NULL without a default
+    pk: bool
+
+
+_PG_TYPES = {"text": "TEXT", "bigint": "INTEGER", "double precision": "REAL"}
+
+
+def _columns(conn: db.AdminConnection, table: str) -> list[Column]:
+    """The live schema's columns of ``table`` (SQLite's catalog or PostgreSQL's)."""
+    if isinstance(conn, sqlite3.Connection):
+        return [Column(c["name"], c["type"].upper(),
+                       bool(c["notnull"]) and c["dflt_value"] is None, bool(c["pk"]))
+                for c in conn.execute(f"PRAGMA table_info({table})")]
+    pk = {r[0] for r in conn.execute(
+        "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
+        "AND a.attnum = ANY(i.indkey) WHERE i.indrelid = ?::regclass AND i.indisprimary",
+        (table,))}
+    return [Column(name, _PG_TYPES[dtype], nullable == "NO" and default is None, name in pk)
+            for name, dtype, nullable, default in conn.execute(
+                "SELECT column_name, data_type, is_nullable, column_default "
+                "FROM information_schema.columns WHERE table_schema='public' "
+                "AND table_name=? ORDER BY ordinal_position", (table,))]
+
+
+def owner_columns(conn: db.AdminConnection) -> list[tuple[str, str]]:
     """Every (table, column) of the live schema that holds an owner's name."""
-    tables = [r[0] for r in conn.execute(
-        "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'")]
     found = [("owners", "name")]
-    for table in tables:
-        for column in conn.execute(f"PRAGMA table_info({table})"):
-            if column["name"] == "owner" or column["name"].endswith("_owner"):
-                found.append((table, column["name"]))
+    for table in _tables(conn):
+        for column in _columns(conn, table):
+            if column.name == "owner" or column.name.endswith("_owner"):
+                found.append((table, column.name))
     return found
 
 
-def insert_row(conn: sqlite3.Connection, table: str, values: dict[str, object]) -> None:
+def insert_row(conn: db.AdminConnection, table: str, values: dict[str, object]) -> None:
     """A row with ``values`` and filler in every other column that needs a value."""
     row = dict(values)
-    for column in conn.execute(f"PRAGMA table_info({table})"):
-        name = column["name"]
-        if name not in row and column["notnull"] and column["dflt_value"] is None:
-            row[name] = _FILLER[column["type"].upper()]
-            if column["pk"]:
-                row[name] = f"{table}-{name}" if column["type"].upper() == "TEXT" else 7
+    for column in _columns(conn, table):
+        if column.name not in row and column.needs_value:
+            row[column.name] = _FILLER[column.type]
+            if column.pk:
+                row[column.name] = f"{table}-{column.name}" if column.type == "TEXT" else 7
     names = ", ".join(row)
     marks = ", ".join("?" for _ in row)
     conn.execute(f"INSERT INTO {table}({names}) VALUES ({marks})", tuple(row.values()))
 
 
 @pytest.fixture
-def conn(tmp_path: Path) -> sqlite3.Connection:
-    c = db.connect(str(tmp_path / "names.db"))
+def conn(empty_db: str) -> db.AdminConnection:
+    c = db.connect(empty_db)
     db.add_owner(c, "alice", "pw-alice", "auth,v4")
     db.add_owner(c, "bob", "pw-bob")
     db.add_vehicle(c, "CAR1", "alice", "carpass")
     return c
 
 
-def test_rename_owner_carries_every_owner_column(conn: sqlite3.Connection) -> None:
+def test_rename_owner_carries_every_owner_column(conn: db.AdminConnection) -> None:
     """Issue 14: every table with an owner column, as the schema has it, is renamed."""
     columns = owner_columns(conn)
     # The schema's own list is what rename_owner uses; the live schema must not hold more.
@@ -82,10 +118,11 @@ def test_rename_owner_carries_every_owner_column(conn: sqlite3.Connection) -> No
     assert [v["vehicleid"] for v in db.list_vehicles(conn, "alina")] == ["CAR1"]
     assert "phone" in [t["application"] for t in db.list_tokens(conn, "alina")]
     db.delete_token(conn, "alina", token)
-    assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+    if isinstance(conn, sqlite3.Connection):  # PostgreSQL checks them on every write
+        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
 
 
-def test_rename_owner_refusals_change_nothing(conn: sqlite3.Connection) -> None:
+def test_rename_owner_refusals_change_nothing(conn: db.AdminConnection) -> None:
     before = conn.execute("SELECT * FROM owners ORDER BY name").fetchall()
     with pytest.raises(db.AdminError, match="already exists"):
         db.rename_owner(conn, "alice", "bob")
@@ -101,7 +138,7 @@ def test_rename_owner_refusals_change_nothing(conn: sqlite3.Connection) -> None:
     assert db.get_vehicle(conn, "CAR1")["owner"] == "alice"  # type: ignore[index]
 
 
-def test_vehicle_name_is_validated_and_stored(conn: sqlite3.Connection) -> None:
+def test_vehicle_name_is_validated_and_stored(conn: db.AdminConnection) -> None:
     assert db.get_vehicle(conn, "CAR1")["name"] == ""  # type: ignore[index]
     assert db.set_vehicle_name(conn, "car1", "  Blue Leaf  ") == "Blue Leaf"
     assert db.get_vehicle(conn, "CAR1")["name"] == "Blue Leaf"  # type: ignore[index]
@@ -121,6 +158,7 @@ def test_vehicle_name_is_validated_and_stored(conn: sqlite3.Connection) -> None:
     assert db.set_vehicle_name(conn, "CAR1", "") == ""
 
 
+@sqlite_only("a SQLite file made by an older version")
 def test_version_4_database_gets_the_name_column(tmp_path: Path) -> None:
     """A database made before names (schema version 4) is upgraded in place."""
     path = tmp_path / "v4.db"

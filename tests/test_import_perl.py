@@ -16,10 +16,12 @@ from protocol import ClientType
 from relay import db
 from relay.import_rows import Counts
 from tests import perl_fixture as fx
-from tests.conftest import RelayUnderTest, StartRelay
+from tests.conftest import RelayUnderTest, StartRelay, sqlite_only
 from tests.mariadb_server import fresh_database, mariadb_url
 from tests.test_admin_cli import admin as admin_in_process
 from tools.import_perl import import_perl
+
+pytestmark = sqlite_only("import-perl writes a SQLite file (ovms-admin migrate then copies it)")
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLES = ("owners", "vehicles", "latest", "historical", "usage", "push_subscriptions", "tokens",
@@ -225,9 +227,9 @@ def test_command_line(tmp_path: Path, perl_db: fx.Fixture) -> None:
 async def test_imported_credentials_work_end_to_end(
     tmp_path: Path, start_relay: StartRelay, perl_db: fx.Fixture
 ) -> None:
-    path = tmp_path / "relay.db"  # where start_relay looks for its database
+    path = tmp_path / "imported.db"
     run_import(perl_db.url, path)
-    relay: RelayUnderTest = await start_relay(allow_plain_login=True)
+    relay: RelayUnderTest = await start_relay(db=str(path), allow_plain_login=True)
 
     # The module logs in with its carpass (scheme 0); an app with the same secret
     # gets the imported latest status.

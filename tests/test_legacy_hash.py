@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from relay import db, legacy_hash
 from tests.perl_fixture import drupal_reference_hash
 
@@ -39,8 +37,8 @@ def test_damaged_or_foreign_hashes_never_match() -> None:
     assert not legacy_hash.verify(good, "p" * 513)  # Drupal's length limit
 
 
-def test_upgrade_replaces_only_the_hash_that_was_verified(tmp_path: Path) -> None:
-    conn = db.connect(str(tmp_path / "upgrade.db"))
+def test_upgrade_replaces_only_the_hash_that_was_verified(empty_db: str) -> None:
+    conn = db.connect(empty_db)
     legacy = drupal_reference_hash("pw", "saltsalt", 7)
     conn.execute("INSERT INTO owners(name, password_hash, created) VALUES ('o', ?, 0)",
                  (legacy,))

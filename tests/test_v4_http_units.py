@@ -15,6 +15,7 @@ from relay.v4 import alerts, hal, persist, trips
 from relay.v4.actions import ActionTable, action_json
 from relay.v4.routes import V
 from relay.v4.web import vehicle_href
+from tests.conftest import sqlite_only
 
 
 def test_bearer_token_parsing() -> None:
@@ -94,6 +95,7 @@ def test_trip_without_a_position_at_ignition_starts_at_the_first_fix() -> None:
     assert trip.distance_km == pytest.approx(11.12, abs=0.01)
 
 
+@sqlite_only("a SQLite file of schema version 2")
 def test_schema_3_migrates_from_2_and_purges_telemetry(tmp_path: Path) -> None:
     path = str(tmp_path / "old.db")
     conn = db.connect(path)

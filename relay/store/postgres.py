@@ -9,7 +9,9 @@ only once PostgreSQL has it on disk.
 Repositories' SQL (``?`` placeholders) is translated once per statement text to
 psycopg's (``%s``). Their DDL goes through :meth:`PostgresDialect.schema_sql`:
 SQLite's ``INTEGER`` is 64-bit and its ``REAL`` is a double, so they become
-``BIGINT`` and ``DOUBLE PRECISION`` here. The schema version lives in the one-row
+``BIGINT`` and ``DOUBLE PRECISION`` here; ``TEXT`` columns get the ``"C"`` collation,
+so text compares and sorts by code point as in SQLite (lists in the same order on
+both engines), not by the database's default collation. The schema version lives in the one-row
 table ``relay_meta``; migrations run under an advisory lock, so processes that
 start together migrate once.
 
@@ -171,8 +173,10 @@ def translate(sql: str) -> str:
     return "".join(out)
 
 
-_TYPES = re.compile(r"\b(INTEGER|REAL)\b")
-_PG_TYPES = {"INTEGER": "BIGINT", "REAL": "DOUBLE PRECISION"}
+_TYPES = re.compile(r"\b(INTEGER|REAL|TEXT)\b")
+# Text compares and sorts by code point, as in SQLite, whatever the database's
+# collation (a server's default is usually a language's: en_US puts "_x" before "Bob").
+_PG_TYPES = {"INTEGER": "BIGINT", "REAL": "DOUBLE PRECISION", "TEXT": 'TEXT COLLATE "C"'}
 
 
 def schema_sql(statement: str) -> str:

@@ -67,16 +67,14 @@ class HomeAssistant:
         return sensors
 
 
-async def settle() -> None:
-    """Let the server's tasks react to a clock jump (sweeps, closed connections),
-    their store work in worker threads included: a task waiting for a thread counts as
-    blocked, and a sweep still in its store call when the clock jumps again would
-    sleep from the new time and miss the jump."""
-    while True:
-        await trio.testing.wait_all_tasks_blocked(cushion=0.01)
-        if not trio.testing.active_thread_count():
-            return
-        await trio.testing.wait_all_threads_completed()
+async def settle(relay: RelayUnderTest) -> None:
+    """Let the server's tasks react to a clock jump (sweeps, closed connections), and
+    finish the database reads they queued: a read runs in a thread, which
+    ``wait_all_tasks_blocked`` counts as blocked; a sweep still waiting for one when the
+    clock jumps again would start its next round only after that jump."""
+    await trio.testing.wait_all_tasks_blocked(cushion=0.01)
+    await relay.handle.store.flush()  # after every read queued before it
+    await trio.testing.wait_all_tasks_blocked(cushion=0.01)
 
 
 async def test_home_assistant_polls_for_an_hour_on_one_login(
@@ -93,7 +91,7 @@ async def test_home_assistant_polls_for_an_hour_on_one_login(
         for _ in range(int(3600 / POLL_INTERVAL)):
             assert await ha.poll() == expected
             mock_clock.jump(POLL_INTERVAL)
-            await settle()
+            await settle(relay)
         assert await ha.poll() == expected
     assert set(ha.statuses) == {200}
     assert ha.logins == 1
@@ -109,13 +107,13 @@ async def test_cookie_login_is_sliding(
     async with ha.http:
         await ha.login()
         mock_clock.jump(idle)
-        await settle()
+        await settle(relay)
         assert await ha.call("/api/vehicles") is not None
         mock_clock.jump(idle)  # counted from the last use
-        await settle()
+        await settle(relay)
         assert await ha.call("/api/vehicles") is not None
         mock_clock.jump(24 * 3600 + 1)
-        await settle()
+        await settle(relay)
         response = await ha.http.get("/api/vehicles")
         assert response.status_code == 401
 
@@ -137,13 +135,13 @@ async def test_registration_ends_after_idle_while_the_login_lives(
         assert connected["v_apps_connected"] == 1
         assert await sync(car) == ["Z1"]
         mock_clock.jump(100)
-        await settle()
+        await settle(relay)
         assert await ha.call("/api/status/DEMO") is not None  # used: the registration lives
         mock_clock.jump(100)
-        await settle()
+        await settle(relay)
         assert await sync(car) == []
         mock_clock.jump(30)
-        await settle()
+        await settle(relay)
         assert await sync(car) == ["Z0"]
         vehicles = await ha.call("/api/vehicles")
         assert vehicles[0]["v_apps_connected"] == 0

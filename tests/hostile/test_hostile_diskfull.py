@@ -17,9 +17,11 @@ from pathlib import Path
 import pytest
 import trio
 
-from tests.conftest import StartRelay, copy_db
+from tests.conftest import StartRelay, copy_db, sqlite_only
 from tests.hostile.store_outage import logins_and_reads
 from tools.v2client import V2Client
+
+pytestmark = sqlite_only("a SQLite file on a full tmpfs")
 
 
 @pytest.fixture
