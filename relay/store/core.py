@@ -229,7 +229,9 @@ class Store:
         record = VehicleRecord(row["vehicleid"], row["owner"], row["carpass"], row["vtype"],
                                self._ptokens.get(vehicleid, row["ptoken"]), row["name"])
         self._vehicles.put(vehicleid, record)
-        if vehicleid not in self._latest.lastupdate and row["lastupdate"] is not None:
+        # Unless its car is here (a cluster), the database's is the newest known.
+        known = vehicleid in self._latest.lastupdate and self._latest.holds(vehicleid)
+        if not known and row["lastupdate"] is not None:
             self._latest.lastupdate[vehicleid] = float(row["lastupdate"])
         return record
 
