@@ -126,7 +126,7 @@ async def run_relay(
         config.db, purge_interval=config.purge_interval, read_timeout=config.store_timeout,
         max_stored_codes=config.max_stored_codes, max_stored_bytes=config.max_stored_bytes,
         hash_concurrency=config.password_hash_concurrency,
-    ) as store, open_hub(config) as hub:
+    ) as store, open_hub(config, store) as hub:
         metrics = Metrics()
         metrics.watch(lambda: (peer.client_type for peer in hub.peers()),
                       lambda: store.queue_depth)

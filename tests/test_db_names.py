@@ -174,6 +174,6 @@ def test_version_4_database_gets_the_name_column(tmp_path: Path) -> None:
     raw.commit()
     raw.close()
     conn = db.connect(str(path))
-    assert SQLiteConnection(conn).schema_version() == schema.SCHEMA_VERSION == 5
+    assert SQLiteConnection(conn).schema_version() == schema.SCHEMA_VERSION
     assert db.get_vehicle(conn, "OLDCAR")["name"] == ""  # type: ignore[index]
     conn.close()

@@ -204,7 +204,8 @@ def test_purge_drops_rows_of_deleted_vehicles_and_rows_past_any_retry_policy(
     try:
         with conn.transaction():
             conn.executemany(
-                "INSERT INTO v4_callback_pending VALUES (?, 'm', ?, '{}', 1, ?, ?)",
+                "INSERT INTO v4_callback_pending(jobid, monitorid, vehicleid, job, failures, "
+                "next_try, created) VALUES (?, 'm', ?, '{}', 1, ?, ?)",
                 [("keep", "DEMO", now, now - 86400),
                  ("gone1", "NOSUCHCAR", now, now), ("gone2", "NOSUCHCAR", now, now),
                  ("old", "DEMO", now, now - callback_rows.MAX_AGE - 1)])

@@ -103,6 +103,8 @@ def test_schema_3_migrates_from_2_and_purges_telemetry(tmp_path: Path) -> None:
                   "v4_callback_pending"):
         conn.execute(f"DROP TABLE {table}")
     conn.execute("ALTER TABLE vehicles DROP COLUMN name")  # version 5's
+    for column in ("claim_node", "claim_until"):  # version 6's
+        conn.execute(f"ALTER TABLE push_pending DROP COLUMN {column}")
     conn.execute("PRAGMA user_version=2")
     conn.close()
     conn = db.connect(path)

@@ -2,7 +2,8 @@
 over NATS (``serve --bus nats://...``). See docs/cluster-bus.md.
 
 ``open_hub`` is what the server calls: the in-process ``Hub`` without a bus, else a
-``BusHub`` with its NATS bridge and tasks running until the block ends.
+``BusHub`` with its NATS bridge and tasks running until the block ends, and the
+store told what it shares with other nodes (latest messages, claimed work rows).
 """
 
 from __future__ import annotations
@@ -12,11 +13,15 @@ import os
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 import trio
 
 from relay.config import Config
 from relay.hub import GroupLimits, Hub
+
+if TYPE_CHECKING:
+    from relay.store import Store
 
 log = logging.getLogger("relay.bus")
 
@@ -27,13 +32,13 @@ def default_node_id() -> str:
 
 
 @asynccontextmanager
-async def open_hub(config: Config) -> AsyncIterator[Hub]:
+async def open_hub(config: Config, store: Store | None = None) -> AsyncIterator[Hub]:
     limits = GroupLimits.from_config(config)
     if not config.bus:
         yield Hub(limits)
         return
     from relay.bus.bridge import NatsBridge
-    from relay.bus.bushub import BusHub, BusSettings
+    from relay.bus.bushub import CAR_ARRIVED, CAR_LEFT, BusHub, BusSettings
     from relay.bus.subjects import Subjects
 
     node = config.node_id or default_node_id()
@@ -44,6 +49,12 @@ async def open_hub(config: Config) -> AsyncIterator[Hub]:
     bridge.on_message = hub.on_bus_message
     bridge.on_state = hub.on_bus_state
     hub.subscribe_cluster()
+    if store is not None:
+        # Only the node holding a car knows its latest messages as they are.
+        store.share_latest()
+        hub.on_notice(CAR_ARRIVED, store.car_arrived)
+        hub.on_notice(CAR_LEFT, store.car_left)
+        store.claims.node = node  # whose pending retries are whose
     async with trio.open_nursery() as nursery:
         await nursery.start(bridge.run)
         await nursery.start(hub.run)

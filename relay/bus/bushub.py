@@ -56,6 +56,10 @@ MAX_PENDING_COMMANDS = 4 * 1024
 MAX_GROUP_QUERIES = 1024
 # Cars per directory message: ~40 bytes each, well under NATS's 1 MB payload.
 CARS_PER_LIST = 500
+# Local notices (never on the bus): this node now holds, or no longer holds, the
+# vehicle's car (the store caches only such vehicles' latest messages).
+CAR_ARRIVED = "bus.car-arrived"
+CAR_LEFT = "bus.car-left"
 
 
 class BusLink(Protocol):
@@ -253,6 +257,7 @@ class BusHub(Hub):
             self._counts_changed(vehicleid)
             return
         owned = self.owns_vehicle(vehicleid)
+        self._notice(CAR_ARRIVED, (vehicleid,))
         at = self._cars.pop(vehicleid, None)
         # Newer than the car another node holds, whatever the machines' clocks say:
         # that node closes its car when it hears of this one.
@@ -277,6 +282,7 @@ class BusHub(Hub):
         was_car = peer.is_car and self._local_car(vehicleid) is peer
         super().unregister(peer)
         if was_car:
+            self._notice(CAR_LEFT, (vehicleid,))
             self._since.pop(vehicleid, None)
             self._counts.pop(vehicleid, None)
             self._login_waits.pop(vehicleid, None)
@@ -735,4 +741,4 @@ class BusHub(Hub):
                 self._login_done(vehicleid)
 
 
-__all__ = ["BusHub", "BusLink", "BusSettings"]
+__all__ = ["CAR_ARRIVED", "CAR_LEFT", "BusHub", "BusLink", "BusSettings"]

@@ -38,7 +38,7 @@ from relay.push.base import Sender
 from relay.push.ntfy import TOPIC_RE, is_url
 from relay.push.outcome import Dead, Delivered, Failed, Outcome, Retry
 from relay.push.services import open_senders
-from relay.store import PendingPush, Store, StoreClosed
+from relay.store import PendingPush, Store, StoreClosed, StoreError
 
 log = logging.getLogger("relay.push")
 
@@ -160,14 +160,23 @@ class PushDispatcher:
                 task_status.started(self)
 
     async def _load_pending(self) -> None:
-        pending, expired = await self.store.take_push_pending()
+        pending, expired = await self.store.take_push_pending(self._taken_over)
         if expired:
             log.info("push: %d pending notifications expired while stopped", expired)
+        self._schedule(pending)
+        if pending:
+            log.info("push: %d pending notifications reloaded", len(pending))
+
+    async def _taken_over(self, pending: list[PendingPush]) -> None:
+        """A cluster node stopped retrying these (relay.store.claims): this one does."""
+        self._schedule(pending)
+        log.info("push: %d pending notifications taken over from a stopped node",
+                 len(pending))
+
+    def _schedule(self, pending: list[PendingPush]) -> None:
         now = time.time()
         for item in pending:
             self._delivery.retry_in(item, item.next_try - now)
-        if pending:
-            log.info("push: %d pending notifications reloaded", len(pending))
 
     async def _intake(self) -> None:
         async for alert in self._intake_recv:
@@ -219,10 +228,28 @@ class PushDispatcher:
             self._count(item, "failed")
             await self.store.delete_push_pending(item)
             return
+        if item.attempts and not await self._still_ours(item):
+            return
         outcome: Outcome = Retry("timeout")
         with trio.move_on_after(self.config.push_timeout):
             outcome = await _send(sender, item)
         await self._settle(item, outcome)
+
+    async def _still_ours(self, item: PendingPush) -> bool:
+        """Before a retry: in a cluster, another node may have taken the row over."""
+        try:
+            if await self.store.hold_push_pending(item):
+                return True
+        except StoreClosed:
+            raise
+        except StoreError as exc:
+            # Unknown whether another node has it: wait rather than maybe send twice.
+            log.warning("%s: push retry postponed, the database is unavailable: %s",
+                        _ctx(item), exc)
+            self._delivery.retry_in(item, self.config.push_retry_base)
+            return False
+        log.info("%s: push retried by another node now, dropped here", _ctx(item))
+        return False
 
     def _count(self, item: PendingPush, outcome: str) -> None:
         if self.on_outcome is not None:

@@ -4,10 +4,16 @@ Latest messages are served from memory once a vehicle's are loaded. What a
 vehicle may keep is bounded (distinct codes and total data size), so a car
 cannot grow it without limit, nor make the login replay of its apps overflow
 their outbound queue. Times here are trio's clock (expiry, log rate limits).
+
+In a cluster (``LatestCache.share``) other processes write latest messages too:
+only the node holding a vehicle's car knows them as they are, so only the
+vehicles whose car is on this node are cached (from the car's arrival to its
+departure); every other vehicle's are read from the database each time.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
@@ -83,17 +89,61 @@ class LatestCache:
         # Last update per vehicle (wall clock; what apps see as ``T``).
         self.lastupdate: dict[str, float | None] = {}
         self._refusals: dict[str, tuple[float, int]] = {}  # vehicle -> (last logged, unlogged)
+        # Shared (a cluster): the vehicles whose car is on this node, each with the
+        # number of its stay here; None: one process, which caches every vehicle.
+        self._here: dict[str, int] | None = None
+        self._stays = itertools.count()
+
+    def share(self) -> None:
+        """Other processes write too: cache only the vehicles whose car is here."""
+        if self._here is None:
+            self._here = {}
+            self._latest.clear()
+            self._loaded.clear()
+
+    @property
+    def shared(self) -> bool:
+        return self._here is not None
+
+    def holds(self, vehicleid: str) -> bool:
+        """Is what this cache has of the vehicle the truth (one process, or its car here)?"""
+        return self._here is None or vehicleid in self._here
+
+    def car_arrived(self, vehicleid: str) -> bool:
+        """The vehicle's car is now on this node; True if it was not already."""
+        if self._here is None or vehicleid in self._here:
+            return False
+        self._here[vehicleid] = next(self._stays)
+        self._forget(vehicleid)  # written elsewhere since: read it again
+        self.lastupdate.pop(vehicleid, None)
+        return True
+
+    def car_left(self, vehicleid: str) -> bool:
+        """The vehicle's car is no longer on this node; True if it was."""
+        if self._here is None or self._here.pop(vehicleid, None) is None:
+            return False
+        self._forget(vehicleid)
+        return True
+
+    def _forget(self, vehicleid: str) -> None:
+        self._latest.pop(vehicleid, None)
+        self._loaded.discard(vehicleid)
 
     async def messages(self, vehicleid: str) -> dict[str, StoredMessage]:
         """The vehicle's messages (the cache's own dict: copy before handing out)."""
         while vehicleid not in self._loaded:
+            if not self.holds(vehicleid):
+                return await self._read(vehicleid)
             loading = self._loading.get(vehicleid)
             if loading is not None:
                 await loading.wait()
                 continue
+            stay = self._stay(vehicleid)
             event = self._loading[vehicleid] = trio.Event()
             try:
                 stored, lastupdate = await self._load(vehicleid)
+                if self._stay(vehicleid) != stay:
+                    continue  # the car left (and came back?) meanwhile: read again
                 # Anything put while loading is newer than what was read.
                 stored.update(self._latest.get(vehicleid, {}))
                 self._latest[vehicleid] = self._trim(vehicleid, stored)
@@ -104,6 +154,16 @@ class LatestCache:
                 del self._loading[vehicleid]
                 event.set()
         return self._latest[vehicleid]
+
+    def _stay(self, vehicleid: str) -> int | None:
+        return None if self._here is None else self._here.get(vehicleid)
+
+    async def _read(self, vehicleid: str) -> dict[str, StoredMessage]:
+        """A vehicle whose car is elsewhere: what the database holds, not cached."""
+        stored, lastupdate = await self._load(vehicleid)
+        if lastupdate is not None:
+            self.lastupdate[vehicleid] = lastupdate  # the car's node writes it
+        return self._trim(vehicleid, stored, quiet=True)
 
     def admit(self, vehicleid: str, messages: dict[str, StoredMessage], code: str,
               data: str) -> bool:
@@ -120,7 +180,8 @@ class LatestCache:
             return False
         return True
 
-    def _trim(self, vehicleid: str, stored: dict[str, StoredMessage]) -> dict[str, StoredMessage]:
+    def _trim(self, vehicleid: str, stored: dict[str, StoredMessage], *,
+              quiet: bool = False) -> dict[str, StoredMessage]:
         """Keep a vehicle's loaded messages within the limits (F, S, then the newest).
 
         Only a database written before the limits existed holds more; the rest stay
@@ -137,6 +198,8 @@ class LatestCache:
                 continue
             kept[message.code] = message
             size += len(message.data)
+        if quiet:  # read on every request: the car's node has said it once
+            return kept
         log.warning(
             "vehicle=%s: %d stored message codes (%d bytes) exceed the limits "
             "(max_stored_codes=%d, max_stored_bytes=%d); serving %d of them",

@@ -22,6 +22,10 @@ The SQL lives in the repositories (``accounts``, ``vehicles``, ``provisioning``,
 ``latest``, ``historical``, ``usage``, ``push``, ``v4rows``), written against
 ``relay.store.backend``; the database engine is a :class:`Backend` (SQLite, or PostgreSQL for a
 ``postgresql://`` URL: ``relay.store.engines``).
+
+Over 600 lines: this is the one async face of every repository, a few lines per
+method that hand a repository's SQL to the write queue or the read pool under the
+same rules; the caches (``cache``) and claims (``claims``) are already out.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import logging
 import secrets
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any
@@ -39,7 +43,17 @@ import attrs
 import trio
 
 from relay import legacy_hash
-from relay.store import accounts, historical, latest, passwords, provisioning, push, usage, vehicles
+from relay.store import (
+    accounts,
+    claims,
+    historical,
+    latest,
+    passwords,
+    provisioning,
+    push,
+    usage,
+    vehicles,
+)
 from relay.store.backend import Backend, Connection, one_line
 from relay.store.cache import LatestCache, TtlCache
 from relay.store.engines import backend_for
@@ -94,6 +108,8 @@ class Store:
         self._hashing = passwords.Hashing(settings.hash_concurrency)
         # Further bounded purges (name -> round), run after the historical one.
         self._purges: dict[str, Callable[..., int]] = {}
+        # Work rows exactly one node retries (pending pushes and callbacks).
+        self.claims = claims.Claims(partial(self._call, wait=True), settings.claim_lease)
 
     # ----------------------------------------------------------------- plumbing
 
@@ -173,6 +189,7 @@ class Store:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._purge_loop)
                 nursery.start_soon(self._usage_loop)
+                nursery.start_soon(self.claims.run)
 
     async def _purge_loop(self) -> None:
         while True:
@@ -216,7 +233,9 @@ class Store:
                                sys.intern(row["vtype"]),
                                self._ptokens.get(vehicleid, row["ptoken"]), row["name"])
         self._vehicles.put(vehicleid, record)
-        if vehicleid not in self._latest.lastupdate and row["lastupdate"] is not None:
+        # Unless its car is here (a cluster), the database's is the newest known.
+        known = vehicleid in self._latest.lastupdate and self._latest.holds(vehicleid)
+        if not known and row["lastupdate"] is not None:
             self._latest.lastupdate[vehicleid] = float(row["lastupdate"])
         return record
 
@@ -323,9 +342,30 @@ class Store:
     # ----------------------------------------------------------------- latest messages
 
     async def _load_latest(self, vehicleid: str) -> tuple[dict[str, StoredMessage], float | None]:
-        result: tuple[dict[str, StoredMessage], float | None] = await self._read_now(
+        stored, lastupdate, ptoken = await self._read_now(
             partial(latest.load_latest, vehicleid=vehicleid))
-        return result
+        if not self._latest.holds(vehicleid) and ptoken is not None:
+            # The car is on another node, which changes the paranoid token: the
+            # database's is the one its stored messages were kept under.
+            hit = self._vehicles.peek(vehicleid)
+            if hit is not None and hit.ptoken != ptoken:
+                self._vehicles.replace(vehicleid, attrs.evolve(hit, ptoken=ptoken))
+        return stored, lastupdate
+
+    # In a cluster, other nodes write latest messages too (``relay.store.cache``): the
+    # hub tells the store which vehicles' cars are on this node.
+
+    def share_latest(self) -> None:
+        """Other processes write latest messages: cache only those of cars on this node."""
+        self._latest.share()
+
+    def car_arrived(self, vehicleid: str) -> None:
+        if self._latest.car_arrived(vehicleid):
+            self._ptokens.pop(vehicleid, None)
+
+    def car_left(self, vehicleid: str) -> None:
+        if self._latest.car_left(vehicleid):
+            self._ptokens.pop(vehicleid, None)
 
     async def latest(self, vehicleid: str) -> dict[str, StoredMessage]:
         """The vehicle's stored messages by code (a copy)."""
@@ -545,7 +585,12 @@ class Store:
     # the relay never waits on them; FIFO order makes a later delete follow its insert.
 
     async def add_push_pending(self, item: PendingPush) -> None:
-        await self._submit(Write("push_pending", push.INSERT_PENDING, push.pending_params(item)))
+        await self._submit(Write("push_pending", push.INSERT_PENDING,
+                                 push.pending_params(item, self.claims.stamp())))
+
+    async def hold_push_pending(self, item: PendingPush) -> bool:
+        """Before a retry: does this node still hold the item's row (``Claims.hold``)?"""
+        return await self.claims.hold("push_pending", push.PENDING_KEY, push.pending_key(item))
 
     async def retry_push_pending(self, item: PendingPush) -> None:
         """Store the item's new ``attempts`` and ``next_try``."""
@@ -557,11 +602,17 @@ class Store:
         await self._submit(Write("push_pending", push.DELETE_PENDING,
                                  (item.nid, item.vehicleid, item.appid)))
 
-    async def take_push_pending(self, now: float | None = None) -> tuple[list[PendingPush], int]:
-        """All unexpired pending deliveries (at startup) and how many expired ones were deleted."""
-        cutoff = time.time() if now is None else now
-        result: tuple[list[PendingPush], int] = await self._call(
-            "push_pending", partial(push.take_pending, now=cutoff), wait=True)
+    async def take_push_pending(
+        self, taken: Callable[[list[PendingPush]], Awaitable[None]]
+    ) -> tuple[list[PendingPush], int]:
+        """At start: this node's unexpired pending deliveries (``Claims.claim``) and how
+        many expired ones were deleted; ``taken`` is told of those taken over later."""
+        async def later(result: tuple[list[PendingPush], int]) -> None:
+            if result[0]:
+                await taken(result[0])
+
+        result: tuple[list[PendingPush], int] = await self.claims.claim(
+            "push_pending", push.take_pending, later)
         return result
 
 

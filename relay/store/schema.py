@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from relay.store import v4rows
+from relay.store import claims, v4rows
 from relay.store.errors import DatabaseError
 
 if TYPE_CHECKING:
@@ -145,6 +145,7 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
     (3, v4rows.SCHEMA),  # API v4: monitors, trips, trip builder state, telemetry
     (4, CALLBACK_PENDING),  # API v4 callback batches waiting for a retry
     (5, VEHICLE_NAME),
+    (6, claims.MIGRATION),  # which node retries a pending push or callback, until when
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

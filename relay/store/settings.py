@@ -28,6 +28,9 @@ class StoreSettings:
     # Per vehicle latest messages: a real car stores ~15 codes, a few KB in all.
     max_stored_codes: int = 256
     max_stored_bytes: int = 64 * 1024
+    # A cluster node's claim on a pending retry lasts this long unless renewed (every
+    # third of it); a dead node's are taken over once it ended (relay.store.claims).
+    claim_lease: float = 60.0
 
 
 DEFAULTS = StoreSettings()

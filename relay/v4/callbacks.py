@@ -30,7 +30,7 @@ from relay.logsafe import redact_url
 from relay.outbound.client import USER_AGENT, open_client
 from relay.outbound.delivery import Delivery
 from relay.outbound.urlpolicy import Unresolvable, UrlPolicy, UrlRefused
-from relay.store import Store, StoreClosed
+from relay.store import Store, StoreClosed, StoreError
 from relay.v4 import callback_rows, datapaths, monitors
 
 
@@ -132,7 +132,20 @@ class CallbackSender:
                 task_status.started()
 
     async def _load_pending(self, store: Store) -> None:
-        rows, broken = await callback_rows.load(store)
+        await self._schedule(store, await callback_rows.load(store, self._taken_over))
+        if self.stats.reloaded:
+            log.info("callbacks: %d pending retries reloaded", self.stats.reloaded)
+
+    async def _taken_over(self, loaded: callback_rows.Loaded) -> None:
+        """A cluster node stopped retrying these (relay.store.claims): this one does."""
+        assert self._store is not None
+        count = await self._schedule(self._store, loaded)
+        if count:
+            log.info("callbacks: %d pending retries taken over from a stopped node", count)
+
+    async def _schedule(self, store: Store, loaded: callback_rows.Loaded) -> int:
+        rows, broken = loaded
+        count = 0
         for jobid in broken:
             await callback_rows.delete(store, jobid)
         now = time.time()
@@ -145,13 +158,15 @@ class CallbackSender:
                 await callback_rows.delete(store, row.jobid)
                 continue
             self.stats.reloaded += 1
+            count += 1
             self._delivery.retry_in(job, row.next_try - now)
-        if rows:
-            log.info("callbacks: %d pending retries reloaded", self.stats.reloaded)
+        return count
 
     async def _attempt(self, job: CallbackJob) -> None:
         client = self._client
         assert client is not None, "CallbackSender._attempt before run"
+        if job.stored and not await self._still_ours(job):
+            return
         alerts: Sequence[Mapping[str, Any]] = ()
         if "vehicle.alerts" in job.monitor.extended:
             alerts = await self._alerts_for(job.vehicleid)
@@ -216,6 +231,24 @@ class CallbackSender:
         log.info("%s: callback attempt %d failed (%s), retry in %g s", ctx, job.failures,
                  reason, delay)
         self._delivery.retry_in(job, delay)
+
+    async def _still_ours(self, job: CallbackJob) -> bool:
+        """Before a retry: in a cluster, another node may have taken the row over."""
+        assert self._store is not None
+        try:
+            if await callback_rows.hold(self._store, job.jobid):
+                return True
+        except StoreClosed:
+            raise
+        except StoreError as exc:
+            # Unknown whether another node has it: wait rather than maybe send twice.
+            log.warning("%s: callback retry postponed, the database is unavailable: %s",
+                        _ctx(job), exc)
+            self._delivery.retry_in(job, float(job.monitor.retry.retry_delay))
+            return False
+        log.info("%s: callback retried by another node now, dropped here", _ctx(job))
+        job.stored = False
+        return False
 
     async def _forget(self, job: CallbackJob) -> None:
         if job.stored and self._store is not None:
