@@ -21,7 +21,7 @@ from relay.commands import CommandService
 from relay.config import Config
 from relay.hub import Hub
 from relay.store import open_store
-from relay.v4 import monitors
+from relay.v4 import monitor_model, monitor_parse
 from relay.v4.engine import V4Engine
 from tests.conftest import copy_db
 
@@ -81,8 +81,8 @@ async def _store(path: str, *, task_status: trio.TaskStatus[Any]) -> None:
 
 
 def parse(triggers: list[dict[str, Any]], expression: str, **subscribe: Any
-          ) -> monitors.Monitor:
-    return monitors.monitor_from_json({
+          ) -> monitor_model.Monitor:
+    return monitor_parse.monitor_from_json({
         "label": "test",
         "subscribeParam": {"callback": {"target": "http://192.0.2.1/cb", "name": "HTTP_CB"},
                            **subscribe},
