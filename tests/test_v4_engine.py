@@ -24,6 +24,7 @@ from relay.store import open_store
 from relay.v4 import monitor_model, monitor_parse
 from relay.v4.engine import V4Engine
 from tests.conftest import copy_db
+from tests.settle import drive_clock
 
 # Monday 5 January 2026, 09:59:00 UTC: the monitors' windows open at 10:00.
 EPOCH = dt.datetime(2026, 1, 5, 9, 59, tzinfo=dt.UTC).timestamp()
@@ -53,9 +54,8 @@ async def running(
     autojump_clock: trio.testing.MockClock, tmp_path: Path, template_db: Path,
     nursery: trio.Nursery,
 ) -> AsyncIterator[Any]:
-    # Autojump only after 20 ms of real idleness: the store's SQLite work runs in
-    # threads, during which the virtual clock must not race ahead.
-    autojump_clock.autojump_threshold = 0.02
+    # The store's SQLite work runs in threads, during which the clock must not move.
+    nursery.start_soon(drive_clock, autojump_clock)
 
     async def start(**overrides: Any) -> Running:
         path = tmp_path / "relay.db"
