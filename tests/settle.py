@@ -13,6 +13,11 @@ client's ``Z`` update, an ``h`` ack after its commit) is awaited with
 
 from __future__ import annotations
 
+import math
+
+import trio
+import trio.testing
+
 from protocol import Message
 from tests.raw_v2 import RawScheme0
 from tools.v2client import V2Client
@@ -34,3 +39,21 @@ async def pinged(client: V2Client | RawScheme0) -> list[str]:
 async def settle(*clients: V2Client | RawScheme0) -> list[list[str]]:
     """Ping each client in turn, causing one first; what each had been sent."""
     return [await pinged(client) for client in clients]
+
+
+async def drive_clock(clock: trio.testing.MockClock) -> None:
+    """MockClock's autojump, but never while a worker thread runs (the store's SQLite
+    work): autojump sees a task waiting for a thread as blocked, and on a loaded machine
+    a thread can take longer than any threshold, so the clock raced ahead of the code
+    under test. Start it in the test's nursery with ``clock.autojump_threshold`` at
+    infinity: it jumps to the next deadline once every task is blocked and no thread
+    runs."""
+    clock.autojump_threshold = math.inf
+    while True:
+        await trio.testing.wait_all_tasks_blocked(cushion=0.001)
+        if trio.testing.active_thread_count():
+            await trio.testing.wait_all_threads_completed()
+            continue
+        delay = trio.lowlevel.current_statistics().seconds_to_next_deadline
+        if delay != math.inf:
+            clock.jump(max(0.0, delay))

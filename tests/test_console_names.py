@@ -15,7 +15,7 @@ import pytest
 import trio
 
 from relay import db
-from relay.v4 import monitors
+from relay.v4 import monitor_parse
 from tests.conftest import OWNER, RelayUnderTest, StartRelay
 from tests.http_helpers import client
 from tests.test_console_http import XSS, csrf, login
@@ -158,7 +158,7 @@ async def renames_an_owner(relay: RelayUnderTest, ui: httpx.AsyncClient) -> None
     services = relay.handle.services
     engine = relay.handle.v4
     assert engine is not None
-    monitor = monitors.monitor_from_json({
+    monitor = monitor_parse.monitor_from_json({
         "label": "m", "subscribeParam": {"callback": {"target": "http://192.0.2.1/cb"}},
         "triggerParam": {"triggers": [{"name": "w", "time": {"times": [
             {"recurrence": "Daily", "start": "PT10H", "duration": "PT1H"}]}}],

@@ -20,15 +20,15 @@ import trio.testing
 from relay import db
 from relay.outbound.urlpolicy import UrlPolicy
 from relay.store import Store, open_store
-from relay.v4 import callback_rows, monitors
+from relay.v4 import callback_rows, monitor_model, monitor_parse, monitors
 from relay.v4.callbacks import CallbackJob, CallbackSender
 from tests.pg_server import run_sql
 from tests.test_push_support import FakeService, Reply
 
 
 def monitor(target: str, *, policy: str = "Always", retries: int = 3,
-            delay: int = 60) -> monitors.Monitor:
-    return monitors.parse_monitor(json.dumps({
+            delay: int = 60) -> monitor_model.Monitor:
+    return monitor_parse.parse_monitor(json.dumps({
         "label": "Low battery",
         "subscribeParam": {
             "callback": {"target": target, "name": "CB", "attributes": [

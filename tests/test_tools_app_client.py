@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -115,7 +116,10 @@ async def test_connection_and_usage_errors(server: int) -> None:
     assert "Vehicle is not connected" in result.stdout.decode()
     result = await app(server, "--vehicle", "DEMO")
     assert result.returncode == 2 and result.stderr.decode().startswith("ovms-app: error:")
-    result = await app(1, "--vehicle", "DEMO", "--carpass", "DEMO")
+    # A port bound but not listening refuses (a fixed low port may be some test's relay).
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        result = await app(closed.getsockname()[1], "--vehicle", "DEMO", "--carpass", "DEMO")
     assert result.returncode == 1 and "cannot connect" in result.stderr.decode()
 
 

@@ -14,6 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from relay.v4 import monitor_model as mm
+from relay.v4 import monitor_parse as mp
 from relay.v4 import monitors as m
 from relay.v4.jsonparse import InvalidRequest
 
@@ -43,9 +45,9 @@ def allow_all(_url: str) -> bool:
     return True
 
 
-def parse(body: dict[str, Any] | str, allowed: Callable[[str], bool] = allow_all) -> m.Monitor:
+def parse(body: dict[str, Any] | str, allowed: Callable[[str], bool] = allow_all) -> mm.Monitor:
     text = body if isinstance(body, str) else json.dumps(body)
-    return m.parse_monitor(text, url_allowed=allowed)
+    return mp.parse_monitor(text, url_allowed=allowed)
 
 
 def example() -> dict[str, Any]:
@@ -73,30 +75,30 @@ def test_example_parses() -> None:
     mon = parse(EXAMPLE_TEXT)
     assert mon.label == "Leaving the zone with a low battery, or on Monday afternoons"
     assert mon.refresh_event == 600
-    assert mon.retry == m.RetryPolicy("Always", 3, 120)
-    assert mon.batch == m.BatchNotify(10, 300)
+    assert mon.retry == mm.RetryPolicy("Always", 3, 120)
+    assert mon.batch == mm.BatchNotify(10, 300)
     assert mon.callback.target == "https://example.org/cb"
     assert mon.callback.attributes == (
-        m.CallbackAttribute("Query", "vin", "$vin"),
-        m.CallbackAttribute("Header", "Authorization", "Basic ..."),
+        mm.CallbackAttribute("Query", "vin", "$vin"),
+        mm.CallbackAttribute("Header", "Authorization", "Basic ..."),
     )
     assert mon.extended == ("vehicle.alerts", "vehicle.status", "vehicle.position")
     assert [t.name for t in mon.triggers] == ["leftZone", "onMonday", "batteryLow"]
     zone = mon.trigger("leftZone").condition
-    assert zone == m.ZoneTrigger("Out", m.Circle(48.8667, 2.3333, 20.0))
+    assert zone == mm.ZoneTrigger("Out", mm.Circle(48.8667, 2.3333, 20.0))
     time = mon.trigger("onMonday").condition
-    assert isinstance(time, m.TimeTrigger)
+    assert isinstance(time, mm.TimeTrigger)
     assert time.tz == "Europe/Paris"
     assert time.windows[0].start_s == 14.5 * 3600
     assert time.windows[0].duration_s == 4.5 * 3600
     assert time.windows[0].days == (0,)
     data = mon.trigger("batteryLow").condition
-    assert data == m.DataTrigger("vehicle.energy.electric.level", "lowerThan", ("50",), (50.0,))
+    assert data == mm.DataTrigger("vehicle.energy.electric.level", "lowerThan", ("50",), (50.0,))
     assert mon.expression_text == "leftZone & (batteryLow | onMonday)"
 
 
 def test_bytes_body() -> None:
-    assert parse(EXAMPLE_TEXT) == m.parse_monitor(EXAMPLE_TEXT.encode(), url_allowed=allow_all)
+    assert parse(EXAMPLE_TEXT) == mp.parse_monitor(EXAMPLE_TEXT.encode(), url_allowed=allow_all)
 
 
 def test_read_only_members_are_ignored() -> None:
@@ -119,8 +121,8 @@ def test_defaults() -> None:
     del body["label"]
     mon = parse(body)
     assert mon.refresh_event == 0
-    assert mon.retry == m.RetryPolicy("Always", 3, 60)
-    assert mon.batch == m.BatchNotify(1, 0)
+    assert mon.retry == mm.RetryPolicy("Always", 3, 60)
+    assert mon.batch == mm.BatchNotify(1, 0)
     assert mon.extended == ()
     assert mon.label == ""
 
@@ -129,7 +131,7 @@ def test_time_zone_defaults_to_utc() -> None:
     body = example()
     del body["triggerParam"]["triggers"][1]["time"]["time.zone"]
     cond = parse(body).trigger("onMonday").condition
-    assert isinstance(cond, m.TimeTrigger)
+    assert isinstance(cond, mm.TimeTrigger)
     assert cond.tz == "UTC"
 
 
@@ -137,7 +139,7 @@ def test_numbers_accepted_as_values() -> None:
     body = example()
     body["triggerParam"]["triggers"][2]["data"]["value"] = [50]
     cond = parse(body).trigger("batteryLow").condition
-    assert isinstance(cond, m.DataTrigger)
+    assert isinstance(cond, mm.DataTrigger)
     assert cond.values == (50.0,)
 
 
@@ -403,7 +405,7 @@ def test_too_many_triggers() -> None:
 # --- evaluation: the example ----------------------------------------------------------
 
 
-def run(mon: m.Monitor, steps: list[tuple[dict[str, str], float]],
+def run(mon: mm.Monitor, steps: list[tuple[dict[str, str], float]],
         state: m.MonitorState | None = None) -> tuple[m.MonitorState, list[m.Event]]:
     state = state or m.MonitorState()
     fired: list[m.Event] = []
@@ -527,7 +529,7 @@ def test_first_evaluation_is_a_baseline() -> None:
     assert [e.at for e in fired] == [180.0]
 
 
-def data_monitor(path: str, op: str, values: list[str]) -> m.Monitor:
+def data_monitor(path: str, op: str, values: list[str]) -> mm.Monitor:
     body = example()
     body["triggerParam"] = {"triggers": [{"name": "t", "data": {"data": path, "op": op,
                                                                 "value": values}}]}
@@ -566,7 +568,7 @@ def test_data_comparisons(path: str, op: str, values: list[str], snap: dict[str,
 
 
 def window(start: str, duration: str, *, days: list[str] | None = None,
-           tz: str = "Europe/Paris") -> m.TimeTrigger:
+           tz: str = "Europe/Paris") -> mm.TimeTrigger:
     item: dict[str, Any] = {"recurrence": "Weekly" if days else "Daily", "start": start,
                             "duration": duration}
     if days:
@@ -575,7 +577,7 @@ def window(start: str, duration: str, *, days: list[str] | None = None,
     body["triggerParam"] = {"triggers": [{"name": "w", "time": {"times": [item],
                                                                 "time.zone": tz}}]}
     cond = parse(body).triggers[0].condition
-    assert isinstance(cond, m.TimeTrigger)
+    assert isinstance(cond, mm.TimeTrigger)
     return cond
 
 
@@ -660,7 +662,7 @@ def ev(at: float) -> m.Event:
 
 
 def test_batch_by_size() -> None:
-    config = m.BatchNotify(size=3, time_window=300)
+    config = mm.BatchNotify(size=3, time_window=300)
     batch, ready = m.batch_add(config, m.Batch(), [ev(0)], 0)
     assert ready == [] and m.batch_deadline(config, batch) == 300
     batch, ready = m.batch_add(config, batch, [ev(10), ev(20)], 20)
@@ -669,7 +671,7 @@ def test_batch_by_size() -> None:
 
 
 def test_batch_by_time_window() -> None:
-    config = m.BatchNotify(size=10, time_window=300)
+    config = mm.BatchNotify(size=10, time_window=300)
     batch, ready = m.batch_add(config, m.Batch(), [ev(100)], 100)
     batch, ready2 = m.batch_add(config, batch, [ev(150)], 150)
     assert ready == ready2 == []
@@ -680,20 +682,20 @@ def test_batch_by_time_window() -> None:
 
 
 def test_batch_overflow_splits() -> None:
-    config = m.BatchNotify(size=2, time_window=300)
+    config = mm.BatchNotify(size=2, time_window=300)
     batch, ready = m.batch_add(config, m.Batch(), [ev(i) for i in range(5)], 0)
     assert ready == [(ev(0), ev(1)), (ev(2), ev(3))]
     assert batch.events == (ev(4),) and batch.opened_at == 0
 
 
 def test_no_batching_sends_at_once() -> None:
-    config = m.BatchNotify()  # size 1, window 0
+    config = mm.BatchNotify()  # size 1, window 0
     batch, ready = m.batch_add(config, m.Batch(), [ev(5)], 5)
     assert ready == [(ev(5),)] and batch == m.Batch()
 
 
 def test_window_zero_flushes_partial_batch_immediately() -> None:
-    config = m.BatchNotify(size=10, time_window=0)
+    config = mm.BatchNotify(size=10, time_window=0)
     batch, ready = m.batch_add(config, m.Batch(), [ev(5), ev(6)], 6)
     assert ready == [(ev(5), ev(6))] and batch == m.Batch()
 
@@ -702,7 +704,7 @@ def test_window_zero_flushes_partial_batch_immediately() -> None:
 
 
 def test_retry_schedule_always() -> None:
-    policy = m.RetryPolicy("Always", 3, 120)
+    policy = mm.RetryPolicy("Always", 3, 120)
     assert m.retry_schedule(policy, 1000.0) == [1000.0, 1120.0, 1240.0, 1360.0]
     assert m.retry_after(policy, 1, 500) == 120
     assert m.retry_after(policy, 1, 404) == 120
@@ -712,13 +714,13 @@ def test_retry_schedule_always() -> None:
 
 
 def test_retry_policy_none() -> None:
-    policy = m.RetryPolicy("None", 3, 120)
+    policy = mm.RetryPolicy("None", 3, 120)
     assert m.retry_schedule(policy, 0.0) == [0.0]
     assert m.retry_after(policy, 1, 503) is None
 
 
 def test_retry_policy_transient() -> None:
-    policy = m.RetryPolicy("Transient", 2, 30)
+    policy = mm.RetryPolicy("Transient", 2, 30)
     assert m.retry_after(policy, 1, None) == 30
     assert m.retry_after(policy, 1, 503) == 30
     assert m.retry_after(policy, 1, 429) == 30
@@ -804,8 +806,8 @@ def test_extended_position_missing() -> None:
 
 def test_monitor_json_roundtrip() -> None:
     mon = parse(EXAMPLE)
-    stored = json.loads(json.dumps(m.monitor_to_json(mon)))
-    restored = m.monitor_restore(stored)
+    stored = json.loads(json.dumps(mp.monitor_to_json(mon)))
+    restored = mp.monitor_restore(stored)
     assert restored == mon
     assert restored.expression == mon.expression
     # The stored form is itself a valid request body, in the format.
@@ -816,9 +818,9 @@ def test_monitor_json_roundtrip() -> None:
 
 
 def test_restore_skips_the_allow_list() -> None:
-    stored = m.monitor_to_json(parse(EXAMPLE))
+    stored = mp.monitor_to_json(parse(EXAMPLE))
     # The allow-list may have shrunk since: a stored monitor must still load.
-    assert m.monitor_restore(stored).callback.target == "https://example.org/cb"
+    assert mp.monitor_restore(stored).callback.target == "https://example.org/cb"
 
 
 def test_state_roundtrip_survives_restart() -> None:
@@ -881,5 +883,5 @@ def test_any_mutation_is_a_monitor_or_a_400(path: tuple[str | int, ...], value: 
         assert exc.message and exc.status == 400
         return
     # Whatever was accepted round-trips and evaluates without error.
-    assert m.monitor_restore(m.monitor_to_json(mon)) == mon
+    assert mp.monitor_restore(mp.monitor_to_json(mon)) == mon
     m.evaluate(mon, m.MonitorState(), snapshot(*CENTRE, soc=40), TUESDAY)

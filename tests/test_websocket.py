@@ -26,13 +26,13 @@ from wsproto.events import (
 from protocol import ClientSession, ClientType
 from protocol import Message as V2Message
 from tests.conftest import OWNER, PASSWORD, T_NEVER, VEHICLES, RelayUnderTest, StartRelay
+from tests.settle import pinged
 from tests.test_tls import (
     CertFiles,
     TLSRelay,
     cert_files,
     expect,
     start_tls_relay,
-    texts,
 )
 from tools.v2client import LoginRefused, V2Client
 
@@ -91,8 +91,9 @@ async def test_app_over_websocket_gets_z_replay_relays_and_commands(ports: Ports
     await expect(car, "Z0")
     await car.send("S", S_MSG)
     await car.send("D", D_MSG)
+    assert await pinged(car) == []  # both stored before the app logs in
     app = await ports.ws_client()
-    replay = texts(await app.drain())
+    replay = await pinged(app)
     assert replay[:3] == ["Z1", "S" + S_MSG, "D" + D_MSG]
     assert replay[3] in ("T0", "T1") and len(replay) == 4
     await expect(car, "Z1")  # a WebSocket app is a peer like any other

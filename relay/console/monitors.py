@@ -12,11 +12,11 @@ from relay.console.pages import not_yours, owned_vehicle
 from relay.console.summary import summary
 from relay.console.web import PREFIX, Page
 from relay.http.messages import Response
-from relay.v4 import datapaths, monitors
+from relay.v4 import datapaths, monitor_model
 from relay.v4.web import PREFIX as V4
 
-DAYS = monitors.DAYS
-OPS = monitors.OPS
+DAYS = monitor_model.DAYS
+OPS = monitor_model.OPS
 _TIME_RE = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)")
 _MONITOR_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
@@ -49,7 +49,7 @@ def build(form: dict[str, str]) -> tuple[dict[str, Any], list[str], dict[str, st
     if any(form.get(n, "").strip() for n in ("zone_lat", "zone_lon", "zone_radius")):
         lat = _float(form, "zone_lat", -90, 90, "Latitude", errors)
         lon = _float(form, "zone_lon", -180, 180, "Longitude", errors)
-        radius = _float(form, "zone_radius", 0.001, monitors.MAX_RADIUS_KM, "Radius", errors)
+        radius = _float(form, "zone_radius", 0.001, monitor_model.MAX_RADIUS_KM, "Radius", errors)
         transition = form.get("zone_transition", "Out")
         if transition not in ("In", "Out"):
             errors["zone_transition"] = "Choose entering or leaving."

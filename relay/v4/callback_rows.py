@@ -22,7 +22,7 @@ import attrs
 
 from relay.store import Store, claims
 from relay.store.backend import upsert_sql
-from relay.v4 import monitors
+from relay.v4 import monitor_model
 
 if TYPE_CHECKING:
     from relay.store.backend import Connection
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 TABLE = "v4_callback_pending"
 # A pending row of a vehicle that was deleted, or one older than the longest retry
 # policy can last (plus a day for a stopped server), is purged.
-MAX_AGE = (monitors.MAX_RETRIES + 2) * float(monitors.MAX_RETRY_DELAY)
+MAX_AGE = (monitor_model.MAX_RETRIES + 2) * float(monitor_model.MAX_RETRY_DELAY)
 
 _SAVE = upsert_sql(TABLE, ("jobid",), ("jobid", "monitorid", "vehicleid", "job", "failures",
                                          "next_try", "created", *claims.COLUMNS))

@@ -31,7 +31,7 @@ from relay.outbound.client import USER_AGENT, open_client
 from relay.outbound.delivery import Delivery
 from relay.outbound.urlpolicy import Unresolvable, UrlPolicy, UrlRefused
 from relay.store import Store, StoreClosed, StoreError
-from relay.v4 import callback_rows, datapaths, monitors
+from relay.v4 import callback_rows, datapaths, monitor_model, monitor_parse, monitors
 
 
 @attrs.define(eq=False)
@@ -39,7 +39,7 @@ class CallbackJob:
     monitorid: str
     vehicleid: str
     vin: str | None
-    monitor: monitors.Monitor
+    monitor: monitor_model.Monitor
     events: tuple[monitors.Event, ...]
     snapshot: dict[str, str]  # the vehicle's latest messages when the batch was ready
     location_at: float | None
@@ -49,7 +49,7 @@ class CallbackJob:
     stored: bool = False  # a row exists in callback_rows
 
     def to_json(self) -> dict[str, Any]:
-        return {"vin": self.vin, "monitor": monitors.monitor_to_json(self.monitor),
+        return {"vin": self.vin, "monitor": monitor_parse.monitor_to_json(self.monitor),
                 "events": [monitors.event_to_json(e) for e in self.events],
                 "snapshot": dict(self.snapshot), "locationAt": self.location_at}
 
@@ -58,7 +58,7 @@ class CallbackJob:
         data = row.job
         location_at = data.get("locationAt")
         return cls(row.monitorid, row.vehicleid, data.get("vin"),
-                   monitors.monitor_restore(data["monitor"]),
+                   monitor_parse.monitor_restore(data["monitor"]),
                    tuple(monitors.event_from_json(e) for e in data["events"]),
                    {str(k): str(v) for k, v in dict(data.get("snapshot") or {}).items()},
                    float(location_at) if location_at is not None else None,

@@ -40,7 +40,7 @@ from relay.hubapi import HubApi
 from relay.logsafe import redact_url
 from relay.outbound.urlpolicy import UrlPolicy, describe
 from relay.store import Store, StoreClosed
-from relay.v4 import alerts, datapaths, hal, monitors, persist, trips
+from relay.v4 import alerts, datapaths, hal, monitor_model, monitor_parse, monitors, persist, trips
 from relay.v4.actions import ActionTable, RemoteActionRecord
 from relay.v4.callbacks import CallbackJob, CallbackSender, vin_of
 from relay.v4.jsonparse import InvalidRequest
@@ -93,7 +93,7 @@ class MonitorEntry:
     monitorid: str
     vehicleid: str
     owner: str
-    monitor: monitors.Monitor
+    monitor: monitor_model.Monitor
     state: monitors.MonitorState
     batch: monitors.Batch
     created: float
@@ -101,7 +101,7 @@ class MonitorEntry:
 
     def row(self) -> persist.MonitorRow:
         return persist.MonitorRow(
-            self.monitorid, self.vehicleid, self.owner, monitors.monitor_to_json(self.monitor),
+            self.monitorid, self.vehicleid, self.owner, monitor_parse.monitor_to_json(self.monitor),
             monitors.state_to_json(self.state), monitors.batch_to_json(self.batch),
             self.created, self.updated)
 
@@ -466,7 +466,7 @@ class V4Engine:
     def monitor(self, vehicleid: str, monitorid: str) -> MonitorEntry | None:
         return self._by_vehicle.get(vehicleid, {}).get(monitorid)
 
-    async def put_monitor(self, vehicleid: str, owner: str, monitor: monitors.Monitor,
+    async def put_monitor(self, vehicleid: str, owner: str, monitor: monitor_model.Monitor,
                           monitorid: str | None = None) -> MonitorEntry:
         """Create (or with ``monitorid`` replace) a monitor; stored before it returns.
 
@@ -587,6 +587,6 @@ class V4Engine:
 
 def _entry_of(row: persist.MonitorRow) -> MonitorEntry:
     return MonitorEntry(
-        row.monitorid, row.vehicleid, row.owner, monitors.monitor_restore(row.definition),
+        row.monitorid, row.vehicleid, row.owner, monitor_parse.monitor_restore(row.definition),
         monitors.state_from_json(row.state), monitors.batch_from_json(row.batch),
         row.created, row.updated)

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from relay.outbound.urlpolicy import Unresolvable, UrlRefused
-from relay.v4 import hal, monitors
+from relay.v4 import hal, monitor_model, monitor_parse
 from relay.v4.engine import MonitorEntry
 from relay.v4.jsonparse import InvalidRequest
 from relay.v4.web import V4Call, hal_response, not_found, vehicle_href
@@ -15,13 +15,13 @@ from relay.webapi import Response
 
 
 def _monitor_item(entry: MonitorEntry) -> dict[str, Any]:
-    body = {"id": entry.monitorid, **monitors.monitor_to_json(entry.monitor),
+    body = {"id": entry.monitorid, **monitor_parse.monitor_to_json(entry.monitor),
             "status": "active"}
     return hal.single(body, href=vehicle_href(entry.vehicleid, "monitors", entry.monitorid),
                       created_at=entry.created, updated_at=entry.updated)
 
 
-async def _parse(v4: V4Call) -> monitors.Monitor:
+async def _parse(v4: V4Call) -> monitor_model.Monitor:
     """Validate a monitor body; the callback target must pass the outbound allow-list.
 
     The allow-list check resolves DNS, so it runs first (async) and ``parse_monitor``
@@ -37,7 +37,7 @@ async def _parse(v4: V4Call) -> monitors.Monitor:
             allowed = False
         except Unresolvable:
             pass
-    return monitors.parse_monitor(v4.body, url_allowed=lambda url: allowed and url == target)
+    return monitor_parse.parse_monitor(v4.body, url_allowed=lambda url: allowed and url == target)
 
 
 def _target(body: bytes) -> str | None:
