@@ -7,7 +7,7 @@ import trio
 import trio.testing
 
 from relay.store.errors import StoreClosed, StoreTimeout
-from relay.store.readbatch import BatchedLookup
+from relay.store.readbatch import MAX_BATCH, BatchedLookup
 
 
 class Reads:
@@ -87,3 +87,24 @@ async def test_lookups_fail_once_the_store_closes() -> None:
     assert len(failures) == 2
     with pytest.raises(StoreClosed):
         await lookup.get("C")
+
+
+async def test_a_flood_of_lookups_is_read_in_bounded_calls() -> None:
+    reads = Reads()
+    reads.release.set()
+    lookup: BatchedLookup[str, str] = BatchedLookup(reads)
+    keys = [f"V{i}" for i in range(MAX_BATCH * 2 + 1)]
+    answers: dict[str, str | None] = {}
+
+    async def get(key: str) -> None:
+        answers[key] = await lookup.get(key)
+
+    async with trio.open_nursery() as nursery:
+        for key in keys:
+            nursery.start_soon(get, key)
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.start_soon(lookup.run)
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.cancel_scope.cancel()
+    assert [len(call) for call in reads.calls] == [MAX_BATCH, MAX_BATCH, 1]
+    assert answers == {key: f"row of {key}" for key in keys}

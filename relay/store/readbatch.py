@@ -22,6 +22,10 @@ import trio
 
 from relay.store.errors import StoreClosed
 
+# Lookups per read call at most: a flood of logins makes several calls, none of
+# them long enough to meet the store's read deadline (a read is ~20-50 us).
+MAX_BATCH = 256
+
 K = TypeVar("K")
 V = TypeVar("V")
 
@@ -64,7 +68,10 @@ class BatchedLookup(Generic[K, V]):
             while True:
                 await self._wakeup.wait()
                 self._wakeup = trio.Event()
-                batch, self._pending = self._pending, []
+                batch = self._pending[:MAX_BATCH]
+                del self._pending[:MAX_BATCH]
+                if self._pending:
+                    self._wakeup.set()
                 if batch:
                     await self._answer(batch)
         finally:
