@@ -25,6 +25,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -267,6 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    # Stopped with SIGTERM: unwind, so that the running server and bench are stopped too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     raise_nofile_limit()  # the servers started here inherit it
     args.out.mkdir(parents=True, exist_ok=True)
     sides = [prepare_old(rev, args.workdir) for rev in (args.old or ["ab19c57"])]
