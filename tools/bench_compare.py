@@ -25,6 +25,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -267,6 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    # Stopped with SIGTERM: unwind, so that the running server and bench are stopped too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     raise_nofile_limit()  # the servers started here inherit it
     args.out.mkdir(parents=True, exist_ok=True)
     sides = [prepare_old(rev, args.workdir) for rev in (args.old or ["ab19c57"])]
@@ -282,6 +285,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         provision(side, side.template_db, carpass, password, vehicles)
     runs: dict[str, list[dict[str, Any]]] = {s.label: [] for s in sides}
     log: list[dict[str, Any]] = []
+    command = [sys.argv[0], *(argv if argv is not None else sys.argv[1:])]
+    md = ""
     for rnd in range(args.rounds):
         order = sides if rnd % 2 == 0 else sides[::-1]
         for side in order:
@@ -295,13 +300,19 @@ def main(argv: Sequence[str] | None = None) -> None:
                         "seconds": round(time.monotonic() - t0, 1)})
             print(f"round {rnd + 1} {side.label}: done in {log[-1]['seconds']} s "
                   f"(load average before: {before})", file=sys.stderr)
-    md = table(sides, runs) + load_note(log)
-    (args.out / "compare.md").write_text(md)
-    (args.out / "compare.json").write_text(json.dumps(
-        {"sides": [s.label for s in sides], "log": log, "runs": runs,
-         "command": [sys.argv[0], *(argv if argv is not None else sys.argv[1:])]}, indent=1))
+            # After every run: a run stopped early still leaves the table so far.
+            md = write_results(args.out, sides, runs, log, command)
     print(md)
 
+
+def write_results(out: Path, sides: list[Side], runs: dict[str, list[dict[str, Any]]],
+                  log: list[dict[str, Any]], command: list[str]) -> str:
+    md = table(sides, runs) + load_note(log)
+    (out / "compare.md").write_text(md)
+    (out / "compare.json").write_text(json.dumps(
+        {"sides": [s.label for s in sides], "log": log, "runs": runs, "command": command},
+        indent=1))
+    return md
 
 if __name__ == "__main__":
     main()

@@ -1,22 +1,21 @@
 """The relay's asynchronous (trio) store: the repositories behind one write queue.
 
-Writes go through the group-commit :class:`~relay.store.writequeue.WriteQueue`
-(one writer connection, batched transactions). Reads come in two kinds. Login
-and lookup reads (vehicles, owners, tokens, provisioning, a vehicle's stored
-messages) run on separate read connections (:class:`~relay.store.readpool.ReadPool`),
-so they never wait for the writer: a full disk stalls writes, not logins. Reads
-that must see writes queued before them (historical records, usage, push
-subscriptions, token lists, extension queries) are queued to the writer. Both
-kinds, and writes a request waits for, give up after ``read_timeout`` with
+Writes go through the group-commit :class:`~relay.store.writequeue.WriteQueue` (one writer
+connection, batched transactions). Reads come in two kinds. Login and lookup reads (vehicles,
+owners, tokens, provisioning, a vehicle's stored messages) run on separate read connections
+(:class:`~relay.store.readpool.ReadPool`), so they never wait for the writer: a full disk
+stalls writes, not logins; vehicle reads (every login's) share a thread hop per batch
+(:mod:`relay.store.readbatch`). Reads that must see writes queued before them (historical
+records, usage, push subscriptions, token lists, extension queries) are queued to the writer.
+Both kinds, and writes a request waits for, give up after ``read_timeout`` with
 :class:`StoreTimeout`, so a request fails with an error instead of hanging.
 
 Hot-path reads (vehicles, owners, latest messages) are served from memory
-(``relay.store.cache``). ``put_latest`` updates memory first, so readers see a
-write before it is committed. Writers only wait when the queue is full, except
-durable writes (``add_historical(durable=True)``), which return once committed.
-Bookkeeping where only the last value or the sum counts (vehicles' last update,
-tokens' last use, traffic counters) is kept in memory and coalesced into each
-batch (counters: every ``usage_interval``).
+(``relay.store.cache``). ``put_latest`` updates memory first, so readers see a write before it
+is committed. Writers only wait when the queue is full, except durable writes
+(``add_historical(durable=True)``), which return once committed. Bookkeeping where only the
+last value or the sum counts (vehicles' last update, tokens' last use, traffic counters) is
+kept in memory and coalesced into each batch (counters: every ``usage_interval``).
 
 The SQL lives in the repositories (``accounts``, ``vehicles``, ``provisioning``,
 ``latest``, ``historical``, ``usage``, ``push``, ``v4rows``), written against
@@ -32,7 +31,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
@@ -58,6 +56,7 @@ from relay.store.backend import Backend, Connection, one_line
 from relay.store.cache import LatestCache, TtlCache
 from relay.store.engines import backend_for
 from relay.store.errors import StoreClosed, StoreError
+from relay.store.readbatch import BatchedLookup
 from relay.store.readpool import ReadPool
 from relay.store.records import (
     HistoricalRecord,
@@ -110,6 +109,8 @@ class Store:
         self._purges: dict[str, Callable[..., int]] = {}
         # Work rows exactly one node retries (pending pushes and callbacks).
         self.claims = claims.Claims(partial(self._call, wait=True), settings.claim_lease)
+        self._vehicle_rows: BatchedLookup[str, dict[str, Any]] = BatchedLookup(
+            lambda ids: self._read_now(partial(vehicles.read_vehicles, vehicleids=ids)))
 
     # ----------------------------------------------------------------- plumbing
 
@@ -190,6 +191,7 @@ class Store:
                 nursery.start_soon(self._purge_loop)
                 nursery.start_soon(self._usage_loop)
                 nursery.start_soon(self.claims.run)
+                nursery.start_soon(self._vehicle_rows.run)
 
     async def _purge_loop(self) -> None:
         while True:
@@ -222,15 +224,11 @@ class Store:
             hit = self._vehicles.get(vehicleid)
             if hit is not None:
                 return hit
-        row: dict[str, Any] | None = await self._read_now(
-            partial(vehicles.read_vehicle, vehicleid=vehicleid))
+        row = await self._vehicle_rows.get(vehicleid)
         if row is None:
             self._vehicles.pop(vehicleid)
             return None
-        # Interned: thousands of cached records (and the peers of connected cars)
-        # share a handful of types and owners' names.
-        record = VehicleRecord(row["vehicleid"], sys.intern(row["owner"]), row["carpass"],
-                               sys.intern(row["vtype"]),
+        record = VehicleRecord(row["vehicleid"], row["owner"], row["carpass"], row["vtype"],
                                self._ptokens.get(vehicleid, row["ptoken"]), row["name"])
         self._vehicles.put(vehicleid, record)
         # Unless its car is here (a cluster), the database's is the newest known.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import attrs
 
 
@@ -16,9 +18,10 @@ class OwnerRecord:
 @attrs.frozen
 class VehicleRecord:
     vehicleid: str
-    owner: str
+    # Interned: thousands of cached records and car peers share types and owners.
+    owner: str = attrs.field(converter=sys.intern)
     carpass: str = attrs.field(repr=False)
-    vtype: str
+    vtype: str = attrs.field(converter=sys.intern)
     ptoken: str
     name: str = ""  # display name (console, ovms-admin); not in v2 or REST answers
 

@@ -24,6 +24,11 @@ def read_vehicle(conn: Connection, vehicleid: str) -> dict[str, Any] | None:
     return dict(row) if row is not None else None
 
 
+def read_vehicles(conn: Connection, vehicleids: list[str]) -> list[dict[str, Any] | None]:
+    """``read_vehicle`` of each id in turn: a batch of logins' reads in one database call."""
+    return [read_vehicle(conn, vid) for vid in vehicleids]
+
+
 def read_owner_vehicles(conn: Connection, owner: str) -> list[str]:
     rows = conn.execute("SELECT vehicleid FROM vehicles WHERE owner=? ORDER BY vehicleid",
                         (owner,)).fetchall()
