@@ -197,9 +197,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _start(config: Config, load: Callable[[], Config] | None = None,
            on_listening: Callable[[], None] | None = None) -> int:
-    # A server (PostgreSQL) is shared by design (cluster mode); a file is one server's.
-    is_file = not is_postgres(config.db)
-    is_new = is_file and config.db != ":memory:" and not Path(config.db).exists()
+    # A server (PostgreSQL) is shared by design (cluster mode); a file is one server's;
+    # an in-memory database is this process's alone (no lock file to leave behind).
+    is_file = not is_postgres(config.db) and config.db != ":memory:"
+    is_new = is_file and not Path(config.db).exists()
     started = False
 
     def listening() -> None:

@@ -176,6 +176,9 @@ class HubApi(Protocol):
     def announce(self, topic: str, *args: str) -> None:
         """Tell every other process (each runs the handlers ``on_notice`` registered)."""
 
+    def bus_ready(self) -> bool:
+        """Connected to the cluster's bus (always, without one): ``/readyz``."""
+
     def on_notice(self, topic: str, handler: Callable[..., object]) -> None: ...
 
     # --- liveness

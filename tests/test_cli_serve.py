@@ -149,3 +149,19 @@ def test_config_file_and_flags(tmp_path: Path) -> None:
         load_toml(path)
     with pytest.raises(ConfigError, match="cannot read"):
         load_toml(tmp_path / "missing.toml")
+
+
+async def test_in_memory_database_leaves_no_lock_file(tmp_path: Path) -> None:
+    """``--db :memory:`` is this process's alone: no ``:memory:.lock`` in the working
+    directory (a lock file is for a database file another server could open)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "relay", "serve", "--host", "127.0.0.1", "--v2-port", "0",
+         "--http-port", "0", "--db", ":memory:"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        await read_until(proc, r"v2 protocol on")
+        assert sorted(p.name for p in tmp_path.iterdir()) == []
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

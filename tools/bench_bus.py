@@ -28,7 +28,7 @@ import sys
 import time
 import urllib.parse
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -133,7 +133,7 @@ def _start_node(name: str, db: str, bus: str, host: str, config: Path, log_path:
 
 
 @contextmanager
-def _own_nats(host: str) -> Iterator[tuple[str, int]]:
+def own_nats(host: str) -> Iterator[tuple[str, int]]:
     binary = shutil.which("nats-server") or shutil.which("nats-server", path=NATS_PATHS)
     if binary is None:
         raise ClusterError("nats-server not found: install it or give --cluster-bus URL")
@@ -159,7 +159,7 @@ def _own_nats(host: str) -> Iterator[tuple[str, int]]:
 
 
 @contextmanager
-def _database(url: str) -> Iterator[str]:
+def fresh_database(url: str) -> Iterator[str]:
     """A fresh database on the server of ``url``, dropped afterwards."""
     import psycopg
 
@@ -174,7 +174,7 @@ def _database(url: str) -> Iterator[str]:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-def _provision(db_url: str, owner: str, password: str, carpass: str, ids: list[str]) -> None:
+def provision(db_url: str, owner: str, password: str, carpass: str, ids: list[str]) -> None:
     from relay import db
     from relay.store.vehicles import INSERT_VEHICLE
 
@@ -195,12 +195,11 @@ def cluster(args: argparse.Namespace, vehicles: list[str], out: Path) -> Iterato
         raise ClusterError("--cluster-db (or $OVMS_TEST_POSTGRES) is needed: a PostgreSQL "
                            "server where the bench may create a database")
     host = args.host
-    with _database(args.cluster_db) as db_url, \
-            (_own_nats(host) if args.cluster_bus == "own"
-             else _given(args.cluster_bus)) as (bus, nats_pid):
+    with fresh_database(args.cluster_db) as db_url, \
+            cluster_bus(args.cluster_bus, host) as (bus, nats_pid):
         carpass = secrets.token_urlsafe(9)
         t0 = time.monotonic()
-        _provision(db_url, args.username, secrets.token_urlsafe(9), carpass, vehicles)
+        provision(db_url, args.username, secrets.token_urlsafe(9), carpass, vehicles)
         print(f"{'cluster provision':<28} {len(vehicles)} vehicles in "
               f"{time.monotonic() - t0:.1f} s", file=sys.stderr)
         config = out.with_suffix(".cluster.toml")
@@ -220,8 +219,13 @@ def cluster(args: argparse.Namespace, vehicles: list[str], out: Path) -> Iterato
 
 
 @contextmanager
-def _given(url: str) -> Iterator[tuple[str, None]]:
+def given_bus(url: str) -> Iterator[tuple[str, None]]:
     yield url, None
+
+
+def cluster_bus(spec: str, host: str) -> AbstractContextManager[tuple[str, int | None]]:
+    """``--cluster-bus``: ``own`` starts a nats-server (URL and pid), else the URL given."""
+    return own_nats(host) if spec == "own" else given_bus(spec)
 
 
 async def _joined(c: Cluster, host: str, vehicleid: str) -> None:

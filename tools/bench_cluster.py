@@ -157,11 +157,10 @@ def workers_phase(bench: Bench) -> None:
     config.write_text(f'api_rate_exempt = "{a.host}"\n'
                       f'bus_prefix = "bench{secrets.token_hex(3)}"\n')
     results: dict[str, Any] = {}
-    with bench_bus._database(a.cluster_db) as db_url, \
-            (bench_bus._own_nats(a.host) if a.cluster_bus == "own"
-             else bench_bus._given(a.cluster_bus)) as (bus, _):
+    with bench_bus.fresh_database(a.cluster_db) as db_url, \
+            bench_bus.cluster_bus(a.cluster_bus, a.host) as (bus, _):
         srv.provision(str(sqlite_path), a.username, password, carpass, vehicles)
-        bench_bus._provision(db_url, a.username, password, carpass, vehicles)
+        bench_bus.provision(db_url, a.username, password, carpass, vehicles)
         setups: list[tuple[str, list[str], int, str | None]] = [
             ("sqlite", ["--db", str(sqlite_path)], 1, None),
             ("postgres", ["--db", db_url], 1, None),

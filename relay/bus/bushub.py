@@ -166,6 +166,7 @@ class BusHub(Hub):
             collections.deque())
         self._login_wake = trio.Event()
         self._hello_due = False
+        self._bus_up = False  # until the bridge's first connection
 
     # --- queries: this node's connections plus what other nodes announced ------------
 
@@ -181,6 +182,9 @@ class BusHub(Hub):
         remote = self._counts.get(vehicleid)
         extra = sum(r.counts.batch for r in remote.values()) if remote else 0
         return super().batch_count(vehicleid) + extra
+
+    def bus_ready(self) -> bool:
+        return self._bus_up
 
     def alive_nodes(self) -> list[str]:
         return list(self._nodes)
@@ -653,6 +657,7 @@ class BusHub(Hub):
 
     def on_bus_state(self, up: bool) -> None:
         """The bridge's connection came (back) or went."""
+        self._bus_up = up
         if up:
             self._hello_due = True
             self._beat()

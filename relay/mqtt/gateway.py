@@ -17,11 +17,20 @@ is wanted while the vehicle has apps or REST registrations (the ``Z`` count) or
 API v4 monitors (``relay.wanted``). A ticker
 task refreshes presence well inside the module's 120 s expiry, gives up commands
 a module never answered, and rechecks owners.
+
+In a cluster every node's gateway receives every message (no shared subscription:
+the broker would spread a vehicle's messages over the nodes and lose their order)
+and keeps every module's ``VehicleState``, but only the node that owns the vehicle
+(``HubApi.owns_vehicle``, as for API v4) registers its car, stores, relays and
+pushes, and publishes presence and commands. A node that becomes the owner (the
+owning node died, or the vehicle's other car left) registers the car from its
+up-to-date state and stores that state once (``_take_over``).
 """
 
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Iterable
 
 import trio
@@ -30,6 +39,7 @@ from protocol import Message
 from protocol.messages import command_number
 from protocol.ovms_v3 import commands, notify, topics
 from protocol.ovms_v3.topics import Kind, V3Topic
+from relay.hub import OWNER_GAINED
 from relay.mqtt.bridge import MqttBridge, Received
 from relay.mqtt.module import MAX_PENDING, ToModules, V3Module
 from relay.router import Router
@@ -54,6 +64,11 @@ TO_MODULES_SIZE = 10000
 # broker's in-flight slots for this client (Mosquitto: 20), which commands'
 # answers need too. Beyond it, records are acknowledged on arrival.
 MAX_DEFERRED = 8
+# Records another node owns are kept this long (at most RECORDS_KEPT per vehicle) and
+# stored on taking the vehicle over: those a dead owner never committed are not lost
+# (resends of a record are idempotent).
+RECORDS_KEPT = 32
+RECORD_KEEP = 60.0
 
 
 class V3Gateway:
@@ -61,7 +76,9 @@ class V3Gateway:
 
     def __init__(self, router: Router, bridge: MqttBridge, prefix: str, *,
                  client_id: str = "ovms-relay", command_timeout: float = 30.0,
-                 wanted: WantedVehicles | None = None) -> None:
+                 wanted: WantedVehicles | None = None, settle: float = 0.0) -> None:
+        """``settle``: in a cluster, how long after the start to own nothing, until the
+        bus has told this node which cars other nodes hold (0: one process)."""
         self.router = router
         # Vehicles with v4 monitors: their modules are kept active without an app.
         self.wanted = wanted if wanted is not None else WantedVehicles()
@@ -82,17 +99,27 @@ class V3Gateway:
         self._unacked: dict[tuple[str, int], Received] = {}
         self._deferred = False
         self.stats_messages = 0
+        self._settle = settle
+        self._settled = settle <= 0
+        # Vehicles this node may have become the owner of (``_take_over`` checks).
+        self._gained: set[str] = set()
+        self._gained_wake = trio.Event()
+        # One task at a time hands a module's messages to the router (order kept).
+        self._lock = trio.Lock()
+        self._records: dict[str, deque[tuple[float, Message]]] = {}
 
     async def run(self, nursery: trio.Nursery, *,
                   task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """``nursery``: the server-wide one the router starts ``h`` acks in."""
         self._nursery = nursery
         self.wanted.listen(self._on_wanted)
+        self.hub.on_notice(OWNER_GAINED, self._on_owner_gained)
         try:
             async with trio.open_nursery() as own:
                 await own.start(self.bridge.run, self)
                 own.start_soon(self._to_modules_task)
                 own.start_soon(self._ticker)
+                own.start_soon(self._gains_task)
                 task_status.started()
         finally:
             self.wanted.unlisten(self._on_wanted)
@@ -100,6 +127,10 @@ class V3Gateway:
     # --- from the broker ------------------------------------------------------------
 
     async def on_messages(self, batch: list[Received]) -> None:
+        async with self._lock:
+            await self._on_messages(batch)
+
+    async def _on_messages(self, batch: list[Received]) -> None:
         touched: dict[str, V3Module] = {}
         for received in batch:
             self._deferred = False
@@ -219,6 +250,9 @@ class V3Gateway:
         # A v2 module's ``h``: stored durably by the router, whose ack (after the
         # commit) acknowledges the message to the broker. Until then the broker
         # holds it (persistent session) and resends it if the relay stops first.
+        if not self._owner(module):
+            self._keep_record(module.vehicleid, record.to_message())
+            return
         key = (module.vehicleid, record.entry)
         if self.bridge.persistent and len(self._unacked) < MAX_DEFERRED \
                 and key not in self._unacked:
@@ -234,6 +268,8 @@ class V3Gateway:
             await self._from_car(module, msg)
 
     async def _from_car(self, module: V3Module, msg: Message) -> None:
+        if not self._owner(module):
+            return  # the owning node stores and relays it
         peer = module.sending_peer(self.hub.new_id, self._to_modules)
         assert self._nursery is not None
         await self.router.from_car(peer, msg, self._nursery)
@@ -241,7 +277,7 @@ class V3Gateway:
     # --- online state ---------------------------------------------------------------
 
     def _set_online(self, module: V3Module, online: bool) -> None:
-        if online and module.peer is None:
+        if online and module.peer is None and self._owner(module):
             peer = module.new_peer(self.hub.new_id("v3-"), self._to_modules)
             module.peer = peer
             module.active = module.apps = False
@@ -253,10 +289,14 @@ class V3Gateway:
 
     def _unregister(self, module: V3Module, reason: str) -> None:
         peer, module.peer = module.peer, None
-        module.active = module.apps = False
+        was_active, module.active, module.apps = module.active, False, False
         if peer is None:
             return
         peer.outbox.close()
+        if was_active and module.state.online and peer.close_reason is not None:
+            # Another car took the vehicle (on this node or another) while the module
+            # stays online: it should not stay in its fast mode for us.
+            self._publish_active(module, False)
         # Commands it has not answered end with the car, as for a v2 car leaving.
         module.pending.clear()
         self.hub.unregister(peer)
@@ -266,6 +306,69 @@ class V3Gateway:
     def _forget(self, module: V3Module, reason: str) -> None:
         self._unregister(module, reason)
         self.modules.pop(module.vehicleid, None)
+        self._records.pop(module.vehicleid, None)
+
+    # --- ownership (a cluster) --------------------------------------------------------
+
+    def _owner(self, module: V3Module) -> bool:
+        """This node registers, stores, relays and commands the module's vehicle."""
+        peer = module.peer
+        if peer is not None and peer.close_reason is not None:
+            # Closed by the hub (a newer car of the vehicle, here or on another node):
+            # that car's node is the owner now; the ticker would notice it later.
+            self._unregister(module, peer.close_reason)
+            peer = None
+        if peer is not None:
+            return True
+        return self._settled and self.hub.owns_vehicle(module.vehicleid)
+
+    def _on_owner_gained(self, vehicleid: str) -> None:
+        if vehicleid in self.modules:
+            self._gained.add(vehicleid)
+            self._gained_wake.set()
+
+    async def _gains_task(self) -> None:
+        if not self._settled:
+            await trio.sleep(self._settle)
+            self._settled = True
+            self._gained.update(self.modules)
+        while True:
+            if not self._gained:
+                self._gained_wake = trio.Event()
+                await self._gained_wake.wait()
+            gained, self._gained = self._gained, set()
+            async with self._lock:
+                for vehicleid in gained:
+                    module = self.modules.get(vehicleid)
+                    if module is not None:
+                        await self._take_over(module)
+
+    async def _take_over(self, module: V3Module) -> None:
+        """Own the vehicle if this node should and does not yet: its car registered
+        (if the module is online and no other car is), its current state stored and
+        relayed, the records another owner may not have committed stored."""
+        vehicleid = module.vehicleid
+        if module.peer is not None or not self._owner(module):
+            return
+        if self.hub.car_connected(vehicleid):
+            return  # a v2 car of the vehicle, on this node: its messages count
+        # Stored before the car is registered: an app that sees it connected finds
+        # its state.
+        records = self._records.pop(vehicleid, None)
+        module.dirty |= module.state.codes()
+        await self._flush(module)
+        now = trio.current_time()
+        for at, record in records or ():
+            if now - at <= RECORD_KEEP:
+                await self._from_car(module, record)
+        if module.state.online:
+            self._set_online(module, True)
+
+    def _keep_record(self, vehicleid: str, record: Message) -> None:
+        kept = self._records.get(vehicleid)
+        if kept is None:
+            kept = self._records[vehicleid] = deque(maxlen=RECORDS_KEPT)
+        kept.append((trio.current_time(), record))
 
     def on_connected(self) -> None:
         now = trio.current_time()
@@ -400,6 +503,17 @@ class V3Gateway:
                 self._give_up(module, n, "no answer from the module")
             if refresh and module.active and module.peer is not None:
                 self._publish_active(module, True)
+            if (module.peer is None and module.state.online and self._settled
+                    and not self.hub.car_connected(module.vehicleid)
+                    and self.hub.owns_vehicle(module.vehicleid)):
+                # A take-over whose notice this node missed (views that settled late).
+                self._on_owner_gained(module.vehicleid)
+        stale = now - RECORD_KEEP
+        for vehicleid, kept in list(self._records.items()):
+            while kept and kept[0][0] < stale:
+                kept.popleft()
+            if not kept:
+                del self._records[vehicleid]
 
     # --- views for tests and ovms-bench ------------------------------------------------
 

@@ -6,6 +6,7 @@ only when ``--mqtt`` is given, and its absence is then a one-line start error.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 import trio
@@ -46,10 +47,24 @@ async def start(config: Config, router: Router, nursery: trio.Nursery,
 
     # Stable per prefix: the broker keeps this session's queued notifications and
     # records while the relay restarts (two relays never share a prefix).
-    client_id = "ovms-relay-" + config.mqtt_prefix.replace("/", "-")
-    bridge = MqttBridge(url, subscription(config.mqtt_prefix), client_id=client_id,
-                        persistent=config.mqtt_persistent)
-    gateway = V3Gateway(router, bridge, config.mqtt_prefix,
-                        command_timeout=config.command_timeout, wanted=wanted)
+    session_id = "ovms-relay-" + config.mqtt_prefix.replace("/", "-")
+    client_id, persistent, settle = "ovms-relay", config.mqtt_persistent, 0.0
+    node = getattr(router.hub, "node", None)
+    if config.bus and isinstance(node, str):
+        # Every node of a cluster has a session of its own (the broker would close
+        # one of two with the same id), and a client id of its own in the modules'
+        # command topics, so an answer finds the node that sent the command.
+        client_id = "ovms-relay-" + re.sub(r"[^A-Za-z0-9_-]", "_", node)
+        session_id += "-" + client_id
+        # A node id made up at each start (no --node-id) would leave a persistent
+        # session behind in the broker at every restart.
+        persistent = persistent and bool(config.node_id)
+        # Until the other nodes answered the hello: which cars they hold.
+        settle = max(config.bus_login_wait, 1.0)
+    bridge = MqttBridge(url, subscription(config.mqtt_prefix), client_id=session_id,
+                        persistent=persistent)
+    gateway = V3Gateway(router, bridge, config.mqtt_prefix, client_id=client_id,
+                        command_timeout=config.command_timeout, wanted=wanted,
+                        settle=settle)
     await nursery.start(gateway.run, nursery)
     return gateway
