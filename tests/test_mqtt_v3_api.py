@@ -74,6 +74,7 @@ async def v3(start_relay: StartRelay, receiver: Receiver,
         prefix = unique_prefix()
         relay = await start_relay(
             mqtt=url, mqtt_prefix=prefix, mqtt_persistent=False,
+            api_rate_burst=0,  # the tests poll; the rate limiter is not under test
             webhook_allow=[receiver.url, service.url + "/"], trip_end_after=0.3,
             telemetry_interval=0.0, push_retry_base=0.01, push_retry_max=0.05)
         gateway = relay.handle.mqtt

@@ -340,6 +340,13 @@ class Store:
     # ----------------------------------------------------------------- latest messages
 
     async def _load_latest(self, vehicleid: str) -> tuple[dict[str, StoredMessage], float | None]:
+        if self._latest.shared and self._latest.holds(vehicleid):
+            # Messages this node queued before the car arrived here (a v3 module's state
+            # is stored, then its car registered) are not in the database yet: read
+            # after they commit, or the cache would keep the older copy. Bounded: a
+            # stuck disk must not hold the car up.
+            with trio.move_on_after(self._read_timeout):
+                await self.flush()
         stored, lastupdate, ptoken = await self._read_now(
             partial(latest.load_latest, vehicleid=vehicleid))
         if not self._latest.holds(vehicleid) and ptoken is not None:
