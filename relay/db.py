@@ -28,7 +28,7 @@ from relay.store.backend import Connection
 from relay.store.engines import is_postgres, postgres_backend
 from relay.store.errors import DatabaseError
 from relay.store.passwords import hash_password, token_hash, token_shaped, verify_password
-from relay.store.schema import OWNER_COLUMNS, SCHEMA_VERSION, VEHICLE_DATA_TABLES
+from relay.store.schema import LOGIN_TABLES, OWNER_COLUMNS, SCHEMA_VERSION, VEHICLE_DATA_TABLES
 from relay.store.sqlite import SQLiteConnection
 
 __all__ = [
@@ -125,6 +125,8 @@ def set_password(conn: AdminConnection, name: str, password: str) -> None:
     with transaction(conn):
         _require_owner(conn, name)
         conn.execute("UPDATE owners SET password_hash=? WHERE name=?", (password_hash, name))
+        # Cluster mode's stored cookie sessions made with the old password end too.
+        conn.execute("DELETE FROM api_sessions WHERE owner=? AND cred_kind='password'", (name,))
 
 
 def delete_owner(conn: AdminConnection, name: str) -> None:
@@ -136,7 +138,13 @@ def delete_owner(conn: AdminConnection, name: str) -> None:
             _delete_vehicle_rows(conn, row[0])
         conn.execute("DELETE FROM push_subscriptions WHERE owner=?", (name,))
         conn.execute("DELETE FROM tokens WHERE owner=?", (name,))
+        _delete_logins(conn, name)
         conn.execute("DELETE FROM owners WHERE name=?", (name,))
+
+
+def _delete_logins(conn: AdminConnection, owner: str) -> None:
+    for table in LOGIN_TABLES:
+        conn.execute(f"DELETE FROM {table} WHERE owner=?", (owner,))
 
 
 def list_owners(conn: AdminConnection) -> list[dict[str, Any]]:
@@ -352,4 +360,5 @@ def rename_owner(conn: AdminConnection, old: str, new: str) -> None:
                      "WHERE name=?", (new, old))
         for table, column in OWNER_COLUMNS:
             conn.execute(f"UPDATE {table} SET {column}=? WHERE {column}=?", (new, old))
+        _delete_logins(conn, old)
         conn.execute("DELETE FROM owners WHERE name=?", (old,))

@@ -15,7 +15,7 @@ import trio
 
 from relay import permits
 from relay.config import Config
-from relay.http.authenticator import Authenticator, Login
+from relay.http.authenticator import Authenticator, Credential, Login
 from relay.http.call import Call
 from relay.http.messages import (
     HttpError,
@@ -32,6 +32,7 @@ from relay.http.proxy import parse_trusted
 from relay.http.ratelimit import RateLimiter
 from relay.http.routes import ROUTES, Match, Route, RouteTable
 from relay.http.sessions import SessionTable
+from relay.http.shared import SharedSessions
 from relay.http.views import COOKIE_NAME
 from relay.metrics import UNMATCHED
 from relay.params import ParamError
@@ -63,10 +64,13 @@ class HttpApi:
         self.services = services
         self.config: Config = services.config
         config = self.config
-        self.sessions = SessionTable(services.hub, config.api_idle_timeout,
-                                     config.api_session_timeout)
         self.auth = Authenticator(services.store, config.api_auth_cache_ttl,
                                   services.login_guard)
+        # In a cluster, cookie sessions are shared through the database (relay.http.shared).
+        shared = SharedSessions(services.store, services.hub, config.api_session_timeout,
+                                self._credential_valid) if config.bus else None
+        self.sessions = SessionTable(services.hub, config.api_idle_timeout,
+                                     config.api_session_timeout, shared=shared)
         self.limiter = RateLimiter(
             config.api_rate_burst, config.api_rate_per_minute, config.api_rate_max,
             exempt=config.api_rate_exempt.split(","),
@@ -78,6 +82,9 @@ class HttpApi:
         # Path prefix -> handler of everything under it (the web console, relay.console).
         self.mounts: dict[str, Callable[[Request], Awaitable[Response]]] = {}
         self._openapi: bytes | None = None
+
+    async def _credential_valid(self, owner: str, credential: Credential) -> bool:
+        return not await self.auth.revoked({(owner, credential)})
 
     def openapi_response(self) -> Response:
         if self._openapi is None:
@@ -96,6 +103,7 @@ class HttpApi:
             with trio.move_on_after(MAX_SWEEP_INTERVAL):
                 try:
                     await self.revalidate()
+                    await self.sessions.flush()
                 except StoreError as exc:
                     log.warning("http: cannot check sessions' credentials now: %s", exc)
 
@@ -196,7 +204,7 @@ async def login_of(call: Call, *, keep_implicit: bool = True,
     request = call.request
     sid = request.cookie(COOKIE_NAME)
     if sid:
-        session = call.api.sessions.get(sid)
+        session = await call.api.sessions.lookup(sid)
         if session is not None:
             call.session = session
             return Login(session.owner, session.permissions, "session", session.credential)

@@ -84,7 +84,8 @@ async def token_delete(call: Call) -> Response:
     ended = 0
     if digest is not None:
         ended = call.api.sessions.end_revoked({(call.owner, Credential("token", digest))},
-                                              "token revoked")
+                                              "token revoked", everywhere=True)
+        await call.api.sessions.flush()
     log.info("%s: token %s", call.context(),
              f"deleted, {ended} session(s) ended" if digest else "to delete not found")
     # 200 either way, as the public server: deleting is idempotent.

@@ -27,6 +27,7 @@ async def cookie_login(call: Call) -> Response:
         sessions.end(call.session, "replaced by a new login")
     session = sessions.create(call.login.owner, call.login.permissions, call.request.client_host,
                               call.login.credential)
+    await sessions.flush()  # cluster mode: stored before any node may see the cookie
     cookie = f"{COOKIE_NAME}={session.sid}; Path=/; HttpOnly".encode("ascii")
     return text_response(200, "Login ok", headers=((b"set-cookie", cookie),))
 
@@ -34,6 +35,7 @@ async def cookie_login(call: Call) -> Response:
 async def cookie_logout(call: Call) -> Response:
     if call.session is not None:
         call.api.sessions.end(call.session, "logout")
+        await call.api.sessions.flush()
     return text_response(200, "Logout ok")
 
 

@@ -5,7 +5,8 @@
   ``postgres``: PostgreSQL's; ``engines``: which one a ``--db`` value names;
 - ``schema``: every table and the migrations;
 - repositories, one per table family: ``accounts`` (owners, tokens), ``vehicles``,
-  ``provisioning``, ``latest``, ``historical``, ``usage``, ``push``, ``v4rows``;
+  ``provisioning``, ``latest``, ``historical``, ``usage``, ``push``, ``v4rows``,
+  ``sessions`` (the cluster's REST cookie sessions);
 - ``cache``: vehicles, owners and latest messages in memory; ``passwords``;
 - ``core``: the :class:`Store` callers use, and :func:`open_store`.
 """

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from relay.store import claims, v4rows
+from relay.store import claims, sessions, v4rows
 from relay.store.errors import DatabaseError
 
 if TYPE_CHECKING:
@@ -146,6 +146,8 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
     (4, CALLBACK_PENDING),  # API v4 callback batches waiting for a retry
     (5, VEHICLE_NAME),
     (6, claims.MIGRATION),  # which node retries a pending push or callback, until when
+    # REST cookie sessions shared by the nodes of a cluster (relay.http.shared)
+    (7, sessions.SCHEMA),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -157,6 +159,9 @@ VEHICLE_DATA_TABLES = ("latest", "historical", "usage", "push_subscriptions", "p
 # (relay.db.rename_owner) rewrites them all in one transaction.
 OWNER_COLUMNS = (("vehicles", "owner"), ("tokens", "owner"), ("push_subscriptions", "owner"),
                  ("push_pending", "owner"), ("provisioning", "owner"), ("v4_monitors", "owner"))
+# Tables of logins naming an owner: their rows are deleted, not renamed, when the owner is
+# renamed or deleted (a rename logs the owner out).
+LOGIN_TABLES = ("api_sessions",)
 
 
 def statements(script: str) -> list[str]:
