@@ -101,6 +101,11 @@ class LatestCache:
             self._latest.clear()
             self._loaded.clear()
 
+    @property
+    def shared(self) -> bool:
+        """Other processes write too (a cluster)."""
+        return self._here is not None
+
     def holds(self, vehicleid: str) -> bool:
         """Is what this cache has of the vehicle the truth (one process, or its car here)?"""
         return self._here is None or vehicleid in self._here
