@@ -112,10 +112,6 @@ class RelayUnderTest:
         another process would run it: its rows."""
         return run_sql(self.db, statement, *params)
 
-    def admin(self) -> db.AdminConnection:
-        """An ``ovms-admin`` connection to the relay's database (close it)."""
-        return db.connect(self.db)
-
     async def connect(
         self,
         vehicleid: str = "DEMO",
