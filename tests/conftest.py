@@ -6,7 +6,7 @@ PostgreSQL database (``tests/pg_server.py``) for every test that asks for one
 ``start_relay``). Under ``postgres``, tests without such a database are deselected (the
 SQLite pass runs them), as are those parametrised over both engines (``db_target``: the
 SQLite pass runs both), and tests marked ``sqlite_only`` (about SQLite files
-themselves: backup, WAL, locks, a full disk) are skipped with their reason.
+themselves: backup, old files, locks, a full disk) are skipped with their reason.
 """
 
 from __future__ import annotations
