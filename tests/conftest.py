@@ -6,7 +6,7 @@ PostgreSQL database (``tests/pg_server.py``) for every test that asks for one
 ``start_relay``). Under ``postgres``, tests without such a database are deselected (the
 SQLite pass runs them), as are those parametrised over both engines (``db_target``: the
 SQLite pass runs both), and tests marked ``sqlite_only`` (about SQLite files
-themselves: backup, WAL, locks, a full disk) are skipped with their reason.
+themselves: backup, old files, locks, a full disk) are skipped with their reason.
 """
 
 from __future__ import annotations
@@ -120,10 +120,6 @@ class RelayUnderTest:
         """One statement (``?`` placeholders) on a connection of its own, committed, as
         another process would run it: its rows."""
         return run_sql(self.db, statement, *params)
-
-    def admin(self) -> db.AdminConnection:
-        """An ``ovms-admin`` connection to the relay's database (close it)."""
-        return db.connect(self.db)
 
     async def connect(
         self,

@@ -10,7 +10,6 @@ import signal
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -61,12 +60,12 @@ def test_json_lines_are_rate_limited() -> None:
 
 
 @pytest.mark.trio
-async def test_serve_log_format_json(tmp_path: Path) -> None:
+async def test_serve_log_format_json(empty_db: str) -> None:
     """Issue 15 (JSON logs): the real CLI, every stderr line JSON, a request line's
     password redacted."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "relay", "serve", "--host", "127.0.0.1", "--v2-port", "0",
-         "--http-port", "0", "--db", str(tmp_path / "r.db"), "--log-format", "json",
+         "--http-port", "0", "--db", empty_db, "--log-format", "json",
          "--log-level", "DEBUG"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )

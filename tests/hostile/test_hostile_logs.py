@@ -255,10 +255,10 @@ async def test_accept_errors_at_fd_limit_are_rate_limited(
 # --------------------------------------------------------------------------- the CLI
 
 
-async def test_cli_log_has_no_password_and_no_control_characters(tmp_path: Path) -> None:
+async def test_cli_log_has_no_password_and_no_control_characters(empty_db: str) -> None:
     """Issue 9 defects 11 and 14: ``ovms-relay serve --log-level DEBUG`` installs the
     filters on its handler: what a client sent is written redacted and escaped."""
-    proc = serve("--db", str(tmp_path / "demo.db"), "--demo", "--log-level", "DEBUG")
+    proc = serve("--db", empty_db, "--demo", "--log-level", "DEBUG")
     try:
         lines, _ = await read_until(proc, r"v2 protocol on")
         text = "".join(lines)
