@@ -51,6 +51,9 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: 
 expect.set_options(timeout=15_000)
 
 T = TypeVar("T")
+# As the pages' own timeout (below): on a loaded machine the chart of 100,000 samples
+# took longer than expect's 5 s default to show.
+expect.set_options(timeout=15_000)
 CALLBACK_PREFIX = "http://127.0.0.1:9/"
 BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                 "--no-first-run", "--disable-background-networking",
