@@ -46,10 +46,6 @@ if _missing:
 
 from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
 
-# The pages' own waits, like the context's default below: a guard against hanging on a
-# loaded machine (a parallel run, CI), not a measure of speed.
-expect.set_options(timeout=15_000)
-
 T = TypeVar("T")
 # As the pages' own timeout (below): on a loaded machine the chart of 100,000 samples
 # took longer than expect's 5 s default to show.
