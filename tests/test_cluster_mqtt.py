@@ -154,8 +154,12 @@ async def test_a_v3_module_is_handled_once_and_moves_when_its_node_stops(
         while not s.startswith("79,"):
             s = await receive_code(app, "S")
     await until(lambda: owner.handled["h"] == 1)
-    rows = await trio.to_thread.run_sync(
-        owner.relay.sql, "SELECT count(*) FROM historical WHERE vehicleid='DEMO'")
+    # Handed over once; stored once (the durable write commits a moment later).
+    with trio.fail_after(WAIT):
+        while (rows := await trio.to_thread.run_sync(
+                owner.relay.sql, "SELECT count(*) FROM historical WHERE vehicleid='DEMO'")
+               ) == [(0,)]:
+            await trio.sleep(0.05)
     assert rows == [(1,)]
     assert other.handled == Counter()
     # A command from an app on the other node is sent once, by the owner, and its
