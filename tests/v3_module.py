@@ -27,8 +27,10 @@ class ScriptedModule:
         self._lock = threading.Lock()
         self._connected = threading.Event()
         broker = BrokerUrl.parse(url)
-        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"{vehicleid}-mod",
-                                  clean_session=True)
+        # Unique per prefix: a broker closes the older of two clients with one id, and
+        # tests share the machine's broker.
+        self.client = paho.Client(CallbackAPIVersion.VERSION2,
+                                  client_id=f"{prefix}-{vehicleid}-mod", clean_session=True)
         self.client.username_pw_set(owner, password)
         self.client.will_set(f"{self.base}/metric/s/v3/connected", b"no", qos=1, retain=True)
         self.client.on_connect = self._on_connect

@@ -147,7 +147,13 @@ class SimModuleV3:
                                               self.vehicleid), b"no", 1, True)
         return MqttBridge(self.config.url, (f"{self.base}/client/+/active",
                                             f"{self.base}/client/+/command/+"),
-                          client_id=f"ovms-car-{self.vehicleid}", will=will)
+                          client_id=self.client_id, will=will)
+
+    @property
+    def client_id(self) -> str:
+        """Unique per prefix and vehicle: a broker closes the older of two clients with
+        one id."""
+        return f"ovms-car-{self.config.prefix.replace('/', '-')}-{self.vehicleid}"
 
     @property
     def peers(self) -> int:
