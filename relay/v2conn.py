@@ -147,10 +147,16 @@ class V2Connection:
                         while await self._handle_events(peer):
                             data: bytes | bytearray | None
                             if sock is not None:
-                                await trio.lowlevel.wait_readable(sock)
+                                # Under load the next chunk is often there already.
                                 data = read_ready(sock)
-                                if data is None:
-                                    continue  # woken, yet nothing to read after all
+                                if data is not None:
+                                    # Others first, as receive_some does after a read.
+                                    await trio.lowlevel.checkpoint()
+                                else:
+                                    await trio.lowlevel.wait_readable(sock)
+                                    data = read_ready(sock)
+                                    if data is None:
+                                        continue  # woken, yet nothing to read after all
                             else:
                                 try:
                                     data = await stream.receive_some(RECEIVE_SIZE)

@@ -149,6 +149,21 @@ class Server:
 
 
 def start_server(side: Side, db: Path, run_dir: Path) -> Server:
+    """The side's server on a free port; tried again if another process took the port
+    between our check and the server's bind (a shared machine)."""
+    for _ in range(2):
+        try:
+            return _start_server(side, db, run_dir)
+        except ServerStartError:
+            time.sleep(1)
+    return _start_server(side, db, run_dir)
+
+
+class ServerStartError(SystemExit):
+    pass
+
+
+def _start_server(side: Side, db: Path, run_dir: Path) -> Server:
     settings = json.loads(_side_python(
         side, f"import json; from tools.bench_server import bench_settings; "
               f"print(json.dumps(bench_settings({HOST!r})))"))
@@ -169,7 +184,7 @@ def start_server(side: Side, db: Path, run_dir: Path) -> Server:
     if match is None:
         proc.kill()
         proc.wait(10)
-        raise SystemExit(f"{side.label}: server did not start, see {run_dir}/server.log")
+        raise ServerStartError(f"{side.label}: server did not start, see {run_dir}/server.log")
     return Server(proc, int(match.group(1)), http_port)
 
 
