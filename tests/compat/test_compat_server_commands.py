@@ -66,7 +66,7 @@ async def test_notify_script_p_reaches_apps_and_push(relay: RelayUnderTest) -> N
     """Issue 10 item 4: the official notify script logs in as a batch client (unpadded
     digest) and sends ``P``: the vehicle's apps get it and it goes to push delivery."""
     app = await relay.app()
-    await app.drain()
+    await app.receive_until("T")  # the login's messages end with the update age
     notify = await RawScheme0.login(relay.handle.v2_port, "DEMO", "DEMO", "B", padded=False)
     await notify.receive_until("T")
     await notify.send_text("PAHello from cron")
