@@ -108,7 +108,8 @@ def sqlite_only(reason: str) -> pytest.MarkDecorator:
 class RelayUnderTest:
     handle: RelayHandle
     config: Config
-    db: str  # the --db value: a SQLite file's path or a PostgreSQL URL
+    # The --db value: a SQLite file's path (a Path is taken too) or a PostgreSQL URL.
+    db: str = attrs.field(converter=str)
 
     @property
     def db_path(self) -> Path:
