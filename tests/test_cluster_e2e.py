@@ -19,8 +19,8 @@ import trio
 from protocol import ClientType
 from tests.conftest import OWNER, PASSWORD, make_db
 from tests.nats_server import nats_url, own_nats, unique_prefix
-from tests.pg_server import PgServer, pg_cluster, pg_server, pg_url  # noqa: F401 (fixtures)
-from tools.v2client import V2Client
+from tests.pg_server import PgServer, pg_cluster, pg_server, pg_url, run_sql  # noqa: F401
+from tools.v2client import LoginRefused, V2Client
 
 WAIT = 30.0  # bound on what must happen (never a timing claim)
 CREDS = {"username": OWNER, "password": PASSWORD}
@@ -199,3 +199,45 @@ async def test_nats_restart_mid_stream(db: str, tmp_path: Path) -> None:
             assert text.count("is back after") == 1, text
 
 
+
+
+async def test_killed_car_node_keeps_every_acked_record(db: str, bus: str, tmp_path: Path
+                                                        ) -> None:
+    """``kill -9`` of the car's node right after acks: every ``h`` record it acknowledged
+    is in PostgreSQL (acked only after the commit), and the car, reconnecting to the
+    surviving node, goes on there with its app's ``Z``."""
+    records = 200
+    async with relays(db, bus, tmp_path, ["a", "b"]) as nodes:
+        app = await app_on(nodes["b"])
+        car = await car_on(nodes["a"])
+        await expect(car, "Z1")
+        for n in range(1, records + 1):
+            await car.send("h", f"{n},0,*-LOG-Test,{n},86400,record {n}")
+        acked: set[int] = set()
+        with trio.fail_after(WAIT):
+            while len(acked) < records // 2:
+                msg = await car.receive(WAIT)
+                if msg.code == "h":
+                    acked.add(int(msg.data))
+        await trio.to_thread.run_sync(nodes["a"].kill)
+        # Acks already in the receive buffer were sent before the kill: they count too.
+        with trio.move_on_after(1):
+            try:
+                while True:
+                    msg = await car.receive()
+                    if msg.code == "h":
+                        acked.add(int(msg.data))
+            except LoginRefused:  # the connection ended with the node
+                pass
+        await car.aclose()
+        stored = {int(row[0]) for row in await trio.to_thread.run_sync(
+            run_sql, db, "SELECT recordnumber FROM historical WHERE vehicleid = 'DEMO'")}
+        assert acked, "no record was acknowledged before the kill"
+        assert acked <= stored, sorted(acked - stored)[:10]
+        # The survivor notices (bus_timeout), then the car reconnects there.
+        await expect(app, "Z0")
+        car = await car_on(nodes["b"])
+        await expect(car, "Z1")
+        await expect(app, "Z1")
+        await car.aclose()
+        await app.aclose()
