@@ -45,15 +45,14 @@ def test_entries_follow_the_owners(tmp_path: Path, template_db: Path,
 
 async def test_broker_confines_owners_and_relay_serves_them(
         tmp_path: Path, start_relay: StartRelay) -> None:
-    relay_db = tmp_path / "relay.db"
     relay = await start_relay()  # creates the database; the broker comes next
     pw, acl = tmp_path / "passwd", tmp_path / "acl"
-    base = ["--db", str(relay_db), "mqtt-passwd", str(pw), "--acl", str(acl)]
+    base = ["--db", relay.db, "mqtt-passwd", str(pw), "--acl", str(acl)]
     assert admin.run([*base, "--owner", "demo", "--password", "demo-mqtt"]) == 0
     assert admin.run([*base, "--owner", "other", "--password", "other-mqtt",
                       "--superuser-password", "relay-pw"]) == 0
     with own_mosquitto(f"password_file {pw}\nacl_file {acl}\n") as broker:
-        relay2 = await start_relay(db=str(relay_db), mqtt=f"mqtt://ovms-relay:relay-pw@127.0.0.1:"
+        relay2 = await start_relay(db=relay.db, mqtt=f"mqtt://ovms-relay:relay-pw@127.0.0.1:"
                                    f"{broker.port}", mqtt_prefix="ovms")
         del relay
         gateway = relay2.handle.mqtt
