@@ -53,8 +53,8 @@ from psycopg.pq import TransactionStatus
 
 from relay.store import schema
 from relay.store.backend import one_line, upsert_sql
-from relay.store.engines import redact
 from relay.store.errors import DatabaseError
+from relay.store.targets import redact
 
 log = logging.getLogger("relay.store")
 
