@@ -77,6 +77,13 @@ def pytest_configure(config: pytest.Config) -> None:
         f"{STORE_ENV}=postgres")
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto``: two workers a core. Most tests spend their time waiting on sockets,
+    relay subprocesses and services, so a core runs a second worker while one waits
+    (on 2 cores, 4 workers took the suite from 145 s to 90 s)."""
+    return 2 * len(os.sched_getaffinity(0))
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if not ON_POSTGRES:
         return
