@@ -45,7 +45,7 @@ def job(target: str, **retry: Any) -> CallbackJob:
     event = monitors.Event(1_700_000_000.0, {"low": True},
                            {"vehicle.energy.electric.level": 40.0})
     return CallbackJob("mon1", "DEMO", "VIN123", monitor(target, **retry), (event,),
-                       {"S": "40,K,0,0,stopped,standard,200,150"}, None)
+                       {"S": "40,K,0,0,stopped,standard,200,150"}, None, 1_700_000_000.0)
 
 
 class Outcomes:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
@@ -26,6 +25,7 @@ import attrs
 import httpx
 import trio
 
+from relay.clock import SYSTEM_CLOCK, Clock
 from relay.logsafe import redact_url
 from relay.outbound.client import USER_AGENT, open_client
 from relay.outbound.delivery import Delivery
@@ -43,9 +43,9 @@ class CallbackJob:
     events: tuple[monitors.Event, ...]
     snapshot: dict[str, str]  # the vehicle's latest messages when the batch was ready
     location_at: float | None
+    created: float  # wall time the batch was made
     failures: int = 0
     jobid: str = attrs.field(factory=lambda: secrets.token_hex(8))
-    created: float = attrs.field(factory=time.time)
     stored: bool = False  # a row exists in callback_rows
 
     def to_json(self) -> dict[str, Any]:
@@ -62,7 +62,7 @@ class CallbackJob:
                    tuple(monitors.event_from_json(e) for e in data["events"]),
                    {str(k): str(v) for k, v in dict(data.get("snapshot") or {}).items()},
                    float(location_at) if location_at is not None else None,
-                   row.failures, row.jobid, row.created, stored=True)
+                   row.created, row.failures, row.jobid, stored=True)
 
 
 @attrs.define
@@ -89,8 +89,10 @@ def _ctx(job: CallbackJob) -> str:
 class CallbackSender:
     def __init__(self, policy: UrlPolicy, *, timeout: float, queue_size: int, workers: int,
                  alerts_for: AlertsFor, gave_up: GaveUp, store: Store | None = None,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 transport: httpx.AsyncBaseTransport | None = None,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
         self.policy = policy
+        self.clock = clock
         self.timeout = timeout
         self.stats = CallbackStats()
         self._alerts_for = alerts_for
@@ -148,7 +150,7 @@ class CallbackSender:
         count = 0
         for jobid in broken:
             await callback_rows.delete(store, jobid)
-        now = time.time()
+        now = self.clock.wall()
         for row in rows:
             try:
                 job = CallbackJob.from_row(row)
@@ -175,7 +177,7 @@ class CallbackSender:
         request = monitors.build_callback(
             job.monitor, job.events, extended,
             monitors.VehicleInfo(job.vehicleid, job.vin), monitor_id=job.monitorid,
-            sent_at=time.time())
+            sent_at=self.clock.wall())
         ctx = _ctx(job)
         status: int | None = None
         reason = ""
@@ -225,7 +227,7 @@ class CallbackSender:
         if self._store is not None:
             await callback_rows.save(self._store, callback_rows.PendingRow(
                 job.jobid, job.monitorid, job.vehicleid, job.to_json(), job.failures,
-                time.time() + delay, job.created))
+                self.clock.wall() + delay, job.created))
             job.stored = True
         self.stats.retries += 1
         log.info("%s: callback attempt %d failed (%s), retry in %g s", ctx, job.failures,

@@ -135,7 +135,7 @@ class V4Engine:
         self.callbacks = CallbackSender(
             self.policy, timeout=config.callback_timeout, queue_size=config.callback_queue_size,
             workers=config.callback_workers, alerts_for=self.recent_alerts,
-            gave_up=self._callback_failed, store=store)
+            gave_up=self._callback_failed, store=store, clock=clock)
         self.trip_config = trips.TripConfig(end_after=config.trip_end_after,
                                             max_silence=config.trip_max_silence)
         self._send, self._recv = trio.open_memory_channel[_Item](
@@ -229,7 +229,7 @@ class V4Engine:
             if state.open is not None:
                 try:
                     await persist.save_trip_state(self.store, vehicleid,
-                                                  trips.state_to_json(state))
+                                                  trips.state_to_json(state), self.clock.wall())
                 except StoreClosed:
                     return
 
@@ -421,7 +421,8 @@ class V4Engine:
             >= TRIP_SAVE_INTERVAL
         if changed or due:
             self._trip_saved[vehicleid] = now
-            await persist.save_trip_state(self.store, vehicleid, trips.state_to_json(new))
+            await persist.save_trip_state(self.store, vehicleid, trips.state_to_json(new),
+                                          self.clock.wall())
 
     async def _reload(self, vehicleid: str) -> None:
         """``vehicle_changed``: the store's monitors and trip state of the vehicle replace
@@ -520,7 +521,7 @@ class V4Engine:
             for group in ready:
                 self.callbacks.submit(CallbackJob(
                     entry.monitorid, vehicleid, vin_of(snapshot), entry.monitor, group,
-                    dict(snapshot), self._location_at.get(vehicleid)))
+                    dict(snapshot), self._location_at.get(vehicleid), now))
             if changed and entry.monitorid in self._monitors:
                 await persist.save_monitor_state(self.store, entry.monitorid,
                                                  monitors.state_to_json(state),

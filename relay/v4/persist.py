@@ -8,7 +8,6 @@ share the store's group commit and are ordered with everything else.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterable, Sequence
 from functools import partial
 from typing import Any
@@ -95,9 +94,11 @@ async def trips(store: Store, vehicleid: str) -> list[TripRow]:
     return result
 
 
-async def save_trip_state(store: Store, vehicleid: str, state: dict[str, Any]) -> None:
+async def save_trip_state(store: Store, vehicleid: str, state: dict[str, Any],
+                          at: float) -> None:
+    """``at``: the wall time the state is saved."""
     await store.write("v4_trip_state", v4rows.UPSERT_TRIP_STATE,
-                      (vehicleid, v4rows.dumps(state), time.time()))
+                      (vehicleid, v4rows.dumps(state), at))
 
 
 async def load_trip_states(store: Store) -> dict[str, dict[str, Any]]:

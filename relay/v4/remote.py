@@ -3,8 +3,6 @@ client polls the pending action (``/monitors`` are relay.v4.monitor_handlers).""
 
 from __future__ import annotations
 
-import time
-
 from relay.v4 import hal
 from relay.v4.actions import action_json
 from relay.v4.web import V4Call, hal_response, not_found, vehicle_href
@@ -17,7 +15,7 @@ async def remote_create(v4: V4Call) -> Response:
     action, pin = hal.parse_remote_request(v4.body)
     command = hal.remote_command(action, pin=pin)  # InvalidRequest / NotSupported
     number = int(command.split(",", 1)[0])
-    now = time.time()
+    now = v4.engine.clock.wall()
     item = v4.engine.actions.new(record.vehicleid, v4.owner, action, number, now)
     v4.engine.start_action(item, command)
     href = vehicle_href(record.vehicleid, "remote", item.actionid)
@@ -28,7 +26,7 @@ async def remote_create(v4: V4Call) -> Response:
 async def remote_one(v4: V4Call) -> Response:
     record = await v4.vehicle()
     actionid = v4.args.get("actionid", "")
-    item = v4.engine.actions.get(actionid, time.time())
+    item = v4.engine.actions.get(actionid, v4.engine.clock.wall())
     if item is None or item.vehicleid != record.vehicleid:
         raise not_found("no such remote action (finished actions are kept for a while "
                         "only)")

@@ -4,7 +4,6 @@ maintenance. Each handler maps one route onto the pure builders in ``relay.v4``.
 from __future__ import annotations
 
 import difflib
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -244,7 +243,7 @@ async def telemetry(v4: V4Call) -> Response:
     """Time series of recorded metrics between ``since`` and ``until`` (default: the last
     24 hours), one collection item per metric."""
     record = await v4.vehicle()
-    now = time.time()
+    now = v4.engine.clock.wall()
     until = rfc3339_seconds(v4.query["until"], "until") if "until" in v4.query else now
     since = rfc3339_seconds(v4.query["since"], "since") if "since" in v4.query \
         else max(0.0, until - DEFAULT_SPAN)
