@@ -38,7 +38,9 @@ class RateLimitFilter(logging.Filter):
     """Per-handler rate limit of repeated lines (see the module docstring).
 
     ``emit`` receives the summary records (the handler's ``handle`` method: they then
-    pass the handler's other filters too). ``clock`` is injectable for tests.
+    pass the handler's other filters too). ``clock`` is injectable for tests; it is
+    ``time.monotonic``, not trio's clock, because the bus and MQTT bridge threads log
+    too, outside any trio run.
     """
 
     def __init__(

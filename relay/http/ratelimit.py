@@ -10,10 +10,10 @@ whether a burst is refused never depends on where a wall-clock minute falls.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterable
 
 import attrs
+import trio
 
 log = logging.getLogger("relay.http.ratelimit")
 
@@ -38,7 +38,7 @@ class RateLimiter:
         *,
         exempt: Iterable[str] = (),
         period: float = 60.0,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = trio.current_time,
     ) -> None:
         self.burst = burst
         self.per_period = per_period
