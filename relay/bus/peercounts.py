@@ -82,7 +82,6 @@ class LoginWait:
     nodes: set[str]
 
 
-
 class PeerCountsHub(Hub):
     """The state shared by the bus hub's layers; the queries and count bookkeeping."""
 

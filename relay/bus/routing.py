@@ -42,7 +42,6 @@ class ReplySink:
             self._hub.link.publish(self._subject, env.pack(env.Answer(self._token, None)))
 
 
-
 class RoutingHub(PeerCountsHub):
     """Delivery and commands across nodes, and the handlers of what they send."""
 
