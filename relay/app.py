@@ -21,7 +21,7 @@ from relay.config import Config
 from relay.endpoints import all_routes
 from relay.http import HttpApi, serve_http
 from relay.hub import Hub
-from relay.hubapi import HubApi
+from relay.hubapi import HubApi, Liveness
 from relay.listen import open_tcp_listeners
 from relay.metrics import Metrics
 from relay.mqtt import service as mqtt_service
@@ -108,10 +108,10 @@ async def sweep_forever(
         ClientType.BATCH: config.batch_timeout,
         ClientType.SERVER: config.car_timeout,
     }
+    liveness = Liveness(timeouts, config.car_ping_after, config.car_ping_every)
     while True:
         await trio.sleep(config.sweep_interval)
-        hub.sweep(clock.now(), timeouts=timeouts,
-                  ping_after=config.car_ping_after, ping_every=config.car_ping_every)
+        hub.sweep(clock.now(), liveness)
         flush_usage(hub.peers(), store)
 
 

@@ -17,9 +17,9 @@ from collections.abc import Callable, Iterable, Iterator
 import attrs
 import trio
 
-from protocol import ClientType, CommandResponse, Message
+from protocol import CommandResponse, Message
 from relay.config import Config
-from relay.hubapi import CommandWaiter, Peer, Watcher
+from relay.hubapi import CommandWaiter, Liveness, Peer, Watcher
 
 # Peer and CommandWaiter live with the interface; re-exported for existing importers.
 __all__ = ["MAX_WAITING", "OWNER_GAINED", "CommandWaiter", "GroupLimits", "Hub", "Peer",
@@ -493,15 +493,10 @@ class Hub:
 
     # --- liveness -------------------------------------------------------------------------
 
-    def sweep(
-        self,
-        now: float,
-        *,
-        timeouts: dict[ClientType, float],
-        ping_after: float,
-        ping_every: float,
-    ) -> None:
+    def sweep(self, now: float, liveness: Liveness) -> None:
         """Close silent connections and ping quiet cars (PROTOCOL.md section 6)."""
+        timeouts, ping_after, ping_every = (
+            liveness.timeouts, liveness.ping_after, liveness.ping_every)
         for peer in list(self._peers):
             limit = timeouts.get(peer.client_type)
             if limit is not None and now - peer.last_rx > limit:

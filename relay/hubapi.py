@@ -35,6 +35,16 @@ def _trio_now() -> float:
         return 0.0
 
 
+@attrs.frozen
+class Liveness:
+    """When a sweep closes a silent connection and pings a quiet car (PROTOCOL.md
+    section 6); durations on trio's clock."""
+
+    timeouts: dict[ClientType, float]  # silence before closing, per client type
+    ping_after: float  # a car sent nothing for this long gets ``A``...
+    ping_every: float  # ...at most this often
+
+
 @attrs.define(eq=False)
 class Peer:
     """One logged-in connection as the hub sees it."""
@@ -182,12 +192,5 @@ class HubApi(Protocol):
     def on_notice(self, topic: str, handler: Callable[..., object]) -> None: ...
 
     # --- liveness
-    def sweep(
-        self,
-        now: float,
-        *,
-        timeouts: dict[ClientType, float],
-        ping_after: float,
-        ping_every: float,
-    ) -> None:
+    def sweep(self, now: float, liveness: Liveness) -> None:
         """Close this process's silent connections, ping quiet cars (``now``: trio time)."""

@@ -16,6 +16,7 @@ from protocol import ClientType, Message
 from relay.app import sweep_forever
 from relay.config import Config
 from relay.hub import GroupLimits, Hub, Peer
+from relay.hubapi import Liveness
 from relay.outbox import Outbox
 from tests.hub_helpers import memory_peer, texts
 
@@ -28,8 +29,7 @@ def make_peer(hub: Hub, client_type: ClientType, vehicleid: str = "V", size: int
 
 
 def sweep(hub: Hub, ping_after: float = 100.0, ping_every: float = 100.0) -> None:
-    hub.sweep(trio.current_time(), timeouts=TIMEOUTS, ping_after=ping_after,
-              ping_every=ping_every)
+    hub.sweep(trio.current_time(), Liveness(TIMEOUTS, ping_after, ping_every))
 
 
 async def test_each_client_type_times_out_after_its_own_silence(

@@ -8,7 +8,10 @@
   ``provisioning``, ``latest``, ``historical``, ``usage``, ``push``, ``v4rows``,
   ``sessions`` (the cluster's REST cookie sessions);
 - ``cache``: vehicles, owners and latest messages in memory; ``passwords``;
-- ``core``: the :class:`Store` callers use, and :func:`open_store`.
+- ``storebase``: the plumbing the store's faces share (queue, read pool, caches' state,
+  background tasks, extension API); the faces: ``accountstore`` (vehicles, owners,
+  tokens), ``cardatastore`` (latest, historical, usage), ``pushstore``;
+- ``core``: the :class:`Store` callers use (the faces together), and :func:`open_store`.
 """
 
 from relay.store.core import Store, open_store
