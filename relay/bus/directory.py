@@ -10,7 +10,6 @@ it announced here (docs/cluster-bus.md).
 from __future__ import annotations
 
 import logging
-import time
 
 import trio
 
@@ -42,7 +41,7 @@ class DirectoryHub(GroupsHub):
         at = self._cars.pop(vehicleid, None)
         # Newer than the car another node holds, whatever the machines' clocks say:
         # that node closes its car when it hears of this one.
-        since = max(time.time(), at.since + 0.001 if at is not None else 0.0)
+        since = max(self.clock.wall(), at.since + 0.001 if at is not None else 0.0)
         self._since[vehicleid] = since
         self._counts.pop(vehicleid, None)
         self._published.pop(vehicleid, None)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import collections
 import hashlib
 import itertools
-import time
 from typing import Protocol
 
 import attrs
@@ -23,6 +22,7 @@ import trio
 from protocol import Message
 from relay.bus import envelope as env
 from relay.bus.subjects import Subjects
+from relay.clock import SYSTEM_CLOCK, Clock
 from relay.hub import GroupLimits, Hub
 from relay.hubapi import CommandWaiter, Peer
 
@@ -87,12 +87,13 @@ class PeerCountsHub(Hub):
 
     def __init__(self, link: BusLink, node: str, *, subjects: Subjects | None = None,
                  settings: BusSettings | None = None, group_limits: GroupLimits | None = None,
-                 epoch: int | None = None) -> None:
+                 epoch: int | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
         super().__init__(group_limits)
         self.link = link
         self.node = node
+        self.clock = clock
         # The restart counter: a later start of the same node id has a higher one.
-        self.epoch = epoch if epoch is not None else time.time_ns() // 1000
+        self.epoch = epoch if epoch is not None else int(clock.wall() * 1_000_000)
         self.subjects = subjects or Subjects()
         self.settings = settings or BusSettings()
         self._inboxes: dict[str, str] = {}  # node -> its inbox subject
