@@ -1,6 +1,6 @@
 """Real ``ovms-relay serve`` processes for the cluster tests: start named nodes on one
 database and bus and wait until each has seen the others; clients on them; the
-``bus`` and ``db`` fixtures (a NATS of its own, a fresh PostgreSQL database)."""
+``db`` fixture (a fresh relay database on PostgreSQL; ``bus`` is in tests/nats_server.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -18,7 +18,7 @@ import trio
 
 from protocol import ClientType
 from tests.conftest import OWNER, PASSWORD, make_db
-from tests.nats_server import nats_url, unique_prefix
+from tests.nats_server import unique_prefix
 from tools.v2client import V2Client
 
 WAIT = 30.0  # bound on what must happen (never a timing claim)
@@ -106,13 +106,7 @@ async def expect(client: V2Client, text: str) -> None:
 
 
 @pytest.fixture
-def bus() -> Iterator[str]:
-    with nats_url() as url:
-        yield url
-
-
-@pytest.fixture
 def db(pg_url: str) -> str:
-    """A fresh relay database on the test's PostgreSQL (its module provides ``pg_url``)."""
+    """A fresh relay database on the test's PostgreSQL (``pg_url``)."""
     make_db(pg_url)
     return pg_url

@@ -8,7 +8,7 @@ one database (SQLite and PostgreSQL) standing in for nodes."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ import trio
 from relay.store import PendingPush, Store, open_store
 from relay.v4 import callback_rows
 from tests.conftest import StartRelay, make_db
-from tests.nats_server import nats_url, unique_prefix
+from tests.nats_server import unique_prefix
 from tests.old_databases import sqlite_at_version
 from tests.pg_server import db_target, pg_cluster, pg_server, pg_url  # noqa: F401 (fixtures)
 from tests.test_push_support import FakeService, Reply
@@ -29,12 +29,6 @@ __all__ = ["db_target", "pg_cluster", "pg_server"]  # fixtures
 
 LEASE = 60.0
 LATER = 10 * LEASE  # a "now" at which every lease written during the test has ended
-
-
-@pytest.fixture
-def bus() -> Iterator[str]:
-    with nats_url() as url:
-        yield url
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ from tests.relay_processes import (
     CREDS,
     WAIT,
     app_on,
-    bus,
     car_on,
     db,
     expect,
@@ -22,7 +21,7 @@ from tests.relay_processes import (
 )
 from tools.v2client import LoginRefused
 
-__all__ = ["bus", "db"]  # fixtures
+__all__ = ["db"]  # a fixture
 
 
 async def test_two_nodes_relay_z_commands_groups_and_rest(

@@ -19,7 +19,6 @@ from tests.relay_processes import (
     WAIT,
     RelayProcess,
     app_on,
-    bus,
     car_on,
     db,
     expect,
@@ -27,7 +26,7 @@ from tests.relay_processes import (
 )
 from tests.test_v4_http_support import Receiver, receiver
 
-__all__ = ["bus", "db", "pg_cluster", "pg_server", "receiver"]  # fixtures
+__all__ = ["db", "pg_cluster", "pg_server", "receiver"]  # fixtures
 
 LOW_BATTERY = {
     "label": "battery low",

@@ -12,11 +12,11 @@ import trio
 
 from protocol import ClientType
 from tests.pg_server import PgServer, pg_cluster, pg_server, pg_url  # noqa: F401 (fixtures)
-from tests.relay_processes import bus, cluster_config, db
+from tests.relay_processes import cluster_config, db
 from tests.supervised_server import PATIENCE, Supervised, gone
 from tools.v2client import V2Client
 
-__all__ = ["bus", "db"]  # fixtures
+__all__ = ["db"]  # a fixture
 
 
 async def worker_of(server: Supervised, client: V2Client, kind: str) -> str:
