@@ -30,10 +30,11 @@ from relay.app import RelayHandle, run_relay
 from relay.config import Config
 from relay.store import passwords
 from relay.store.engines import is_postgres
+from tests.nats_server import bus
 from tests.pg_server import PgServer, db_target, pg_cluster, pg_server, pg_url, run_sql
 from tools.v2client import V2Client
 
-__all__ = ["db_target", "pg_cluster", "pg_server", "pg_url"]  # fixtures, for every test
+__all__ = ["bus", "db_target", "pg_cluster", "pg_server", "pg_url"]  # fixtures, for every test
 
 STORE_ENV = "OVMS_TEST_STORE"
 STORES = ("sqlite", "postgres")

@@ -117,3 +117,10 @@ def nats_url() -> Iterator[str]:
         return
     with own_nats() as server:
         yield server.url
+
+
+@pytest.fixture
+def bus() -> Iterator[str]:
+    """A NATS URL for a test's relays to share (``nats_url``), as a fixture."""
+    with nats_url() as url:
+        yield url

@@ -4,26 +4,18 @@ PostgreSQL database and one NATS."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import trio
 
 from relay import accounts
 from tests.conftest import OWNER, RelayUnderTest, StartRelay, make_db
-from tests.nats_server import nats_url, unique_prefix
+from tests.nats_server import unique_prefix
 from tests.pg_server import pg_cluster, pg_server, pg_url  # noqa: F401 (fixtures)
 from tools.v2client import LoginRefused, V2Client
 
 __all__ = ["pg_cluster", "pg_server"]  # fixtures
 
 WAIT = 30.0  # bound on what must happen (never a timing claim)
-
-
-@pytest.fixture
-def bus() -> Iterator[str]:
-    with nats_url() as url:
-        yield url
 
 
 async def two_nodes(start_relay: StartRelay, db: str, bus: str

@@ -7,9 +7,8 @@ one database (SQLite and PostgreSQL) standing in for nodes."""
 
 from __future__ import annotations
 
-import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -17,10 +16,11 @@ from typing import Any
 import pytest
 import trio
 
-from relay.store import PendingPush, Store, open_store, schema
+from relay.store import PendingPush, Store, open_store
 from relay.v4 import callback_rows
 from tests.conftest import StartRelay, make_db
-from tests.nats_server import nats_url, unique_prefix
+from tests.nats_server import unique_prefix
+from tests.old_databases import sqlite_at_version
 from tests.pg_server import db_target, pg_cluster, pg_server, pg_url  # noqa: F401 (fixtures)
 from tests.test_push_support import FakeService, Reply
 from tests.test_push_webhook import car_says, dispatcher, subscribe, wait_until
@@ -29,12 +29,6 @@ __all__ = ["db_target", "pg_cluster", "pg_server"]  # fixtures
 
 LEASE = 60.0
 LATER = 10 * LEASE  # a "now" at which every lease written during the test has ended
-
-
-@pytest.fixture
-def bus() -> Iterator[str]:
-    with nats_url() as url:
-        yield url
 
 
 @pytest.fixture
@@ -148,15 +142,8 @@ async def test_push_rows_one_process_takes_every_row_at_start(db_target: str) ->
 def test_rows_written_before_claims_are_taken_by_the_first_node(tmp_path: Path) -> None:
     """A version 5 database: its pending rows get no claim, so any node may take them."""
     path = tmp_path / "v5.db"
-    raw = sqlite3.connect(path)
-    for step, script in schema.MIGRATIONS:
-        if step <= 5:
-            for statement in schema.statements(script):
-                raw.execute(statement)
-    raw.execute("INSERT INTO v4_callback_pending VALUES ('old', 'm1', 'DEMO', '{}', 1, 0, 0)")
-    raw.execute("PRAGMA user_version=5")
-    raw.commit()
-    raw.close()
+    with sqlite_at_version(path, 5) as raw:
+        raw.execute("INSERT INTO v4_callback_pending VALUES ('old', 'm1', 'DEMO', '{}', 1, 0, 0)")
 
     async def main() -> None:
         async with node(str(path), "a") as a:

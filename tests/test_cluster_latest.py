@@ -4,24 +4,13 @@ process on one PostgreSQL database and one NATS."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-
 from protocol import Message
 from tests.conftest import StartRelay
-from tests.nats_server import nats_url
 from tests.pg_server import pg_cluster, pg_server, pg_url  # noqa: F401 (fixtures)
 from tests.test_cluster_accounts import two_nodes
 from tools.v2client import V2Client
 
 __all__ = ["pg_cluster", "pg_server"]  # fixtures
-
-
-@pytest.fixture
-def bus() -> Iterator[str]:
-    with nats_url() as url:
-        yield url
 
 
 def replay(messages: list[Message]) -> dict[str, str]:

@@ -18,7 +18,7 @@ from relay.mqtt.gateway import V3Gateway
 from tests.conftest import RelayUnderTest, make_db
 from tests.mqtt_broker import broker_url
 from tests.mqtt_broker import unique_prefix as topic_prefix
-from tests.nats_server import nats_url, unique_prefix
+from tests.nats_server import unique_prefix
 from tests.pg_server import pg_cluster, pg_server, pg_url  # noqa: F401 (fixtures)
 from tests.v3_module import ScriptedModule, clear_retained
 from tools.v2client import V2Client
@@ -66,12 +66,6 @@ async def _run_node(config: Config, *,
         async with trio.open_nursery() as nursery:
             handle = await nursery.start(run_relay, config)
             task_status.started((handle, scope))
-
-
-@pytest.fixture
-def bus() -> Iterator[str]:
-    with nats_url() as url:
-        yield url
 
 
 @pytest.fixture

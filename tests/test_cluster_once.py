@@ -8,28 +8,25 @@ API v4 monitor callbacks.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 import trio
 
-from tests.conftest import make_db
-from tests.nats_server import nats_url
 from tests.pg_server import pg_cluster, pg_server, pg_url  # noqa: F401 (fixtures)
-from tests.test_cluster_e2e import (
+from tests.relay_processes import (
     CREDS,
     WAIT,
     RelayProcess,
     app_on,
     car_on,
+    db,
     expect,
     relays,
 )
 from tests.test_v4_http_support import Receiver, receiver
 
-__all__ = ["pg_cluster", "pg_server", "receiver"]  # fixtures
+__all__ = ["db", "pg_cluster", "pg_server", "receiver"]  # fixtures
 
 LOW_BATTERY = {
     "label": "battery low",
@@ -42,18 +39,6 @@ LOW_BATTERY = {
 
 def status(soc: int) -> str:
     return f"{soc},K,0,0,stopped,standard,200,150"
-
-
-@pytest.fixture
-def bus() -> Iterator[str]:
-    with nats_url() as url:
-        yield url
-
-
-@pytest.fixture
-def db(pg_url: str) -> str:  # noqa: F811 (the fixture imported above)
-    make_db(pg_url)
-    return pg_url
 
 
 def api(node: RelayProcess) -> httpx.AsyncClient:

@@ -4,7 +4,7 @@ relays in this process on one PostgreSQL database and one NATS."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
@@ -15,18 +15,12 @@ from relay import accounts
 from relay.http.views import COOKIE_NAME
 from tests.conftest import OWNER, RelayUnderTest, StartRelay, make_db
 from tests.http_helpers import CREDS, base_url
-from tests.nats_server import nats_url, unique_prefix
+from tests.nats_server import unique_prefix
 from tests.pg_server import pg_cluster, pg_server, pg_url  # noqa: F401 (fixtures)
 
 __all__ = ["pg_cluster", "pg_server"]  # fixtures
 
 WAIT = 30.0  # bound on what must happen (never a timing claim)
-
-
-@pytest.fixture
-def bus() -> Iterator[str]:
-    with nats_url() as url:
-        yield url
 
 
 async def two_nodes(start_relay: StartRelay, db: str, bus: str, **overrides: object

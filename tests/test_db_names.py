@@ -17,6 +17,7 @@ from relay import db
 from relay.store import schema
 from relay.store.sqlite import SQLiteConnection
 from tests.conftest import sqlite_only
+from tests.old_databases import sqlite_at_version
 
 _FILLER = {"TEXT": "x", "INTEGER": 1, "REAL": 1.0}
 
@@ -164,17 +165,10 @@ def test_vehicle_name_is_validated_and_stored(conn: db.AdminConnection) -> None:
 def test_version_4_database_gets_the_name_column(tmp_path: Path) -> None:
     """A database made before names (schema version 4) is upgraded in place."""
     path = tmp_path / "v4.db"
-    raw = sqlite3.connect(path)
-    for step, script in schema.MIGRATIONS:
-        if step <= 4:
-            for statement in schema.statements(script):
-                raw.execute(statement)
-    raw.execute("INSERT INTO owners(name, password_hash, created) VALUES ('old', 'h', 0)")
-    raw.execute("INSERT INTO vehicles(vehicleid, owner, carpass, created) "
-                "VALUES ('OLDCAR', 'old', 'pw', 0)")
-    raw.execute("PRAGMA user_version=4")
-    raw.commit()
-    raw.close()
+    with sqlite_at_version(path, 4) as raw:
+        raw.execute("INSERT INTO owners(name, password_hash, created) VALUES ('old', 'h', 0)")
+        raw.execute("INSERT INTO vehicles(vehicleid, owner, carpass, created) "
+                    "VALUES ('OLDCAR', 'old', 'pw', 0)")
     conn = db.connect(str(path))
     assert SQLiteConnection(conn).schema_version() == schema.SCHEMA_VERSION
     assert db.get_vehicle(conn, "OLDCAR")["name"] == ""  # type: ignore[index]

@@ -73,6 +73,13 @@ async def service(nursery: trio.Nursery) -> FakeService:
 
 
 @pytest.fixture
+def restart_config(relay_db: str, service: FakeService) -> Config:
+    """A relay's config for ``running_relay``: to stop and start again on one database."""
+    return Config(db=relay_db, host="127.0.0.1", v2_port=0, http_port=0,
+                  webhook_allow=[service.url + "/"], **FAST)
+
+
+@pytest.fixture
 async def push_relay(start_relay: StartRelay, service: FakeService) -> RelayUnderTest:
     relay: RelayUnderTest = await start_relay(webhook_allow=[service.url + "/"], **FAST)
     return relay
@@ -235,11 +242,9 @@ async def test_car_auth_failure_alerts_once_then_success(
 
 
 async def test_pending_notification_delivered_after_restart(
-    relay_db: str, service: FakeService
+    restart_config: Config, service: FakeService
 ) -> None:
-    path = relay_db
-    config = Config(db=path, host="127.0.0.1", v2_port=0, http_port=0,
-                    webhook_allow=[service.url + "/"], **FAST)
+    config, path = restart_config, restart_config.db
     # First run: the service takes the request and never answers; the relay stops
     # with the notification in flight.
     service.script("/slow", Reply(hang=True))
@@ -260,11 +265,9 @@ async def test_pending_notification_delivered_after_restart(
 
 
 async def test_expired_pending_notification_is_dropped_at_start(
-    relay_db: str, service: FakeService
+    restart_config: Config, service: FakeService
 ) -> None:
-    path = relay_db
-    config = Config(db=path, host="127.0.0.1", v2_port=0, http_port=0,
-                    webhook_allow=[service.url + "/"], **FAST)
+    config, path = restart_config, restart_config.db
     service.script("/late", Reply(hang=True))
     async with running_relay(config) as relay:
         await subscribe(relay, f"e1,webhook,url,DEMO,DEMO,{service.url}/late")

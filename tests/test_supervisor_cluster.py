@@ -6,30 +6,17 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import trio
 
 from protocol import ClientType
-from tests.conftest import make_db
-from tests.nats_server import nats_url, unique_prefix
 from tests.pg_server import PgServer, pg_cluster, pg_server, pg_url  # noqa: F401 (fixtures)
+from tests.relay_processes import cluster_config, db
 from tests.supervised_server import PATIENCE, Supervised, gone
 from tools.v2client import V2Client
 
-
-@pytest.fixture
-def bus() -> Iterator[str]:
-    with nats_url() as url:
-        yield url
-
-
-@pytest.fixture
-def db(pg_url: str) -> str:  # noqa: F811 (the fixture imported above)
-    make_db(pg_url)
-    return pg_url
+__all__ = ["db"]  # a fixture
 
 
 async def worker_of(server: Supervised, client: V2Client, kind: str) -> str:
@@ -54,9 +41,7 @@ async def app(v2_port: int) -> V2Client:
 
 async def test_two_workers_share_the_port_relay_across_and_survive_a_kill(
         db: str, bus: str, tmp_path: Path) -> None:
-    config = tmp_path / "relay.toml"
-    config.write_text(f'bus_prefix = "{unique_prefix()}"\nbus_heartbeat = 0.3\n'
-                      'bus_timeout = 2.0\nbus_login_wait = 3.0\n')
+    config = cluster_config(tmp_path)
     server = Supervised("--workers", "2", "--db", db, "--bus", bus, "--config", str(config),
                         "--node-id", "n")
     clients: list[V2Client] = []

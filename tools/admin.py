@@ -24,20 +24,10 @@ from typing import Any, NoReturn
 from protocol import provisioning
 from relay import db, permits, tls
 from tools import backup, import_perl, migrate, mqtt_passwd
+from tools.clikit import Parser, UsageError
 
 PROG = "ovms-admin"
 DEFAULT_DB = "ovms-relay.db"
-
-
-class UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are a single ``ovms-admin: error:`` line."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
 
 
 def _fmt_time(value: float | None) -> str:
@@ -221,7 +211,7 @@ def _provision_delete(conn: db.AdminConnection, args: argparse.Namespace) -> Non
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description="Administer the ovms-relay database.")
+    parser = Parser(prog=PROG, description="Administer the ovms-relay database.")
     parser.add_argument(
         "--db",
         default=os.environ.get("OVMS_RELAY_DB") or DEFAULT_DB,

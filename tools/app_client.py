@@ -22,11 +22,10 @@ import argparse
 import json
 import math
 import os
-import signal
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any, NoReturn, TextIO
+from typing import Any, TextIO
 
 import attrs
 import trio
@@ -43,7 +42,7 @@ from protocol import (
     RemoteProtocolError,
     Status,
 )
-from tools.car import first_leaf
+from tools.clikit import Parser, UsageError, fail, first_leaf, until_signal
 from tools.simulation import COMMAND_NAMES
 from tools.v2client import (
     LoginRefused,
@@ -331,32 +330,12 @@ async def session(args: argparse.Namespace, printer: Printer) -> int:
 
 
 async def _main(args: argparse.Namespace, printer: Printer) -> int:
-    status = EXIT_OK
-    async with trio.open_nursery() as nursery:
-        async def work() -> None:
-            nonlocal status
-            status = await session(args, printer)
-            nursery.cancel_scope.cancel()
-
-        nursery.start_soon(work)
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for _ in signals:
-                nursery.cancel_scope.cancel()
-                break
-    return status
-
-
-class UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
+    status = await until_signal(session, args, printer)
+    return EXIT_OK if status is None else status
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, description="Watch and command an OVMS vehicle over the v2 protocol.")
+    p = Parser(prog=PROG, description="Watch and command an OVMS vehicle over the v2 protocol.")
     add_login_arguments(
         p, vehicle_help="vehicle id ('*' for the account's first with scheme 1)",
         carpass_help="the vehicle password (scheme 0, as the phone app)", tls_port=True)
@@ -379,8 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _fail(message: str, status: int) -> int:
-    print(f"{PROG}: error: {message}", file=sys.stderr)
-    return status
+    return fail(PROG, message, status)
 
 
 def _check(args: argparse.Namespace) -> str | None:

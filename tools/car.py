@@ -24,11 +24,10 @@ import argparse
 import itertools
 import logging
 import math
-import signal
 import ssl
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING
 
 import attrs
 import trio
@@ -37,6 +36,15 @@ from protocol import ClientType, Message
 from relay.config import ConfigError
 from relay.mqtt.url import BrokerUrl
 from tools import simulation as sim
+from tools.clikit import (
+    Counters,
+    ModelClock,
+    Parser,
+    UsageError,
+    fail,
+    first_leaf,
+    until_signal,
+)
 from tools.v2client import (
     LoginRefused,
     V2Client,
@@ -82,7 +90,7 @@ class CarConfig:
 
 
 @attrs.define
-class CarStats:
+class CarStats(Counters):
     logins: int = 0
     reports: int = 0
     messages_sent: int = 0
@@ -91,10 +99,6 @@ class CarStats:
     records_sent: int = 0
     records_acked: int = 0
     records_resent: int = 0
-
-    def add(self, other: CarStats) -> None:
-        for field in attrs.fields(CarStats):
-            setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
 
 
 @attrs.define
@@ -129,7 +133,7 @@ class SimCar:
         self._report_scope: trio.CancelScope | None = None
         self._next_report = -math.inf
         self._last_report = -math.inf
-        self._last_step: float | None = None
+        self._clock = ModelClock()
         self._reboot = False
 
     @property
@@ -284,11 +288,7 @@ class SimCar:
 
     def advance(self) -> list[sim.HistoricalRecord]:
         """Run the vehicle model up to now; returns the records it completed."""
-        now = trio.current_time()
-        if self._last_step is None:
-            self._last_step = now
-        dt = (now - self._last_step) * self.config.time_scale
-        self._last_step = now
+        dt = self._clock.step(self.config.time_scale)
         self.state, records = sim.step(self.state, dt, self.route)
         return records
 
@@ -399,38 +399,8 @@ async def run_fleet(cars: Sequence[SimCar | SimModuleV3], duration: float | None
             nursery.cancel_scope.cancel()
 
 
-async def _main(args: argparse.Namespace, cars: Sequence[SimCar | SimModuleV3]) -> None:
-    async with trio.open_nursery() as nursery:
-        async def fleet() -> None:
-            await run_fleet(cars, args.duration)
-            nursery.cancel_scope.cancel()
-
-        nursery.start_soon(fleet)
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for _ in signals:
-                nursery.cancel_scope.cancel()
-                break
-
-
-class UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    """Usage errors as one ``ovms-car: error:`` line (exit status 2)."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
-
-
-def first_leaf(exc: BaseException) -> BaseException:
-    while isinstance(exc, BaseExceptionGroup):
-        exc = exc.exceptions[0]
-    return exc
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, description="Simulated OVMS car modules (v2, or v3 over MQTT).")
+    p = Parser(prog=PROG, description="Simulated OVMS car modules (v2, or v3 over MQTT).")
     add_login_arguments(
         p, vehicle_help="vehicle id, or a pattern like 'SIM{n:04d}' with --cars",
         carpass_help="the vehicle's server password (scheme 0)")
@@ -476,7 +446,7 @@ def _run_v3(args: argparse.Namespace, ids: list[str]) -> int:
         connected_interval=args.connected_interval, time_scale=args.time_scale,
     ), index=args.first + i) for i, vid in enumerate(ids)]
     try:
-        trio.run(_main, args, modules)
+        trio.run(until_signal, run_fleet, modules, args.duration)
     except* KeyboardInterrupt:
         pass
     total = V3Stats()
@@ -489,8 +459,7 @@ def _run_v3(args: argparse.Namespace, ids: list[str]) -> int:
 
 
 def _fail(message: str, status: int) -> int:
-    print(f"{PROG}: error: {message}", file=sys.stderr)
-    return status
+    return fail(PROG, message, status)
 
 
 def run(argv: Sequence[str] | None = None) -> int:
@@ -527,7 +496,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     ]
     status = 0
     try:
-        trio.run(_main, args, cars)
+        trio.run(until_signal, run_fleet, cars, args.duration)
     except* CarError as group:
         status = _fail(str(first_leaf(group)), 1)
     except* KeyboardInterrupt:

@@ -15,7 +15,6 @@ completed trips and charges are ``notify/data`` records.
 from __future__ import annotations
 
 import logging
-import math
 import re
 from collections.abc import Callable
 
@@ -28,6 +27,7 @@ from protocol.ovms_v3.topics import Kind
 from relay.mqtt.bridge import MqttBridge, Publish, Received
 from relay.mqtt.url import BrokerUrl
 from tools import simulation as sim
+from tools.clikit import Counters, ModelClock
 
 log = logging.getLogger("ovms.car.v3")
 
@@ -52,16 +52,12 @@ class V3Config:
 
 
 @attrs.define
-class V3Stats:
+class V3Stats(Counters):
     connects: int = 0
     reports: int = 0
     metrics_sent: int = 0
     commands: int = 0
     records_sent: int = 0
-
-    def add(self, other: V3Stats) -> None:
-        for field in attrs.fields(V3Stats):
-            setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
 
 
 def _yes(flag: bool) -> str:
@@ -132,7 +128,7 @@ class SimModuleV3:
         self.stats = V3Stats()
         self.clients: dict[str, float] = {}  # client id -> expiry (trio time)
         self.sent: dict[str, str] = {}  # what the broker holds for each metric
-        self._last_step: float | None = None
+        self._clock = ModelClock()
         self._wake = trio.Event()
         self._reboot = False
         self.base = f"{config.prefix}/{config.owner}/{config.vehicleid}"
@@ -223,11 +219,7 @@ class SimModuleV3:
     # --- behaviour --------------------------------------------------------------------
 
     def advance(self) -> list[sim.HistoricalRecord]:
-        now = trio.current_time()
-        if self._last_step is None:
-            self._last_step = now
-        dt = (now - self._last_step) * self.config.time_scale
-        self._last_step = now
+        dt = self._clock.step(self.config.time_scale)
         self.state, records = sim.step(self.state, dt, self.route)
         return records
 
@@ -293,15 +285,4 @@ class SimModuleV3:
         return f"Unrecognised command: {line}"
 
 
-async def run_v3_fleet(modules: list[SimModuleV3], duration: float | None) -> None:
-    async with trio.open_nursery() as nursery:
-        for module in modules:
-            nursery.start_soon(module.run)
-        if duration is not None:
-            await trio.sleep(duration)
-            nursery.cancel_scope.cancel()
-        else:
-            await trio.sleep(math.inf)
-
-
-__all__ = ["SimModuleV3", "V3Config", "V3Stats", "metrics", "run_v3_fleet"]
+__all__ = ["SimModuleV3", "V3Config", "V3Stats", "metrics"]
