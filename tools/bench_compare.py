@@ -199,8 +199,8 @@ def bench_once(side: Side, args: argparse.Namespace, run_dir: Path, carpass: str
     try:
         cmd = [sys.executable, "-m", "tools.bench", "--server-pid", str(server.proc.pid),
                "--host", HOST, "--port", str(server.v2_port),
-               "--http-port", str(server.http_port), "--carpass", carpass,
-               "--username", OWNER, "--password", password, "--db", str(db),
+               "--http-port", str(server.http_port), f"--carpass={carpass}",
+               "--username", OWNER, f"--password={password}", "--db", str(db),
                "--out", str(out), "--phases", args.phases, "--workers", str(args.workers),
                "--logins", str(args.logins), "--login-concurrency", "50",
                "--pairs", str(args.pairs), "--duration", str(args.duration),

@@ -51,8 +51,9 @@ def provision(db_path: str, owner: str, password: str, carpass: str,
             exists = db.get_owner(conn, owner) is not None
         finally:
             conn.close()
+        # --password=VALUE: a generated password may start with "-".
         if not exists and admin.run(["--db", db_path, "owner", "add", owner,
-                                     "--password", password]) != 0:
+                                     f"--password={password}"]) != 0:
             raise ServerError(f"ovms-admin could not add owner {owner!r} to {db_path}: "
                               f"{errors.getvalue().strip()}")
     conn = db.connect(db_path)
