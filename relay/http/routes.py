@@ -196,20 +196,25 @@ class RouteTable:
 
     def __init__(self, routes: tuple[Route, ...]) -> None:
         self.routes = routes
-        self._by_shape: dict[tuple[str, int], list[Route]] = {}
+        # Each route's segments split once here, not per request (``Route.segments``
+        # splits its template on every call).
+        self._by_shape: dict[tuple[str, int], list[tuple[Route, tuple[str, ...]]]] = {}
         for route in routes:
-            self._by_shape.setdefault((route.method, len(route.segments)), []).append(route)
+            segments = route.segments
+            self._by_shape.setdefault((route.method, len(segments)), []).append(
+                (route, segments))
 
     def methods(self, path: str) -> tuple[str, ...]:
         """The methods some route answers on ``path`` (for a 405's Allow header)."""
         raw = _split(path)
         return tuple(sorted({r.method for r in self.routes
-                             if len(r.segments) == len(raw) and _args(r, raw) is not None}))
+                             if len(r.segments) == len(raw)
+                             and _args(r.segments, raw) is not None}))
 
     def match(self, method: str, path: str) -> Match | None:
         raw = _split(path)
-        for route in self._by_shape.get((method, len(raw)), ()):
-            args = _args(route, raw)
+        for route, segments in self._by_shape.get((method, len(raw)), ()):
+            args = _args(segments, raw)
             if args is not None:
                 return Match(route, args)
         return None
@@ -219,9 +224,9 @@ def _split(path: str) -> list[str]:
     return path.strip("/").split("/") if path.strip("/") else []
 
 
-def _args(route: Route, raw: list[str]) -> dict[str, str] | None:
+def _args(segments: tuple[str, ...], raw: list[str]) -> dict[str, str] | None:
     args: dict[str, str] = {}
-    for pattern, segment in zip(route.segments, raw, strict=True):
+    for pattern, segment in zip(segments, raw, strict=True):
         if pattern[0] == "{":
             value = unquote(segment, errors="replace")
             if not value:
