@@ -155,17 +155,20 @@ class LoginGuard:
 
     def refusal(self, host: str, account: str | None) -> str | None:
         """Why a login from ``host`` for ``account`` must be refused unchecked, or None."""
-        now = self._clock()
+        # Asked twice per login: an address and an account nothing was counted against
+        # (nearly every login) are answered with two dict lookups.
         key = address_key(host)
+        by_address = self._addresses.get(key)
+        by_account = self._accounts.get(account) if account is not None else None
+        if by_address is None and by_account is None:
+            return None
+        now = self._clock()
         exempt = self._is_exempt(host)
-        tally = None if exempt else self._addresses.get(key)
-        if tally is not None and tally.blocked_until > now:
+        if by_address is not None and not exempt and by_address.blocked_until > now:
             return "too many failed logins from this address"
-        if account is not None:
-            tally = self._accounts.get(account)
-            if (tally is not None and tally.blocked_until > now
-                    and (exempt or not self._known_address(account, key, now))):
-                return "too many failed logins for this account"
+        if (account is not None and by_account is not None and by_account.blocked_until > now
+                and (exempt or not self._known_address(account, key, now))):
+            return "too many failed logins for this account"
         return None
 
     def admit(self, host: str, account: str | None) -> None:
@@ -204,6 +207,11 @@ class LoginGuard:
             self._known.pop(next(iter(self._known)))
         # Interned: cars behind one carrier NAT address share its string.
         key = sys.intern(address_key(host))
+        flat = self._known.get(account)
+        if flat and flat[-2] == key:
+            # Again from its newest known address (a car reconnecting): just the time.
+            self._known[account] = (*flat[:-1], self._clock())
+            return
         pairs = [p for p in self._known_pairs(account) if p[0] != key]
         pairs.append((key, self._clock()))
         self._known[account] = tuple(x for pair in pairs[-KNOWN_ADDRESSES:] for x in pair)

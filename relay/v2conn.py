@@ -274,7 +274,8 @@ class V2Connection:
 
     async def _start(self, peer: Peer) -> None:
         self.peer = peer
-        log.info("%s: logged in from %s", peer.context(), self.address)
+        if log.isEnabledFor(logging.INFO):  # the context is a string built per login
+            log.info("%s: logged in from %s", peer.context(), self.address)
         if peer.is_car:
             self.s.hub.register(peer)
         else:
@@ -288,7 +289,9 @@ class V2Connection:
         # breaking it lets reference counting free the connection at once
         # instead of leaving it to a (rare, see relay.gctune) full GC pass.
         self.peer = None
-        log.info("%s: disconnected (%s)", peer.context(), peer.close_reason or "closed by peer")
+        if log.isEnabledFor(logging.INFO):
+            log.info("%s: disconnected (%s)", peer.context(),
+                     peer.close_reason or "closed by peer")
 
     async def _handle_events(self, peer: Peer) -> bool:
         """Hand every complete message received so far on; False if the connection must end."""

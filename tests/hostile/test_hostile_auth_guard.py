@@ -134,6 +134,24 @@ async def test_known_addresses_are_the_latest_eight_of_the_last_thirty_days(
     assert guard.refusal("192.0.2.6", ACCOUNT) is None
 
 
+async def test_a_repeated_login_from_the_newest_address_refreshes_it(
+    mock_clock: trio.testing.MockClock
+) -> None:
+    """A car reconnecting from the address it last logged in from (the guard's short
+    path) keeps that address known KNOWN_FOR after the repeat, the others unchanged."""
+    guard = LoginGuard()
+    guard.succeeded("192.0.2.1", ACCOUNT)
+    guard.succeeded("192.0.2.2", ACCOUNT)
+    mock_clock.jump(loginguard.KNOWN_FOR - 10)
+    guard.succeeded("192.0.2.2", ACCOUNT)  # again from the newest one
+    mock_clock.jump(20)
+    for i in range(10):
+        for _ in range(20):
+            guard.failed(f"198.51.100.{i}", ACCOUNT)
+    assert guard.refusal("192.0.2.1", ACCOUNT) is not None  # forgotten
+    assert guard.refusal("192.0.2.2", ACCOUNT) is None  # refreshed
+
+
 async def test_one_address_alone_cannot_lock_an_account(
     mock_clock: trio.testing.MockClock
 ) -> None:
