@@ -20,6 +20,8 @@ TOKEN_LENGTH = 22
 # Both sides throw away the first 1024 bytes of each RC4 stream (RC4-drop[1024]),
 # which removes the worst of RC4's early-keystream bias.
 RC4_DISCARD = 1024
+# The discarded keystream prefix, fed through each new stream (made once, not per stream).
+_DISCARD = bytes(RC4_DISCARD)
 # An HMAC-MD5 digest: 16 bytes, 22 base64 characters before the "==" padding.
 DIGEST_SIZE = 16
 _DIGEST_B64_CHARS = 22
@@ -93,7 +95,7 @@ class RC4Stream:
     def __init__(self, key: bytes | ARC4) -> None:
         algorithm = key if isinstance(key, ARC4) else ARC4(key)
         self._ctx = Cipher(algorithm, mode=None).encryptor()
-        self._ctx.update(bytes(RC4_DISCARD))
+        self._ctx.update(_DISCARD)
 
     @classmethod
     def pair(cls, key: bytes) -> tuple[RC4Stream, RC4Stream]:
