@@ -33,7 +33,7 @@ from wsproto.events import (
 from wsproto.utilities import LocalProtocolError as WSLocalProtocolError
 from wsproto.utilities import RemoteProtocolError as WSRemoteProtocolError
 
-from relay.boundary import connection_failed
+from relay.boundary import close_stream, connection_failed
 from relay.v2conn import RECEIVE_SIZE, V2Connection, peer_address
 
 if TYPE_CHECKING:
@@ -293,8 +293,7 @@ async def serve_v2_connection(stream: trio.abc.Stream, services: Services, *, tl
         # Nothing a peer sends may end the process: this connection only.
         connection_failed("v2-tls" if tls else "v2", address, exc)
     finally:
-        with trio.CancelScope(shield=True):
-            await trio.aclose_forcefully(stream)
+        await close_stream(stream)
 
 
 async def _upgrade_or_sniff(

@@ -8,7 +8,7 @@ import pytest
 import trio
 import trio.testing
 
-from relay.boundary import serve_self_closing
+from relay.boundary import close_stream, serve_self_closing
 
 
 async def test_each_connection_is_a_task_of_its_own_named_once() -> None:
@@ -84,3 +84,32 @@ async def test_other_accept_errors_end_the_listener() -> None:
     with pytest.raises(BaseExceptionGroup) as caught:
         await serve_self_closing(handler, [listener], "v2")  # type: ignore[list-item]
     assert caught.group_contains(OSError)
+
+
+async def test_close_stream_closes_an_open_socket_and_skips_a_closed_one(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A handler's final close: an open stream is closed; one its connection closed
+    already is left alone (no second close, no scheduler trip)."""
+    closes: list[object] = []
+    real = trio.aclose_forcefully
+
+    async def counting(resource: trio.abc.AsyncResource) -> None:
+        closes.append(resource)
+        await real(resource)
+
+    monkeypatch.setattr(trio, "aclose_forcefully", counting)
+    listener = (await trio.open_tcp_listeners(0, host="127.0.0.1"))[0]
+    async with listener:
+        port = listener.socket.getsockname()[1]
+        client = await trio.open_tcp_stream("127.0.0.1", port)
+        server = await listener.accept()
+        await close_stream(server)
+        assert server.socket.fileno() == -1 and closes == [server]
+        await close_stream(server)
+        assert closes == [server]
+        # Not a socket stream (e.g. TLS): always closed.
+        stapled = trio.testing.memory_stream_pair()[0]
+        await close_stream(stapled)
+        assert closes == [server, stapled]
+        await client.aclose()

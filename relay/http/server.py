@@ -20,7 +20,7 @@ from collections.abc import AsyncGenerator
 import h11
 import trio
 
-from relay.boundary import connection_failed
+from relay.boundary import close_stream, connection_failed, serve_self_closing
 from relay.http.api import HttpApi, api_for
 from relay.http.messages import Request, Response, text_response
 from relay.http.proxy import client_address
@@ -99,14 +99,14 @@ class _Closed(Exception):
 
 class HttpConnection:
     def __init__(self, stream: trio.abc.Stream, api: HttpApi, *, tls: bool,
-                 sendable: _SendableHeaders | None = None) -> None:
+                 sendable: _SendableHeaders | None = None, host: str | None = None) -> None:
         self.stream = stream
         self.sendable = sendable if sendable is not None else _SendableHeaders()
         self.api = api
         self.tls = tls
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
         self.conn_id = api.services.hub.new_id("h")
-        self.host = _peer_host(stream)
+        self.host = host if host is not None else _peer_host(stream)
 
     async def run(self) -> None:
         config = self.api.config
@@ -286,7 +286,7 @@ def _head(response: Response, close: bool, sendable: _SendableHeaders) -> h11.Re
     """The h11 response head; raises h11.LocalProtocolError for an invalid header."""
     checked = sendable.check(response)
     extra = response.headers
-    static = _STATIC_HEADERS
+    static: tuple[tuple[bytes, bytes], ...] = _STATIC_HEADERS
     if extra:
         own = {name for name, _ in extra}
         static = tuple(h for h in _STATIC_HEADERS if h[0] not in own)
@@ -356,16 +356,16 @@ async def serve_http(
                                          https_compatible=True)
                 if not await _handshake(wrapped, api.config.tls_handshake_timeout):
                     return
-            await HttpConnection(wrapped, api, tls=tls, sendable=sendable).run()
+            await HttpConnection(wrapped, api, tls=tls, sendable=sendable, host=host).run()
         except Exception as exc:
             # Nothing a client sends may end the process: this connection only.
             connection_failed(listener, host, exc)
         finally:
-            with trio.CancelScope(shield=True):
-                await trio.aclose_forcefully(stream)
+            await close_stream(stream)
 
     listeners = await open_tcp_listeners(port, host=host, reuse_port=services.config.reuse_port)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(api.maintain)
         task_status.started(listeners)
-        await trio.serve_listeners(handler, listeners)
+        # The handler closes its stream itself: no wrapper task per connection.
+        await serve_self_closing(handler, listeners, "http connection")
