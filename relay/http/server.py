@@ -59,49 +59,14 @@ class _DateHeader:
 _date = _DateHeader()
 
 
-class _SendableHeaders:
-    """Handler-set headers (content type and extras) h11 has accepted before.
-
-    h11 checks every header of an answer against its grammar, about a microsecond
-    each; the server's own (length, date, static ones) are well-formed by
-    construction and a handler's are nearly always the same few constants. Each
-    distinct set of a handler's is checked by h11 once, the answer itself then
-    built without the repeated checks. Bounded: cleared when full (a preflight
-    echoes what the client asked, so those vary).
-    """
-
-    MAX = 1024
-
-    def __init__(self) -> None:
-        self._seen: set[tuple[bytes, tuple[tuple[bytes, bytes], ...]]] = set()
-
-    def check(self, response: Response) -> bool:
-        """True if h11 accepted these before; else h11 checks them now (raising
-        h11.LocalProtocolError for an invalid one) and False (the answer is built with
-        h11's checks, as every answer was before)."""
-        key = (response.content_type, response.headers)
-        if key in self._seen:
-            return True
-        h11.Response(status_code=200,
-                     headers=[(b"content-type", response.content_type), *response.headers])
-        # h11's unchecked path takes bytes only (the checked one also takes str).
-        if type(key[0]) is bytes and all(type(n) is bytes and type(v) is bytes
-                                         for n, v in response.headers):
-            if len(self._seen) >= self.MAX:
-                self._seen.clear()
-            self._seen.add(key)
-        return False
-
-
 class _Closed(Exception):
     """The connection ended (peer closed, protocol error answered, timeout)."""
 
 
 class HttpConnection:
     def __init__(self, stream: trio.abc.Stream, api: HttpApi, *, tls: bool,
-                 sendable: _SendableHeaders | None = None, host: str | None = None) -> None:
+                 host: str | None = None) -> None:
         self.stream = stream
-        self.sendable = sendable if sendable is not None else _SendableHeaders()
         self.api = api
         self.tls = tls
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
@@ -221,7 +186,7 @@ class HttpConnection:
 
     async def _send(self, response: Response, *, head_only: bool, close: bool = False) -> None:
         try:
-            head = _head(response, close, self.sendable)
+            head = _head(response, close)
         except h11.LocalProtocolError as exc:
             # A handler put something h11 will not send (a CR, a trailing space) into a
             # header: a 500 rather than a silent close. h11 checks the event when it is
@@ -229,7 +194,7 @@ class HttpConnection:
             log.warning("http conn=%s: unsendable %d answer (%s), answering 500",
                         self.conn_id, response.status, exc)
             response = text_response(500, "Internal server error")
-            head = _head(response, close, self.sendable)
+            head = _head(response, close)
         conn = self.conn
         data = conn.send(head)
         body = response.body
@@ -282,27 +247,21 @@ class HttpConnection:
             raise _Closed
 
 
-def _head(response: Response, close: bool, sendable: _SendableHeaders) -> h11.Response:
+def _head(response: Response, close: bool) -> h11.Response:
     """The h11 response head; raises h11.LocalProtocolError for an invalid header."""
-    checked = sendable.check(response)
-    extra = response.headers
-    static: tuple[tuple[bytes, bytes], ...] = _STATIC_HEADERS
-    if extra:
-        own = {name for name, _ in extra}
-        static = tuple(h for h in _STATIC_HEADERS if h[0] not in own)
+    own = {name for name, _ in response.headers}
     headers = [
         (b"content-type", response.content_type),
         *(() if response.stream is not None
           else ((b"content-length", str(len(response.body)).encode("ascii")),)),
-        *static,
+        *(h for h in _STATIC_HEADERS if h[0] not in own),
         (b"date", _date.value()),
-        *extra,
+        *response.headers,
     ]
     if close:
         headers.append((b"connection", b"close"))
-    # _parsed: h11's own flag for headers known to be well-formed (its parser's).
     return h11.Response(status_code=response.status, headers=headers,
-                        reason=_REASONS.get(response.status, b""), _parsed=checked)
+                        reason=_REASONS.get(response.status, b""))
 
 
 def _peer_host(stream: trio.abc.Stream) -> str:
@@ -343,7 +302,6 @@ async def serve_http(
     With ``ssl_context``, every accepted connection is wrapped in TLS (HTTPS).
     """
     api = api_for(services)
-    sendable = _SendableHeaders()
     tls = ssl_context is not None
     listener = "https" if tls else "http"
 
@@ -356,7 +314,7 @@ async def serve_http(
                                          https_compatible=True)
                 if not await _handshake(wrapped, api.config.tls_handshake_timeout):
                     return
-            await HttpConnection(wrapped, api, tls=tls, sendable=sendable, host=host).run()
+            await HttpConnection(wrapped, api, tls=tls, host=host).run()
         except Exception as exc:
             # Nothing a client sends may end the process: this connection only.
             connection_failed(listener, host, exc)
