@@ -3,30 +3,21 @@ others drop it at once, not after ``bus_timeout``."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import attrs
-import pytest
 import trio
 
 from relay.app import run_relay
 from tests.conftest import StartRelay
-from tests.nats_server import nats_url, unique_prefix
+from tests.nats_server import bus, unique_prefix
 from tests.pg_server import pg_cluster, pg_server, pg_url  # noqa: F401 (fixtures)
 
-__all__ = ["pg_cluster", "pg_server"]  # fixtures
+__all__ = ["bus", "pg_cluster", "pg_server"]  # fixtures
 
 WAIT = 30.0  # bound on what must happen (never a timing claim)
 
 
-@pytest.fixture
-def bus() -> Iterator[str]:
-    with nats_url() as url:
-        yield url
-
-
-async def test_a_cancelled_node_says_bye(start_relay: StartRelay, pg_url: str,  # noqa: F811
-                                         bus: str) -> None:
+async def test_a_cancelled_node_says_bye(
+        start_relay: StartRelay, pg_url: str, bus: str) -> None:  # noqa: F811
     prefix = unique_prefix()
     # Silence alone would take an hour to notice: only the bye ends b here in time.
     a = await start_relay(db=pg_url, bus=bus, node_id="a", bus_prefix=prefix,
