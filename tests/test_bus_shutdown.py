@@ -25,9 +25,9 @@ async def test_a_cancelled_node_says_bye(
     async with trio.open_nursery() as nursery:
         await nursery.start(run_relay, attrs.evolve(a.config, node_id="b"))
         with trio.fail_after(WAIT):
-            while "b" not in a.handle.hub.alive_nodes():  # type: ignore[attr-defined]
+            while "b" not in a.handle.hub.alive_nodes():
                 await trio.sleep(0.02)
         nursery.cancel_scope.cancel()
     with trio.fail_after(WAIT):
-        while "b" in a.handle.hub.alive_nodes():  # type: ignore[attr-defined]
+        while "b" in a.handle.hub.alive_nodes():
             await trio.sleep(0.02)
