@@ -27,7 +27,7 @@ def test_tiny_cluster_and_storm_run(tmp_path: Path, pg_server: PgServer,  # noqa
     result = subprocess.run(
         [sys.executable, "-m", "tools.bench", "--out", str(out), "--phases", "cluster,storm",
          "--cluster-db", pg_server.url, "--cluster-bus", bus, "--workers", "2",
-         "--pairs", "4", "--duration", "0.5", "--warmup", "0.1", "--storm-cars", "8",
+         "--pairs", "4", "--duration", "0.3", "--warmup", "0.05", "--storm-cars", "8",
          "--storm-app-every", "4", "--storm-settle", "0.2", "--storm-timeout", "60",
          "--no-progress"],
         capture_output=True, text=True, timeout=300, check=False)
