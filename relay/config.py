@@ -88,6 +88,9 @@ class Config:
     api_idle_timeout: float = 120.0
     # A cookie login unused this long ends (sliding): clients poll every few minutes.
     api_session_timeout: float = 24 * 3600.0
+    # In a cluster, how often a node confirms with the database a cookie session it holds
+    # (catches an end whose bus notice was lost, a password changed elsewhere).
+    api_session_recheck: float = 10.0
     # Bound on waiting for the car's answer to a control command (then 504).
     command_timeout: float = 30.0
     # Per client address: a burst quota, refilled per minute up to a cap (0 = no limit).

@@ -5,7 +5,8 @@ PostgreSQL database (``tests/pg_server.py``) for every test that asks for one
 (:func:`relay_db`, :func:`empty_db`, and the fixtures built on them: ``relay``,
 ``start_relay``). Under ``postgres``, tests without such a database are deselected (the
 SQLite pass runs them), as are those parametrised over both engines (``db_target``: the
-SQLite pass runs both), and tests marked ``sqlite_only`` (about SQLite files
+SQLite pass runs both) or asking for a PostgreSQL database of their own (``pg_url``: they
+ran on it in the SQLite pass), and tests marked ``sqlite_only`` (about SQLite files
 themselves: backup, old files, locks, a full disk) are skipped with their reason.
 """
 
@@ -92,8 +93,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     dropped: list[pytest.Item] = []
     for item in items:
         names = getattr(item, "fixturenames", ())
-        # db_target's tests already ran on both engines in the SQLite pass.
-        if "db_target" in names or not any(n in names for n in DATABASE_FIXTURES):
+        # db_target's tests already ran on both engines in the SQLite pass, and those
+        # asking for a PostgreSQL database of their own (pg_url: the cluster tests, whose
+        # relays all run on it) ran on PostgreSQL there.
+        if ("db_target" in names or "pg_url" in names
+                or not any(n in names for n in DATABASE_FIXTURES)):
             dropped.append(item)
             continue
         marker = item.get_closest_marker("sqlite_only")

@@ -128,7 +128,8 @@ async def test_a_revoked_token_ends_its_sessions_on_every_node(
 
 async def test_a_changed_password_ends_sessions_not_yet_seen_by_a_node(
         start_relay: StartRelay, pg_url: str, bus: str) -> None:  # noqa: F811
-    a, b = await two_nodes(start_relay, pg_url, bus)
+    # a holds the session and learns of the new password only by its recheck: a short one.
+    a, b = await two_nodes(start_relay, pg_url, bus, api_session_recheck=0.5)
     async with clients(a, b) as (on_a, on_b):
         held = await login(on_a)
         await accounts.set_password(a.handle.services, OWNER, "new-password")

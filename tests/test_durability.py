@@ -15,6 +15,7 @@ import trio
 from protocol import ClientType
 from tests.conftest import make_db
 from tests.pg_server import run_sql
+from tools.bench_server import stored_records_v2
 from tools.v2client import LoginRefused, V2Client
 
 RECORDS = 300
@@ -68,12 +69,9 @@ async def test_acked_records_survive_kill_9(db_target: str) -> None:
     # Restart on the same file: the server must open it cleanly (WAL recovery) ...
     proc, port = await start_server(db_path)
     try:
-        app = await V2Client.connect("127.0.0.1", port, "DEMO",
-                                     client_type=ClientType.APP, carpass="DEMO")
-        await app.send("C", "32,*-LOG-Test")
-        answers = await app.drain(0.5)
-        served = {int(m.data.split(",")[6]) for m in answers if m.data.startswith("32,0,")}
-        assert acked <= served
+        # Command 32 answered to its last line (a client of the v2 protocol).
+        served = await stored_records_v2("127.0.0.1", port, "DEMO", "*-LOG-Test", ["DEMO"])
+        assert acked <= served["DEMO"]
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(10)

@@ -21,7 +21,7 @@ import trio
 from protocol import CommandResponse, Message
 from tests.conftest import RelayUnderTest, StartRelay
 from tools import app_client
-from tools.app_client import as_json, describe, fields_of, is_last_answer, parse_args
+from tools.app_client import AppError, as_json, describe, fields_of, is_last_answer, parse_args
 from tools.car import CarConfig, SimCar
 
 S_MSG = ("30,K,0,0,done,standard,105,85,13,0,0,0,7,13,0,0,0,1,160,0,0,80,80,0,31,60,0,0,0,"
@@ -104,23 +104,27 @@ async def test_command_and_exit_codes(server: int, nursery: trio.Nursery) -> Non
         == [str(k) for k in range(16)]
 
 
-async def test_connection_and_usage_errors(server: int) -> None:
-    # As a subprocess: the command's exit codes and messages as a shell sees them.
-    app = app_process
-    result = await app(server, "--vehicle", "DEMO", "--carpass", "WRONG", "--count", "1")
+async def test_connection_and_usage_errors(server: int,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    # As a subprocess once: the command's exit code and message as a shell sees them.
+    result = await app_process(server, "--vehicle", "DEMO", "--carpass", "WRONG",
+                               "--count", "1")
     assert result.returncode == 1
     assert result.stderr.decode().strip() == "ovms-app: error: login refused for vehicle DEMO"
-    # No car: the relay answers the command itself (result 1).
+
+    # The rest in process. No car: the relay answers the command itself (result 1).
     result = await app(server, "--vehicle", "DEMO", "--carpass", "DEMO", "--command", "20")
     assert result.returncode == 3
     assert "Vehicle is not connected" in result.stdout.decode()
-    result = await app(server, "--vehicle", "DEMO")
-    assert result.returncode == 2 and result.stderr.decode().startswith("ovms-app: error:")
-    # A port bound but not listening refuses (a fixed low port may be some test's relay).
+    # A usage error ends before any connection.
+    assert app_client.run(["--port", str(server), "--vehicle", "DEMO"]) == 2
+    assert capsys.readouterr().err.startswith("ovms-app: error:")
+    # A port bound but not listening refuses (a fixed low port may be some test's relay):
+    # the AppError that run() reports as above (exit 1).
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
-        result = await app(closed.getsockname()[1], "--vehicle", "DEMO", "--carpass", "DEMO")
-    assert result.returncode == 1 and "cannot connect" in result.stderr.decode()
+        with pytest.raises(AppError, match="cannot connect"):
+            await app(closed.getsockname()[1], "--vehicle", "DEMO", "--carpass", "DEMO")
 
 
 async def test_push_and_group_subscriptions(

@@ -24,7 +24,7 @@ def test_tiny_workers_phase(pg_url: str, bus: str, tmp_path: Path) -> None:  # n
     out = tmp_path / "bench.json"
     result = subprocess.run(
         [sys.executable, "-m", "tools.bench", "--phases", "workers", "--cluster-db", pg_url,
-         "--cluster-bus", bus, "--pairs", "3", "--duration", "2", "--warmup", "0.5",
+         "--cluster-bus", bus, "--pairs", "3", "--duration", "0.3", "--warmup", "0.05",
          "--workers", "1", "--no-progress", "--out", str(out)],
         capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stderr

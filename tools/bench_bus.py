@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import re
 import secrets
 import shutil
 import signal
@@ -67,6 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     c.add_argument("--storm-app-every", type=int, default=10,
                    help="an app on the surviving node for every N-th vehicle (default 10)")
     c.add_argument("--storm-timeout", type=float, default=300.0)
+    c.add_argument("--storm-settle", type=float, default=3.0,
+                   help="seconds the nodes settle (counts, first messages) before the kill "
+                        "(default 3)")
 
 
 # --------------------------------------------------------------------------- the cluster
@@ -87,15 +89,7 @@ class Node:
         return srv.cpu_seconds(self.pid) or 0.0
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
+        srv.stop_process(self.proc, 60)
 
 
 @attrs.define
@@ -115,21 +109,11 @@ class Cluster:
 
 def _start_node(name: str, db: str, bus: str, host: str, config: Path, log_path: Path
                 ) -> Node:
-    log_file = open(log_path, "w")  # the child keeps its own copy of the descriptor
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "relay", "serve", "--config", str(config), "--db", db,
-         "--bus", bus, "--node-id", name, "--host", host, "--v2-port", "0",
-         "--http-port", str(srv.free_port(host)), "--log-level", "WARNING"],
-        stdout=subprocess.PIPE, stderr=log_file, text=True)
-    log_file.close()
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    match = re.search(r"v2 protocol on [^\s]+:(\d+)", line)
-    if not match:
-        proc.kill()
-        proc.wait(10)
-        raise ClusterError(f"node {name} did not start (see {log_path}): {line.strip()!r}")
-    return Node(name, proc, int(match.group(1)), log_path)
+    proc, port = srv.spawn_serve(
+        ["--config", str(config), "--db", db, "--bus", bus, "--node-id", name, "--host", host,
+         "--v2-port", "0", "--http-port", str(srv.free_port(host)), "--log-level", "WARNING"],
+        log_path)
+    return Node(name, proc, port, log_path)
 
 
 @contextmanager
@@ -358,7 +342,7 @@ def storm(bench: Bench) -> None:
         with PhaseRun("storm", shares, bar.update) as run:
             ready = run.wait_stage("ready", 1200)
             connected = sum(r["cars"] for r in ready)
-            time.sleep(3)  # the nodes settle (counts, first messages)
+            time.sleep(a.storm_settle)
             rss_b0 = srv.rss_kb(c.nodes["b"].pid)
             cpu0 = c.cpu()
             killed_at = time.monotonic()

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import re
 import secrets
-import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -61,37 +59,17 @@ class Server:
         return sum(srv.rss_kb(pid) or 0 for pid in self.pids())
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
+        srv.stop_process(self.proc, 60)
 
 
 def start_server(serve_args: list[str], host: str, log_path: Path, listening: int = 1,
                  joined: str | None = None) -> Server:
     """``serve`` on free ports; returns once ``listening`` processes listen (and the log
     shows ``joined``, a regular expression, if given)."""
-    log_file = open(log_path, "w")  # the child keeps its own copy of the descriptor
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "relay", "serve", "--host", host, "--v2-port", "0",
-         "--http-port", "0", "--log-level", "INFO", *serve_args],
-        stdout=subprocess.PIPE, stderr=log_file, text=True)
-    log_file.close()
-    assert proc.stdout is not None
-    server: Server | None = None
-    for _ in range(listening):
-        match = re.search(r"v2 protocol on [^\s]+:(\d+)", proc.stdout.readline())
-        if not match:
-            proc.kill()
-            proc.wait(10)
-            raise bench_bus.ClusterError(f"the server did not start (see {log_path})")
-        server = Server(proc, int(match.group(1)), log_path)
-    assert server is not None
+    proc, port = srv.spawn_serve(
+        ["--host", host, "--v2-port", "0", "--http-port", "0", "--log-level", "INFO",
+         *serve_args], log_path, listening)
+    server = Server(proc, port, log_path)
     deadline = time.monotonic() + START_TIMEOUT
     while joined and not re.search(joined, log_path.read_text()):
         if time.monotonic() > deadline or proc.poll() is not None:

@@ -101,33 +101,47 @@ class OwnServer:
             config_path.write_text("".join(f"{k} = {v!r}\n" for k, v in settings.items())
                                    .replace("'", '"'))
             config_args = ["--config", str(config_path)]
-        log_file = open(log_path, "w")  # the child keeps its own copy of the descriptor
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "relay", "serve", "--db", db_path, "--host", host,
-             "--v2-port", "0", "--http-port", str(http_port), "--log-level", "WARNING",
-             *config_args, *extra],
-            stdout=subprocess.PIPE, stderr=log_file, text=True,
-        )
-        log_file.close()
-        assert proc.stdout is not None
+        proc, v2_port = spawn_serve(
+            ["--db", db_path, "--host", host, "--v2-port", "0", "--http-port", str(http_port),
+             "--log-level", "WARNING", *config_args, *extra], log_path)
+        return cls(proc, v2_port, http_port, log_path)
+
+    def stop(self) -> None:
+        stop_process(self.proc, 30)
+
+
+def spawn_serve(serve_args: Sequence[str], log_path: Path, listening: int = 1
+                ) -> tuple[subprocess.Popen[str], int]:
+    """``relay serve`` with ``serve_args``, its log in ``log_path``: the process and its
+    v2 port, once ``listening`` processes (a supervisor's workers) said they listen."""
+    log_file = open(log_path, "w")  # the child keeps its own copy of the descriptor
+    proc = subprocess.Popen([sys.executable, "-m", "relay", "serve", *serve_args],
+                            stdout=subprocess.PIPE, stderr=log_file, text=True)
+    log_file.close()
+    assert proc.stdout is not None
+    port = 0
+    for _ in range(listening):
         line = proc.stdout.readline()
         match = re.search(r"v2 protocol on [^\s]+:(\d+)", line)
         if not match:
             proc.kill()
             proc.wait(10)
             raise ServerError(f"server did not start (see {log_path}): {line.strip()!r}")
-        return cls(proc, int(match.group(1)), http_port, log_path)
+        port = int(match.group(1))
+    return proc, port
 
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
+
+def stop_process(proc: subprocess.Popen[str], timeout: float) -> None:
+    """SIGTERM, and SIGKILL if it has not ended within ``timeout``."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+    if proc.stdout is not None:
+        proc.stdout.close()
 
 
 def bench_settings(host: str) -> dict[str, str]:

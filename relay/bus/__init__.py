@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
@@ -56,12 +56,25 @@ async def open_hub(config: Config, store: Store | None = None) -> AsyncIterator[
         hub.on_notice(CAR_LEFT, store.car_left)
         store.claims.node = node  # whose pending retries are whose
     async with trio.open_nursery() as nursery:
-        await nursery.start(bridge.run)
-        await nursery.start(hub.run)
+        # The bridge outlives a cancellation of the server until the bye is out: cancelled
+        # with everything else, it stopped its NATS thread first, so the bye was never
+        # sent and the flush waited out its timeout.
+        bridge_scope: trio.CancelScope = await nursery.start(_shielded, bridge.run)
         try:
+            await nursery.start(hub.run)
             yield hub
         finally:
             with trio.CancelScope(shield=True):
                 hub.bye()
                 await bridge.flush(1.0)
+            bridge_scope.cancel()
             nursery.cancel_scope.cancel()
+
+
+async def _shielded(run: Callable[..., Awaitable[None]], *,
+                    task_status: trio.TaskStatus[trio.CancelScope]) -> None:
+    """``run`` (nursery start protocol) cancelled only through the scope handed back."""
+    with trio.CancelScope(shield=True) as scope:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(run)
+            task_status.started(scope)

@@ -68,7 +68,8 @@ class HttpApi:
                                   services.login_guard)
         # In a cluster, cookie sessions are shared through the database (relay.http.shared).
         shared = SharedSessions(services.store, services.hub, config.api_session_timeout,
-                                self._credential_valid) if config.bus else None
+                                self._credential_valid, config.api_session_recheck
+                                ) if config.bus else None
         self.sessions = SessionTable(services.hub, config.api_idle_timeout,
                                      config.api_session_timeout, shared=shared)
         self.limiter = RateLimiter(
