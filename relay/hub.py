@@ -19,7 +19,7 @@ import trio
 
 from protocol import CommandResponse, Message
 from relay.config import Config
-from relay.hubapi import CommandWaiter, Liveness, Peer, Watcher
+from relay.hubapi import BusStatus, CommandWaiter, Liveness, Peer, Watcher
 
 # Peer and CommandWaiter live with the interface; re-exported for existing importers.
 __all__ = ["MAX_WAITING", "OWNER_GAINED", "CommandWaiter", "GroupLimits", "Hub", "Peer",
@@ -221,9 +221,9 @@ class Hub:
     def announce(self, topic: str, *args: str) -> None:
         """Tell every other process of the cluster (``on_notice``); one process has none."""
 
-    def bus_ready(self) -> bool:
+    def bus_status(self) -> BusStatus:
         """One process has no bus to lose."""
-        return True
+        return BusStatus.NONE
 
     def on_notice(self, topic: str, handler: NoticeHandler) -> None:
         """Call ``handler(*args)`` for each notice of ``topic`` another process announces."""

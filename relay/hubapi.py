@@ -14,6 +14,7 @@ request) waiting for a car's answer.
 
 from __future__ import annotations
 
+import enum
 import math
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Protocol
@@ -33,6 +34,15 @@ def _trio_now() -> float:
         return trio.current_time()
     except RuntimeError:
         return 0.0
+
+
+class BusStatus(enum.Enum):
+    """Where a process stands with the cluster's bus (``/readyz``)."""
+
+    NONE = "none"  # one process: no bus
+    JOINING = "joining"  # not yet connected since the process started
+    UP = "up"
+    LOST = "lost"  # was connected, is not now (nats-py is reconnecting)
 
 
 @attrs.frozen
@@ -186,8 +196,8 @@ class HubApi(Protocol):
     def announce(self, topic: str, *args: str) -> None:
         """Tell every other process (each runs the handlers ``on_notice`` registered)."""
 
-    def bus_ready(self) -> bool:
-        """Connected to the cluster's bus (always, without one): ``/readyz``."""
+    def bus_status(self) -> BusStatus:
+        """Where this process stands with the cluster's bus: ``/readyz``."""
 
     def on_notice(self, topic: str, handler: Callable[..., object]) -> None: ...
 

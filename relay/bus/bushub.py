@@ -104,6 +104,7 @@ class BusHub(DirectoryHub):
         """The bridge's connection came (back) or went."""
         self._bus_up = up
         if up:
+            self._bus_joined = True
             self._hello_due = True
             self._beat()
 

@@ -24,7 +24,7 @@ from relay.bus import envelope as env
 from relay.bus.subjects import Subjects
 from relay.clock import SYSTEM_CLOCK, Clock
 from relay.hub import GroupLimits, Hub
-from relay.hubapi import CommandWaiter, Peer
+from relay.hubapi import BusStatus, CommandWaiter, Peer
 
 
 class BusLink(Protocol):
@@ -114,6 +114,7 @@ class PeerCountsHub(Hub):
         self._login_wake = trio.Event()
         self._hello_due = False
         self._bus_up = False  # until the bridge's first connection
+        self._bus_joined = False  # connected at least once since the start
 
     # --- queries: this node's connections plus what other nodes announced ------------
 
@@ -130,8 +131,10 @@ class PeerCountsHub(Hub):
         extra = sum(r.counts.batch for r in remote.values()) if remote else 0
         return super().batch_count(vehicleid) + extra
 
-    def bus_ready(self) -> bool:
-        return self._bus_up
+    def bus_status(self) -> BusStatus:
+        if self._bus_up:
+            return BusStatus.UP
+        return BusStatus.LOST if self._bus_joined else BusStatus.JOINING
 
     def alive_nodes(self) -> list[str]:
         return list(self._nodes)
