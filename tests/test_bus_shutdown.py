@@ -7,6 +7,8 @@ import attrs
 import trio
 
 from relay.app import run_relay
+from relay.bus import envelope as env
+from relay.bus.bushub import BusHub
 from tests.conftest import StartRelay
 from tests.nats_server import bus, unique_prefix
 from tests.pg_server import pg_cluster, pg_server, pg_url  # noqa: F401 (fixtures)
@@ -31,3 +33,33 @@ async def test_a_cancelled_node_says_bye(
     with trio.fail_after(WAIT):
         while "b" in a.handle.hub.alive_nodes():
             await trio.sleep(0.02)
+
+
+class Recorder:
+    """A bus link that keeps what the hub publishes."""
+
+    def __init__(self) -> None:
+        self.sent: list[object] = []
+
+    def publish(self, subject: str, payload: bytes, reply: str = "") -> None:
+        self.sent.append(env.unpack(payload))
+
+    def subscribe(self, subject: str) -> None:
+        pass
+
+    def unsubscribe(self, subject: str) -> None:
+        pass
+
+
+async def test_a_node_that_said_bye_sends_nothing_more() -> None:
+    """Until its bridge stops, a stopping node still dispatches what arrives, and a beat
+    due at the cancellation may still run. Anything it sent after its bye made the
+    others count it alive again: here its answer to the first beat of a node it had not
+    seen yet (a SyncRequest), which a's hub answers by adding b back, for bus_timeout."""
+    link = Recorder()
+    hub = BusHub(link, "b")
+    hub.bye()
+    assert link.sent == [env.Beat("b", hub.epoch, bye=True)]
+    hub.on_bus_message("x", env.pack(env.Beat("a", 1)))  # a's answer to b's hello
+    hub.on_bus_state(True)  # would beat at once
+    assert link.sent == [env.Beat("b", hub.epoch, bye=True)]

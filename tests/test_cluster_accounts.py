@@ -71,6 +71,9 @@ async def test_renaming_an_owner_logs_out_its_apps_on_another_node(
     a, b = await two_nodes(start_relay, pg_url, bus)
     car = await b.car()
     app = await b.app()
+    # The welcome comes before b registers the app (it reads the replay first); its T
+    # comes after. Renamed before that, b has no app of the old owner to log out.
+    await app.receive_until("T")
     await accounts.rename_owner(a.handle.services, OWNER, "renamed", a.handle.v4)
     await closed(app)
     await car.send("A")  # cars stay connected

@@ -48,6 +48,22 @@ log = logging.getLogger("relay.bus")
 CARS_PER_LIST = 500
 
 
+class _Muted:
+    """The link of a node that said bye: publishes nothing, subscribes to nothing."""
+
+    def publish(self, subject: str, payload: bytes, reply: str = "") -> None:
+        pass
+
+    def subscribe(self, subject: str) -> None:
+        pass
+
+    def unsubscribe(self, subject: str) -> None:
+        pass
+
+
+_MUTED = _Muted()
+
+
 class BusHub(DirectoryHub):
     """``HubApi`` across relay processes; ``run`` beats, expires and republishes."""
 
@@ -158,9 +174,16 @@ class BusHub(DirectoryHub):
             task_status.started()
 
     def bye(self) -> None:
-        """Tell the other nodes we stop: they drop our entries now, not after ``timeout``."""
+        """Tell the other nodes we stop: they drop our entries now, not after ``timeout``.
+
+        Nothing goes out after it. The bridge still dispatches what arrives until its
+        flush is done, and a beat due at the cancellation may still run: an answer
+        (a ``SyncRequest`` to a node whose first beat came just now) or a beat after
+        the bye would make the others count this node alive again, silent from then
+        on, for ``timeout``."""
         self.link.publish(self.subjects.heartbeat,
                           env.pack(env.Beat(self.node, self.epoch, bye=True)))
+        self.link = _MUTED
 
     async def _beat_loop(self) -> None:
         while True:
