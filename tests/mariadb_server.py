@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -23,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tools.bench_server import free_port
 
 LOCAL_URL = "mysql://root@127.0.0.1:3306/"
 
@@ -53,13 +54,6 @@ def _reachable(url: str) -> bool:
     return True
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @contextmanager
 def _own_server() -> Iterator[str | None]:
     install, server = shutil.which("mariadb-install-db"), shutil.which("mariadbd")
@@ -74,7 +68,7 @@ def _own_server() -> Iterator[str | None]:
         subprocess.run([install, "--no-defaults", f"--datadir={data}", "--skip-test-db",
                         "--auth-root-authentication-method=normal", *user],
                        check=True, capture_output=True, timeout=120)
-        port = _free_port()
+        port = free_port()
         proc = subprocess.Popen(
             [server, "--no-defaults", f"--datadir={data}", f"--socket={tmp}/sock",
              f"--port={port}", "--bind-address=127.0.0.1", "--skip-name-resolve",

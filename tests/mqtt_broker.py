@@ -24,6 +24,8 @@ from pathlib import Path
 import attrs
 import pytest
 
+from tools.bench_server import free_port
+
 MOSQUITTO_PATHS = "/usr/sbin:/usr/local/sbin:/usr/bin:/usr/local/bin"
 
 
@@ -31,13 +33,6 @@ def unavailable(reason: str) -> None:
     if os.environ.get("OVMS_REQUIRE_SERVICES") == "1":
         pytest.fail(f"Mosquitto required (OVMS_REQUIRE_SERVICES=1) but {reason}")
     pytest.skip(f"no Mosquitto: {reason} (apt-get install mosquitto)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def reachable(host: str, port: int, timeout: float = 2.0) -> bool:

@@ -20,6 +20,8 @@ from contextlib import contextmanager
 
 import pytest
 
+from tools.bench_server import free_port
+
 SERVER_PATHS = "/usr/sbin:/usr/local/sbin:/usr/bin:/usr/local/bin"
 
 
@@ -38,13 +40,6 @@ def reachable(url: str, timeout: float = 2.0) -> bool:
             return sock.recv(4).startswith(b"INFO")
     except OSError:
         return False
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def unique_prefix() -> str:

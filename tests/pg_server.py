@@ -21,7 +21,6 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import socket
 import sqlite3
 import subprocess
 import tempfile
@@ -36,6 +35,8 @@ from typing import Any
 
 import attrs
 import pytest
+
+from tools.bench_server import free_port
 
 ENV = "OVMS_TEST_POSTGRES"
 BINARIES = ("initdb", "pg_ctl")
@@ -66,13 +67,6 @@ def reachable(url: str) -> bool:
     except Exception:
         return False
     return True
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @attrs.define

@@ -70,7 +70,8 @@ def provision(db_path: str, owner: str, password: str, carpass: str,
     return added
 
 
-def free_port(host: str) -> int:
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on now (for a server started next)."""
     with socket.socket() as s:
         s.bind((host, 0))
         port: int = s.getsockname()[1]

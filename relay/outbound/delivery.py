@@ -18,6 +18,7 @@ from typing import Generic, TypeVar
 import trio
 
 from relay.outbound.retry import RetryQueue
+from relay.store.errors import StoreClosed, StoreError
 
 T = TypeVar("T")
 
@@ -62,6 +63,28 @@ class Delivery(Generic[T]):
     def retry_in(self, item: T, delay: float) -> None:
         """Queue ``item`` again after ``delay`` seconds (trio clock)."""
         self._retries.schedule(item, trio.current_time() + max(0.0, delay))
+
+    async def still_ours(self, item: T, hold: Callable[[], Awaitable[bool]], *,
+                         postpone: float) -> bool:
+        """Before a retry of a stored item: in a cluster, another node may have taken
+        its row over (relay.store.claims). ``hold()`` claims it for this node.
+
+        False: another node has it (dropped here), or the database cannot tell, and
+        the item is tried again after ``postpone`` s rather than maybe sent twice.
+        """
+        try:
+            if await hold():
+                return True
+        except StoreClosed:
+            raise
+        except StoreError as exc:
+            log.warning("%s: %s: retry postponed, the database is unavailable: %s",
+                        self.name, self._describe(item), exc)
+            self.retry_in(item, postpone)
+            return False
+        log.info("%s: %s: retried by another node now, dropped here", self.name,
+                 self._describe(item))
+        return False
 
     @property
     def retrying(self) -> int:

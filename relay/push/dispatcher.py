@@ -38,7 +38,7 @@ from relay.push.base import Sender
 from relay.push.ntfy import TOPIC_RE, is_url
 from relay.push.outcome import Dead, Delivered, Failed, Outcome, Retry
 from relay.push.services import open_senders
-from relay.store import PendingPush, Store, StoreClosed, StoreError
+from relay.store import PendingPush, Store, StoreClosed
 
 log = logging.getLogger("relay.push")
 
@@ -236,20 +236,9 @@ class PushDispatcher:
         await self._settle(item, outcome)
 
     async def _still_ours(self, item: PendingPush) -> bool:
-        """Before a retry: in a cluster, another node may have taken the row over."""
-        try:
-            if await self.store.hold_push_pending(item):
-                return True
-        except StoreClosed:
-            raise
-        except StoreError as exc:
-            # Unknown whether another node has it: wait rather than maybe send twice.
-            log.warning("%s: push retry postponed, the database is unavailable: %s",
-                        _ctx(item), exc)
-            self._delivery.retry_in(item, self.config.push_retry_base)
-            return False
-        log.info("%s: push retried by another node now, dropped here", _ctx(item))
-        return False
+        return await self._delivery.still_ours(
+            item, lambda: self.store.hold_push_pending(item),
+            postpone=self.config.push_retry_base)
 
     def _count(self, item: PendingPush, outcome: str) -> None:
         if self.on_outcome is not None:

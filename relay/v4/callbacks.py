@@ -30,7 +30,7 @@ from relay.logsafe import redact_url
 from relay.outbound.client import USER_AGENT, open_client
 from relay.outbound.delivery import Delivery
 from relay.outbound.urlpolicy import Unresolvable, UrlPolicy, UrlRefused
-from relay.store import Store, StoreClosed, StoreError
+from relay.store import Store, StoreClosed
 from relay.v4 import callback_rows, datapaths, monitor_model, monitor_parse, monitors
 
 
@@ -235,22 +235,17 @@ class CallbackSender:
         self._delivery.retry_in(job, delay)
 
     async def _still_ours(self, job: CallbackJob) -> bool:
-        """Before a retry: in a cluster, another node may have taken the row over."""
-        assert self._store is not None
-        try:
-            if await callback_rows.hold(self._store, job.jobid):
-                return True
-        except StoreClosed:
-            raise
-        except StoreError as exc:
-            # Unknown whether another node has it: wait rather than maybe send twice.
-            log.warning("%s: callback retry postponed, the database is unavailable: %s",
-                        _ctx(job), exc)
-            self._delivery.retry_in(job, float(job.monitor.retry.retry_delay))
-            return False
-        log.info("%s: callback retried by another node now, dropped here", _ctx(job))
-        job.stored = False
-        return False
+        store = self._store
+        assert store is not None
+
+        async def hold() -> bool:
+            held = await callback_rows.hold(store, job.jobid)
+            if not held:
+                job.stored = False  # the row is another node's now
+            return held
+
+        return await self._delivery.still_ours(
+            job, hold, postpone=float(job.monitor.retry.retry_delay))
 
     async def _forget(self, job: CallbackJob) -> None:
         if job.stored and self._store is not None:

@@ -85,6 +85,15 @@ def _object(value: object, where: str, allowed: Collection[str],
     return value
 
 
+def _member_object(obj: Mapping[str, Any], key: str, where: str,
+                   allowed: Collection[str]) -> tuple[dict[str, Any], str]:
+    """The required object ``obj[key]`` and where it is, for the messages below it."""
+    inner = _at(where, key)
+    if key not in obj:
+        raise InvalidRequest(f"{inner}: required")
+    return _object(obj[key], inner, allowed), inner
+
+
 def _string(obj: Mapping[str, Any], key: str, where: str, *, default: str | None = None,
             max_len: int = 500) -> str:
     if key not in obj:
@@ -149,18 +158,12 @@ def _zone(value: object, where: str) -> ZoneTrigger:
     if transition not in ("In", "Out"):
         raise InvalidRequest(f'{_at(where, "transition")}: must be "In" or "Out", got '
                              f"{transition!r}")
-    cwhere = _at(where, "circle")
-    if "circle" not in obj:
-        raise InvalidRequest(f"{cwhere}: required")
-    circle = _object(obj["circle"], cwhere, ("radius", "center"))
+    circle, cwhere = _member_object(obj, "circle", where, ("radius", "center"))
     radius = _number(circle, "radius", cwhere)
     if not 0 < radius <= MAX_RADIUS_KM:
         raise InvalidRequest(f"{_at(cwhere, 'radius')}: must be more than 0 and at most "
                              f"{MAX_RADIUS_KM:g} (km), got {radius:g}")
-    centre_where = _at(cwhere, "center")
-    if "center" not in circle:
-        raise InvalidRequest(f"{centre_where}: required")
-    centre = _object(circle["center"], centre_where, ("latitude", "longitude"))
+    centre, centre_where = _member_object(circle, "center", cwhere, ("latitude", "longitude"))
     lat = _number(centre, "latitude", centre_where)
     lon = _number(centre, "longitude", centre_where)
     if not -90 <= lat <= 90:

@@ -27,14 +27,8 @@ import trio
 
 from protocol import ClientType
 from relay import db
+from tools.bench_server import free_port
 from tools.v2client import LoginRefused, V2Client
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def vm_hwm_kib(pid: int) -> int:
